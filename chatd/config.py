@@ -1,0 +1,262 @@
+"""Settings: read once from the command line and ``CHATD_*`` variables, checked, then frozen.
+
+Nothing else in chatd reads ``os.environ``. A bad value raises ``ConfigError`` with one line that
+names the setting, and ``chatd`` prints that line and exits 2: an operator at 3 a.m. should see
+``CHATD_OFFER_TIMEOUT: expected a number of seconds > 0, got 'thirty'`` and nothing else.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping
+from urllib.parse import urlsplit
+
+
+class ConfigError(Exception):
+    """A setting has a bad value; the message is one line meant for the operator."""
+
+
+@dataclass(frozen=True)
+class Topic:
+    id: str
+    label_fr: str
+    label_en: str
+    priority: int = 0  # higher is served first
+    weight: int = 1  # capacity slots one chat of this topic takes
+    reserved: int = 0  # agent slots kept free across the team for this topic and higher
+
+    def public(self) -> dict[str, Any]:
+        return {"id": self.id, "label": {"fr": self.label_fr, "en": self.label_en},
+                "priority": self.priority}
+
+
+DEFAULT_TOPICS: tuple[Topic, ...] = (
+    Topic("violence", "Violences sexuelles ou conjugales", "Sexual or domestic violence", 30, 2, 0),
+    Topic("radicalisation", "Signaler une radicalisation", "Report radicalisation", 20, 1, 0),
+    Topic("theft", "Vol, cambriolage", "Theft, burglary", 10, 1, 0),
+    Topic("scam", "Escroquerie, arnaque en ligne", "Scams and cybercrime", 10, 1, 0),
+    Topic("road", "Sécurité routière, code de la route", "Road safety, highway code", 0, 1, 0),
+    Topic("general", "Renseignement général", "General information", 0, 1, 0),
+)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every chatd setting. Units are in the names' comments; defaults are the contract's."""
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+    workers: int = 1
+    redis_url: str | None = None  # None: start an embedded redis-server in data_dir
+    data_dir: Path = Path("chatd-data")
+    key_prefix: str = "chatd"  # every Redis key and channel starts with it
+    secret: str | None = None  # None: generated once and kept in Redis
+    public_url: str | None = None  # the server's own origin, e.g. https://chat.example.fr
+    allowed_origins: tuple[str, ...] = ()  # visitor Origins; empty: the server's own origin
+    offer_timeout: float = 30.0  # seconds an agent has to accept an offer
+    assign_mode: str = "offer"  # "offer" or "direct" (no accept step)
+    heartbeat_ttl: float = 15.0  # seconds without heartbeat before an agent is offline
+    agent_grace: float = 120.0  # seconds an offline agent's chats wait before re-queueing
+    visitor_grace: float = 300.0  # seconds a gone visitor keeps their place or chat
+    lang_fallback: float = 60.0  # seconds before a visitor may get an agent not speaking their lang
+    default_lang: str = "fr"
+    retention_days: float = 30.0
+    frame_rate: float = 10.0  # frames per second per connection (agents: per open chat)
+    frame_burst: int = 30
+    max_conn_per_ip: int = 200
+    sessions_per_ip_hour: int = 30
+    max_frame: int = 65536  # bytes
+    hello_timeout: float = 10.0  # seconds
+    idle_timeout: float = 60.0  # seconds without any frame (keepalive pings count)
+    outbox_size: int = 512  # frames queued per connection before it is closed as too slow
+    send_timeout: float = 10.0  # seconds one socket write may take
+    agent_session_hours: float = 12.0  # lifetime of an agent's login token/cookie
+    tick: float = 1.0  # seconds between housekeeping runs (offers, liveness, matching)
+    topics_file: Path | None = None
+    topics: tuple[Topic, ...] = DEFAULT_TOPICS
+    log_level: str = "info"
+    log_ips: bool = False  # write client addresses to logs (off: visitors are anonymous)
+    cookie_secure: bool = False  # mark the session cookie Secure (behind HTTPS)
+    extra: Mapping[str, str] = field(default_factory=dict)
+
+    def replace(self, **changes: Any) -> Settings:
+        return dataclasses.replace(self, **changes)
+
+
+def _positive_float(name: str, raw: str) -> float:
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name}: expected a number of seconds > 0, got {raw!r}") from None
+    if not value > 0 or value != value or value == float("inf"):
+        raise ConfigError(f"{name}: expected a number > 0, got {raw!r}")
+    return value
+
+
+def _int_in(lo: int, hi: int) -> Callable[[str, str], int]:
+    def parse(name: str, raw: str) -> int:
+        try:
+            value = int(raw)
+        except ValueError:
+            raise ConfigError(f"{name}: expected a whole number from {lo} to {hi}, got {raw!r}") from None
+        if not lo <= value <= hi:
+            raise ConfigError(f"{name}: expected a whole number from {lo} to {hi}, got {raw!r}")
+        return value
+    return parse
+
+
+def _bool(name: str, raw: str) -> bool:
+    low = raw.strip().lower()
+    if low in ("1", "true", "yes", "on"):
+        return True
+    if low in ("0", "false", "no", "off", ""):
+        return False
+    raise ConfigError(f"{name}: expected true or false, got {raw!r}")
+
+
+def _choice(*choices: str) -> Callable[[str, str], str]:
+    def parse(name: str, raw: str) -> str:
+        if raw not in choices:
+            raise ConfigError(f"{name}: expected one of {', '.join(choices)}, got {raw!r}")
+        return raw
+    return parse
+
+
+def _redis_url(name: str, raw: str) -> str:
+    parts = urlsplit(raw)
+    if parts.scheme not in ("redis", "rediss", "unix"):
+        raise ConfigError(f"{name}: expected redis://, rediss:// or unix:// URL, got {raw!r}")
+    return raw
+
+
+def _origin(name: str, raw: str) -> str:
+    parts = urlsplit(raw.strip())
+    if parts.scheme not in ("http", "https") or not parts.netloc or parts.path not in ("", "/"):
+        raise ConfigError(f"{name}: expected an origin such as https://www.example.fr, got {raw!r}")
+    return f"{parts.scheme}://{parts.netloc}".lower()
+
+
+def _origins(name: str, raw: str) -> tuple[str, ...]:
+    return tuple(_origin(name, o) for o in raw.split(",") if o.strip())
+
+
+def _str(name: str, raw: str) -> str:
+    if not raw:
+        raise ConfigError(f"{name}: must not be empty")
+    return raw
+
+
+def _secret(name: str, raw: str) -> str:
+    if len(raw) < 16:
+        raise ConfigError(f"{name}: must be at least 16 characters long")
+    return raw
+
+
+def _prefix(name: str, raw: str) -> str:
+    if not raw or not all(c.isalnum() or c in "_-." for c in raw):
+        raise ConfigError(f"{name}: expected letters, digits, '_', '-' or '.', got {raw!r}")
+    return raw
+
+
+_PARSERS: dict[str, Callable[[str, str], Any]] = {
+    "host": _str,
+    "port": _int_in(0, 65535),
+    "workers": _int_in(1, 64),
+    "redis_url": _redis_url,
+    "data_dir": lambda n, r: Path(_str(n, r)),
+    "key_prefix": _prefix,
+    "secret": _secret,
+    "public_url": _origin,
+    "allowed_origins": _origins,
+    "offer_timeout": _positive_float,
+    "assign_mode": _choice("offer", "direct"),
+    "heartbeat_ttl": _positive_float,
+    "agent_grace": _positive_float,
+    "visitor_grace": _positive_float,
+    "lang_fallback": _positive_float,
+    "default_lang": _str,
+    "retention_days": _positive_float,
+    "frame_rate": _positive_float,
+    "frame_burst": _int_in(1, 1_000_000),
+    "max_conn_per_ip": _int_in(1, 10_000_000),
+    "sessions_per_ip_hour": _int_in(1, 10_000_000),
+    "max_frame": _int_in(1024, 16 * 1024 * 1024),
+    "hello_timeout": _positive_float,
+    "idle_timeout": _positive_float,
+    "outbox_size": _int_in(8, 1_000_000),
+    "send_timeout": _positive_float,
+    "agent_session_hours": _positive_float,
+    "tick": _positive_float,
+    "topics_file": lambda n, r: Path(_str(n, r)),
+    "log_level": _choice("debug", "info", "warning", "error"),
+    "log_ips": _bool,
+    "cookie_secure": _bool,
+}
+
+
+def env_name(setting: str) -> str:
+    return "CHATD_" + setting.upper()
+
+
+def load(environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+    """Build Settings from the environment, then command-line ``overrides`` (already typed or
+    raw strings; ``None`` means "not given"). Raises ``ConfigError``."""
+    environ = os.environ if environ is None else environ
+    values: dict[str, Any] = {}
+    for name, parse in _PARSERS.items():
+        raw = environ.get(env_name(name))
+        if raw is not None:
+            values[name] = parse(env_name(name), raw)
+    for name, value in overrides.items():
+        if value is None:
+            continue
+        if name not in _PARSERS:
+            raise ConfigError(f"unknown setting {name!r}")
+        flag = "--" + name.replace("_", "-")
+        values[name] = _PARSERS[name](flag, str(value))
+    settings = Settings(**values)
+    if settings.topics_file is not None:
+        settings = settings.replace(topics=load_topics(settings.topics_file))
+    return settings
+
+
+def load_topics(path: Path) -> tuple[Topic, ...]:
+    """Topics from a TOML file: ``[[topic]]`` tables with id, label_fr, label_en, priority,
+    weight, reserved. ``general`` is added when missing, as the contract promises it."""
+    name = env_name("topics_file")
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"{name}: cannot read {path}: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{name}: {path} is not valid TOML: {exc}") from None
+    items = data.get("topic")
+    if not isinstance(items, list) or not items:
+        raise ConfigError(f"{name}: {path} has no [[topic]] tables")
+    topics: list[Topic] = []
+    seen: set[str] = set()
+    for i, item in enumerate(items, 1):
+        try:
+            topic = Topic(
+                id=str(item["id"]), label_fr=str(item.get("label_fr", item["id"])),
+                label_en=str(item.get("label_en", item.get("label_fr", item["id"]))),
+                priority=int(item.get("priority", 0)), weight=int(item.get("weight", 1)),
+                reserved=int(item.get("reserved", 0)),
+            )
+        except (KeyError, TypeError, ValueError):
+            raise ConfigError(f"{name}: topic #{i} in {path} needs an id and integer priority/weight/reserved") from None
+        if not topic.id.replace("_", "").replace("-", "").isalnum() or len(topic.id) > 32:
+            raise ConfigError(f"{name}: topic id {topic.id!r} must be 1-32 letters, digits, '_' or '-'")
+        if topic.weight < 1 or topic.reserved < 0:
+            raise ConfigError(f"{name}: topic {topic.id!r} needs weight >= 1 and reserved >= 0")
+        if topic.id in seen:
+            raise ConfigError(f"{name}: topic {topic.id!r} is listed twice")
+        seen.add(topic.id)
+        topics.append(topic)
+    if "general" not in seen:
+        topics.append(Topic("general", "Renseignement général", "General information"))
+    return tuple(topics)

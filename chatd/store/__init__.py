@@ -1,0 +1,8 @@
+"""The Redis keyspace and its atomic operations; the only package that knows key names."""
+
+from __future__ import annotations
+
+from .keys import Keys
+from .store import Entry, NoteEntry, Store, now_ms
+
+__all__ = ["Entry", "Keys", "NoteEntry", "Store", "now_ms"]

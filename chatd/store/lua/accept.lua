@@ -1,0 +1,22 @@
+-- An agent accepts an offer: the session becomes theirs.
+-- KEYS: none
+-- ARGV: P, NOW, sid, login, agent display name
+-- Returns: 'ok'; 'conflict' (it was offered to this agent but is gone: expired, taken,
+--          already accepted, visitor left); 'not_found' (never offered to this agent)
+local sid, login, name = ARGV[3], ARGV[4], ARGV[5]
+local skey = k_session(sid)
+local state, offer_agent, agent, declined = unpack(redis.call('HMGET', skey,
+  'state', 'offer_agent', 'agent', 'declined'))
+if state == 'offered' and offer_agent == login then
+  redis.call('HSET', skey, 'state', 'active', 'agent', login, 'offer_agent', '',
+             'assigned_at', NOW)
+  redis.call('ZREM', k_offers(), sid)
+  publish(k_agent_channel(login), {e = 'assigned', sid = sid})
+  publish(k_session_channel(sid), {e = 'assigned', sid = sid, agent = login, name = name})
+  return 'ok'
+end
+if not state then return 'not_found' end
+if agent == login or (declined and string.find(declined, ' ' .. login .. '=', 1, true)) then
+  return 'conflict'
+end
+return 'not_found'

@@ -1,0 +1,198 @@
+"""The Redis store: every read and write of chatd's state goes through here.
+
+Methods are small and named for what they mean to chatd (``create_session``, ``accept``…); the
+atomic ones run one Lua script each. ``now`` is the caller's clock in ms, passed so that one
+event uses one time everywhere.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from dataclasses import dataclass
+from typing import Any, Iterable
+
+from redis.asyncio import Redis
+
+from ..config import Settings, Topic
+from .keys import Keys
+from .scripts import Scripts
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """One message of a session's stream, as stored."""
+
+    seq: int
+    sender: str
+    text: str
+    ts: int
+    cid: str
+
+
+@dataclass(frozen=True, slots=True)
+class NoteEntry:
+    nseq: int
+    agent: str
+    text: str
+    ts: int
+    cid: str
+
+
+class Store:
+    def __init__(self, redis: Redis, settings: Settings) -> None:
+        self.redis = redis
+        self.settings = settings
+        self.keys = Keys(settings.key_prefix)
+        self.scripts = Scripts(redis)
+        self.prefix = settings.key_prefix
+        self.retention_ms = int(settings.retention_days * 86_400_000)
+
+    async def _run(self, name: str, *args: Any) -> Any:
+        return await self.scripts.run(name, self.prefix, now_ms(), *args)
+
+    # -- deployment ---------------------------------------------------------------------------
+
+    async def shared_secret(self, configured: str | None) -> str:
+        """The configured secret, or one generated once and kept in Redis for every process."""
+        if configured:
+            return configured
+        await self.redis.set(self.keys.secret, secrets.token_urlsafe(48), nx=True)
+        value = await self.redis.get(self.keys.secret)
+        return str(value)
+
+    async def publish_topics(self, topics: Iterable[Topic]) -> None:
+        mapping = {t.id: f"{t.priority},{t.weight},{t.reserved}" for t in topics}
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.delete(self.keys.topics)
+            pipe.hset(self.keys.topics, mapping=mapping)
+            await pipe.execute()
+
+    # -- sessions and messages ----------------------------------------------------------------
+
+    async def create_session(self, sid: str, vid: str, topic: Topic, lang: str,
+                             text: str | None, cid: str | None) -> int:
+        return int(await self._run("create", sid, vid, topic.id, lang, topic.priority,
+                                   topic.weight, text or "", cid or ""))
+
+    async def append(self, sid: str, kind: str, sender: str, actor: str, text: str,
+                     cid: str | None) -> tuple[str, int]:
+        status, seq = await self._run("append", sid, kind, sender, actor, text, cid or "", "")
+        return str(status), int(seq)
+
+    async def session(self, sid: str) -> dict[str, str]:
+        return await self.redis.hgetall(self.keys.session(sid))  # type: ignore[no-any-return]
+
+    async def history(self, sid: str, after: int = 0, count: int = 1000) -> list[Entry]:
+        rows = await self.redis.xrange(self.keys.messages(sid), f"0-{after + 1}", "+", count=count)
+        return [Entry(int(i.split("-", 1)[1]), f["from"], f["text"], int(f["ts"]), f.get("cid", ""))
+                for i, f in rows]
+
+    async def notes(self, sid: str, after: int = 0) -> list[NoteEntry]:
+        rows = await self.redis.xrange(self.keys.notes(sid), f"0-{after + 1}", "+", count=1000)
+        return [NoteEntry(int(i.split("-", 1)[1]), f["agent"], f["text"], int(f["ts"]),
+                          f.get("cid", "")) for i, f in rows]
+
+    async def last_seqs(self, sids: list[str]) -> list[int]:
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for sid in sids:
+                pipe.hget(self.keys.session(sid), "seq")
+            return [int(v or 0) for v in await pipe.execute()]
+
+    async def visitor_sessions(self, vid: str) -> list[dict[str, Any]]:
+        sids = sorted(await self.redis.smembers(self.keys.visitor_sessions(vid)))
+        out = []
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for sid in sids:
+                pipe.hmget(self.keys.session(sid), "state", "topic", "seq")
+            rows = await pipe.execute()
+        for sid, (state, topic, seq) in zip(sids, rows):
+            if state is None:  # expired after retention
+                continue
+            out.append({"session": sid, "state": state, "topic": topic, "last_seq": int(seq or 0)})
+        return out
+
+    async def close(self, sid: str, by: str, actor: str, reason: str, disposition: str = "",
+                    rating: int | None = None, comment: str | None = None) -> str:
+        return str(await self._run("close", sid, by, actor, reason, disposition,
+                                   self.retention_ms, rating or "", comment or ""))
+
+    async def rate(self, sid: str, vid: str, rating: int, comment: str | None) -> str:
+        return str(await self._run("rate", sid, vid, rating, comment or ""))
+
+    # -- matching -----------------------------------------------------------------------------
+
+    async def match(self, max_matches: int = 200) -> int:
+        s = self.settings
+        return int(await self._run(
+            "match", int(s.offer_timeout * 1000), 1 if s.assign_mode == "direct" else 0,
+            int(s.lang_fallback * 1000), int(s.offer_timeout * 1000), max_matches))
+
+    async def accept(self, sid: str, login: str, name: str) -> str:
+        return str(await self._run("accept", sid, login, name))
+
+    async def decline(self, sid: str, login: str) -> str:
+        return str(await self._run("decline", sid, login))
+
+    async def expire_offers(self) -> int:
+        return int(await self._run("expire_offers"))
+
+    async def heartbeat(self, logins: list[str], visitor_sids: list[str]) -> list[str]:
+        return list(await self._run("heartbeat", len(logins), *logins, *visitor_sids))
+
+    async def agent_online(self, login: str) -> tuple[str, list[dict[str, Any]]]:
+        status, flat = await self._run("agent_online", login)
+        sessions = [{"session": flat[i], "state": flat[i + 1], "topic": flat[i + 2],
+                     "last_seq": int(flat[i + 3] or 0)} for i in range(0, len(flat), 4)]
+        return str(status), sessions
+
+    async def reap(self, text_fr: str, text_en: str) -> list[int]:
+        s = self.settings
+        return list(await self._run(
+            "reap", int(s.heartbeat_ttl * 1000), int(s.agent_grace * 1000),
+            int(s.visitor_grace * 1000), self.retention_ms, text_fr, text_en))
+
+    async def set_status(self, login: str, status: str, capacity: int, langs: Iterable[str],
+                         topics: Iterable[str], name: str) -> tuple[str, int, int]:
+        st, load, cap = await self._run("status", login, status, capacity, " ".join(langs),
+                                        " ".join(topics), name)
+        return str(st), int(load), int(cap)
+
+    async def transfer(self, sid: str, login: str, to_agent: str | None, to_topic: Topic | None,
+                       text_fr: str, text_en: str) -> str:
+        return str(await self._run(
+            "transfer", sid, login, to_agent or "", to_topic.id if to_topic else "",
+            to_topic.priority if to_topic else 0, to_topic.weight if to_topic else 1,
+            int(self.settings.offer_timeout * 1000), text_fr, text_en))
+
+    async def queue_positions(self, entries: list[tuple[str, str]]) -> list[int | None]:
+        """1-based positions of (topic, sid) pairs among waiting visitors of their topic."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for topic, sid in entries:
+                pipe.zrank(self.keys.queue(topic), sid)
+            ranks = await pipe.execute()
+        return [None if r is None else int(r) + 1 for r in ranks]
+
+    async def agent_sessions(self, login: str) -> set[str]:
+        return set(await self.redis.smembers(self.keys.agent_sessions(login)))
+
+    async def agent_state(self, login: str) -> dict[str, str]:
+        return await self.redis.hgetall(self.keys.agent(login))  # type: ignore[no-any-return]
+
+    async def handling_ms(self) -> dict[str, int]:
+        raw = await self.redis.hgetall(self.keys.handling)
+        return {k: int(v) for k, v in raw.items()}
+
+    async def capacity_online(self) -> int:
+        """Total capacity of available agents: the denominator of queue ETAs."""
+        logins = await self.redis.zrange(self.keys.available, 0, -1)
+        if not logins:
+            return 0
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for login in logins:
+                pipe.hget(self.keys.agent(login), "cap")
+            return sum(int(c or 0) for c in await pipe.execute())

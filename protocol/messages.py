@@ -1,0 +1,186 @@
+"""One frozen dataclass per inbound message type, and the tables that say who may send which.
+
+A message is built only by ``protocol.codec.decode`` (after every field is checked against the
+class's ``FIELDS``) or by a client that means to send it; so a handler that holds a ``Send`` knows
+its ``text`` has 1-4000 code points and its ``session`` is a well-formed id. Server-to-client
+frames are plain maps built by ``protocol.outbound``: they are made on the hot path and never
+validated by the server itself.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from typing import Any, ClassVar
+
+from . import fields as f
+from .fields import Field, Resume
+
+DISPOSITION_RE_DOC = "a short code such as answered, redirected_17, abusive"
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    TYPE: ClassVar[str] = ""
+    FIELDS: ClassVar[tuple[Field, ...]] = ()
+
+    def to_map(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"type": self.TYPE}
+        for fl in fields(self):
+            value = getattr(self, fl.name)
+            if value is None:
+                continue
+            if isinstance(value, Resume):
+                value = value.to_map()
+            elif isinstance(value, tuple):
+                value = [v.to_map() for v in value]
+            out[fl.name] = value
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class VisitorHello(Message):
+    TYPE = "hello"
+    FIELDS = (f.token(), Field("resume", "resume", False), f.lang())
+    token: str | None = None
+    resume: Resume | None = None
+    lang: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AgentHello(Message):
+    TYPE = "hello"
+    FIELDS = (f.token(), Field("resume", "resume_list", False, hi=64))
+    token: str | None = None
+    resume: tuple[Resume, ...] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Start(Message):
+    TYPE = "start"
+    FIELDS = (Field("topic", "id"), f.lang(), f.text(required=False))
+    topic: str
+    lang: str | None = None
+    text: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Send(Message):
+    TYPE = "send"
+    FIELDS = (f.session(), Field("cid", "id"), f.text())
+    session: str
+    cid: str
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class Typing(Message):
+    TYPE = "typing"
+    FIELDS = (f.session(), Field("on", "bool"))
+    session: str
+    on: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Read(Message):
+    TYPE = "read"
+    FIELDS = (f.session(), Field("seq", "int", lo=0, hi=2**53))
+    session: str
+    seq: int
+
+
+@dataclass(frozen=True, slots=True)
+class VisitorClose(Message):
+    TYPE = "close"
+    FIELDS = (
+        f.session(),
+        Field("rating", "int", False, lo=1, hi=5),
+        Field("comment", "text", False, min_len=0, max_len=f.COMMENT_MAX),
+        Field("reason", "enum", False, choices=("quick_exit",)),
+    )
+    session: str
+    rating: int | None = None
+    comment: str | None = None
+    reason: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Rate(Message):
+    TYPE = "rate"
+    FIELDS = (
+        f.session(),
+        Field("rating", "int", lo=1, hi=5),
+        Field("comment", "text", False, min_len=0, max_len=f.COMMENT_MAX),
+    )
+    session: str
+    rating: int
+    comment: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Ping(Message):
+    TYPE = "ping"
+
+
+@dataclass(frozen=True, slots=True)
+class Status(Message):
+    TYPE = "status"
+    FIELDS = (
+        Field("status", "enum", choices=("available", "away")),
+        Field("capacity", "int", False, lo=1, hi=50),
+    )
+    status: str
+    capacity: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Accept(Message):
+    TYPE = "accept"
+    FIELDS = (f.session(),)
+    session: str
+
+
+@dataclass(frozen=True, slots=True)
+class Decline(Message):
+    TYPE = "decline"
+    FIELDS = (f.session(),)
+    session: str
+
+
+@dataclass(frozen=True, slots=True)
+class Note(Message):
+    TYPE = "note"
+    FIELDS = (f.session(), Field("cid", "id", False), f.text())
+    session: str
+    cid: str | None = None
+    text: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Transfer(Message):
+    TYPE = "transfer"
+    FIELDS = (f.session(), Field("to_agent", "id", False), Field("to_topic", "id", False))
+    session: str
+    to_agent: str | None = None
+    to_topic: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AgentClose(Message):
+    TYPE = "close"
+    FIELDS = (f.session(), Field("disposition", "id"))
+    session: str
+    disposition: str
+
+
+def _table(*classes: type[Message]) -> dict[str, type[Message]]:
+    return {c.TYPE: c for c in classes}
+
+
+#: What a visitor may send, by ``type``.
+VISITOR: dict[str, type[Message]] = _table(
+    VisitorHello, Start, Send, Typing, Read, VisitorClose, Rate, Ping
+)
+#: What an agent may send, by ``type``.
+AGENT: dict[str, type[Message]] = _table(
+    AgentHello, Status, Accept, Decline, Send, Typing, Read, Note, Transfer, AgentClose, Ping
+)
