@@ -5,6 +5,7 @@ It imports only the standard library and ``msgpack``; ``tests/test_protocol_puri
 
 from __future__ import annotations
 
+from . import outbound
 from .codec import JSON, MSGPACK, SUBPROTOCOLS, decode, decode_server, encode, load_map
 from .errors import BadFrame, BadMessage, CloseCode, ErrorCode, ProtocolError, TooLarge
 from .messages import AGENT, VISITOR, Message
@@ -12,5 +13,5 @@ from .messages import AGENT, VISITOR, Message
 __all__ = [
     "AGENT", "JSON", "MSGPACK", "SUBPROTOCOLS", "VISITOR",
     "BadFrame", "BadMessage", "CloseCode", "ErrorCode", "Message", "ProtocolError", "TooLarge",
-    "decode", "decode_server", "encode", "load_map",
+    "decode", "decode_server", "encode", "load_map", "outbound",
 ]

@@ -196,3 +196,39 @@ class Store:
             for login in logins:
                 pipe.hget(self.keys.agent(login), "cap")
             return sum(int(c or 0) for c in await pipe.execute())
+
+    # -- retention ----------------------------------------------------------------------------
+
+    async def closed_sessions(self, since_ms: int = 0) -> list[str]:
+        return list(await self.redis.zrangebyscore(self.keys.closed, since_ms, "+inf"))
+
+    async def transcript(self, sid: str) -> dict[str, Any] | None:
+        info = await self.session(sid)
+        if not info:
+            return None
+        out: dict[str, Any] = {"session": sid}
+        for field in ("state", "topic", "lang", "created", "assigned_at", "closed_at", "by",
+                      "reason", "disposition", "rating", "comment", "agent", "prev_agent"):
+            value = info.get(field)
+            if value not in (None, ""):
+                out[field] = int(value) if field in ("created", "assigned_at", "closed_at",
+                                                     "rating") else value
+        out["messages"] = [{"seq": e.seq, "from": e.sender, "text": e.text, "ts": e.ts}
+                           for e in await self.history(sid, 0, 100_000)]
+        out["notes"] = [{"nseq": n.nseq, "from_agent": n.agent, "text": n.text, "ts": n.ts}
+                        for n in await self.notes(sid, 0)]
+        return out
+
+    async def purge(self, older_than_ms: int) -> int:
+        """Deletes closed sessions closed before ``older_than_ms`` (epoch ms), transcripts too."""
+        sids = await self.redis.zrangebyscore(self.keys.closed, "-inf", older_than_ms)
+        for sid in sids:
+            vid = await self.redis.hget(self.keys.session(sid), "visitor")
+            async with self.redis.pipeline(transaction=True) as pipe:
+                pipe.delete(self.keys.session(sid), self.keys.messages(sid), self.keys.notes(sid),
+                            self.keys.cids(sid))
+                if vid:
+                    pipe.srem(self.keys.visitor_sessions(vid), sid)
+                pipe.zrem(self.keys.closed, sid)
+                await pipe.execute()
+        return len(sids)

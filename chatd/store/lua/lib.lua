@@ -63,7 +63,7 @@ local function requeue(sid, front)
   redis.call('HSET', skey, 'state', 'queued', 'agent', '', 'offer_agent', '', 'offer_deadline', 0)
   redis.call('ZREM', k_offers(), sid)
   redis.call('ZADD', k_queue(topic), score, sid)
-  publish(k_session_channel(sid), {e = 'queued', sid = sid})
+  publish(k_session_channel(sid), {e = 'queued', sid = sid, topic = topic})
 end
 
 -- Remembers that an agent let this offer go, so that the next run offers it to someone else.
@@ -111,7 +111,6 @@ local function close_session(sid, by, reason, disposition, retention_ms)
     local login = hget(skey, 'agent')
     if login and login ~= '' then
       release_load(login, tonumber(hget(skey, 'weight')), sid)
-      publish(k_agent_channel(login), {e = 'closed', sid = sid, by = by, reason = reason})
     end
     local started = tonumber(assigned_at)
     if started and started > 0 then

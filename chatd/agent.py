@@ -1,0 +1,163 @@
+"""What the server does for each message an agent sends (docs/protocol.md, "Agent")."""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any
+
+import protocol.messages as m
+from protocol import ErrorCode
+from protocol.outbound import error, note_ack
+
+from . import metrics, texts
+from .connection import Connection
+from .visitor import NOT_FOUND, Refused, _answer_append, relay_ephemeral
+
+if TYPE_CHECKING:
+    from .runtime import Runtime
+
+
+class AgentHandlers:
+    def __init__(self, rt: Runtime) -> None:
+        self.rt = rt
+        self.store = rt.store
+        self.hub = rt.hub
+        self.hub.on_assigned_agent = self.send_assigned
+        self.table = {
+            "hello": self.hello, "status": self.status, "accept": self.accept,
+            "decline": self.decline, "send": self.send, "typing": self.typing, "read": self.read,
+            "note": self.note, "transfer": self.transfer, "close": self.close, "ping": self.ping,
+        }
+
+    async def hello(self, conn: Connection, msg: m.AgentHello) -> None:
+        auth = self.rt.auth
+        assert auth is not None
+        account = await auth.token_account(msg.token) if msg.token else conn.agent
+        if account is None:
+            conn.send(error(ErrorCode.UNAUTHORIZED, "sign in first", "hello"))
+            raise Closing()
+        conn.agent = account
+        conn.identity = account.login
+        conn.name = account.name
+        await self.hub.add_agent(conn)
+        status, sessions = await self.store.agent_online(account.login)
+        conn.send({"type": "welcome", "agent": account.profile(), "status": status,
+                   "sessions": sessions, "server_time": int(time.time() * 1000)})
+        resume = {r.session: r.after for r in (msg.resume or ())}
+        mine = {s["session"]: s for s in sessions}
+        for sid in resume:
+            if sid not in mine:
+                conn.send(error(ErrorCode.NOT_FOUND, NOT_FOUND, "hello"))
+        for sid, s in mine.items():
+            if sid in resume:
+                await self.hub.attach(conn, sid, None)
+                conn.ncursors[sid] = 0
+                self.hub.start_from(conn, sid, min(resume[sid], s["last_seq"]))
+                conn.spawn(self.hub.catch_up_notes(conn, sid))
+            else:
+                await self.send_assigned(conn, sid)
+
+    async def send_assigned(self, conn: Connection, sid: str) -> None:
+        """The `assigned` frame with the whole history, then live delivery from there on."""
+        await self.hub.attach(conn, sid, None)
+        info = await self.store.session(sid)
+        if info.get("agent") != conn.identity or info.get("state") != "active":
+            self.hub.detach(conn, sid)
+            return
+        history = await self.store.history(sid, 0, 5000)
+        notes = await self.store.notes(sid, 0)
+        created = int(info.get("created", 0))
+        assigned_at = int(info.get("assigned_at", 0) or 0)
+        conn.send({
+            "type": "assigned", "session": sid,
+            "visitor": {"topic": info.get("topic"), "lang": info.get("lang"),
+                        "waited_s": max(0, (assigned_at - created) // 1000),
+                        "started": created},
+            "history": [{"seq": e.seq, "from": e.sender, "text": e.text, "ts": e.ts,
+                         **({"cid": e.cid} if e.cid else {})} for e in history],
+            "notes": [{"nseq": n.nseq, "from_agent": n.agent, "text": n.text, "ts": n.ts}
+                      for n in notes],
+        })
+        last = history[-1].seq if history else 0
+        conn.ncursors[sid] = notes[-1].nseq if notes else 0
+        self.hub.max_seq[sid] = max(self.hub.max_seq.get(sid, 0), int(info.get("seq", 0)))
+        self.hub.start_from(conn, sid, last)
+
+    async def status(self, conn: Connection, msg: m.Status) -> None:
+        acct = conn.agent
+        cap = min(msg.capacity or acct.capacity, acct.capacity)
+        await self.store.set_status(acct.login, msg.status, cap, acct.langs, acct.topics, acct.name)
+        if msg.status == "available":
+            self.rt.matcher.kick()
+
+    async def accept(self, conn: Connection, msg: m.Accept) -> None:
+        status = await self.store.accept(msg.session, conn.identity, conn.name)
+        _refuse_offer_status(status)
+
+    async def decline(self, conn: Connection, msg: m.Decline) -> None:
+        status = await self.store.decline(msg.session, conn.identity)
+        _refuse_offer_status(status)
+        self.rt.matcher.kick()
+
+    async def send(self, conn: Connection, msg: m.Send) -> None:
+        status, seq = await self.store.append(msg.session, "msg", "agent", conn.identity,
+                                              msg.text, msg.cid)
+        _answer_append(conn, msg.session, msg.cid, status, seq)
+        if status == "ok":
+            metrics.MESSAGES.labels("agent").inc()
+
+    async def note(self, conn: Connection, msg: m.Note) -> None:
+        status, nseq = await self.store.append(msg.session, "note", "agent", conn.identity,
+                                               msg.text, msg.cid)
+        if status in ("ok", "dup"):
+            if msg.cid:
+                conn.send(note_ack(msg.cid, msg.session, nseq))
+        elif status == "closed":
+            raise Refused(ErrorCode.CONFLICT, "this chat is closed")
+        else:
+            raise Refused(ErrorCode.NOT_FOUND, NOT_FOUND)
+
+    async def typing(self, conn: Connection, msg: m.Typing) -> None:
+        await relay_ephemeral(self.rt, conn, msg.session,
+                              {"e": "typing", "sid": msg.session, "from": "agent", "on": msg.on})
+
+    async def read(self, conn: Connection, msg: m.Read) -> None:
+        await relay_ephemeral(self.rt, conn, msg.session,
+                              {"e": "read", "sid": msg.session, "from": "agent", "seq": msg.seq})
+
+    async def transfer(self, conn: Connection, msg: m.Transfer) -> None:
+        if bool(msg.to_agent) == bool(msg.to_topic):
+            raise Refused(ErrorCode.BAD_MESSAGE, "transfer: give exactly one of to_agent, to_topic")
+        topic = None
+        if msg.to_topic:
+            topic = self.rt.topics.get(msg.to_topic)
+            if topic is None:
+                raise Refused(ErrorCode.BAD_MESSAGE, f"unknown topic {msg.to_topic!r}")
+        status = await self.store.transfer(msg.session, conn.identity, msg.to_agent, topic,
+                                           texts.TRANSFERRED["fr"], texts.TRANSFERRED["en"])
+        if status == "not_found":
+            raise Refused(ErrorCode.NOT_FOUND, NOT_FOUND)
+        if status == "conflict":
+            raise Refused(ErrorCode.CONFLICT, "that agent cannot take this chat now")
+        self.rt.matcher.kick()
+
+    async def close(self, conn: Connection, msg: m.AgentClose) -> None:
+        status = await self.store.close(msg.session, "agent", conn.identity, "agent_closed",
+                                        msg.disposition)
+        if status == "not_found":
+            raise Refused(ErrorCode.NOT_FOUND, NOT_FOUND)
+        self.rt.matcher.kick()
+
+    async def ping(self, conn: Connection, msg: m.Ping) -> None:
+        conn.send({"type": "pong"})
+
+
+class Closing(Exception):
+    """The connection must end (policy): the transport closes it with 1008."""
+
+
+def _refuse_offer_status(status: Any) -> None:
+    if status == "conflict":
+        raise Refused(ErrorCode.CONFLICT, "this offer is no longer yours (expired, taken or answered)")
+    if status == "not_found":
+        raise Refused(ErrorCode.NOT_FOUND, NOT_FOUND)

@@ -1,0 +1,122 @@
+"""One client's WebSocket as the rest of chatd sees it: a bounded outbox and a writer task.
+
+Fan-out never awaits a client: it calls ``push``, which only appends to the outbox. The writer
+task drains the outbox with a deadline on every write. A client that does not read fills its
+outbox and is closed with ``CloseCode.SLOW``; it loses nothing, because it resumes from the
+stream (docs/protocol.md, "Backpressure"). When a write stalls past the deadline the transport is
+aborted, because a plain close would wait for the peer to drain its buffer, forever.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from typing import Any, Awaitable, Callable
+
+import protocol
+from protocol import CloseCode
+
+log = logging.getLogger("chatd.connection")
+
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+
+
+class Connection:
+    __slots__ = (
+        "role", "subprotocol", "identity", "name", "agent", "ip", "_send", "_outbox", "_wake",
+        "_limit", "_timeout", "close_code", "close_reason", "closed", "cursors", "ncursors",
+        "catching", "attached", "waiting", "positions", "writer", "tasks", "hello_done", "bucket",
+    )
+
+    def __init__(self, send: Send, role: str, subprotocol: str, ip: str,
+                 outbox_size: int, send_timeout: float) -> None:
+        self.role = role  # "visitor" | "agent"
+        self.subprotocol = subprotocol
+        self.identity = ""  # visitor id or agent login, set by hello
+        self.name = ""
+        self.agent: Any = None  # the Account of an agent connection
+        self.ip = ip
+        self._send = send
+        self._outbox: deque[str | bytes] = deque()
+        self._wake = asyncio.Event()
+        self._limit = outbox_size
+        self._timeout = send_timeout
+        self.close_code: int | None = None
+        self.close_reason = ""
+        self.closed = False
+        self.cursors: dict[str, int] = {}  # session -> last seq delivered to this client
+        self.ncursors: dict[str, int] = {}  # session -> last note nseq delivered (agents)
+        self.catching: set[str] = set()  # sessions with a backfill under way
+        self.attached: set[str] = set()  # sessions this connection receives
+        self.waiting: dict[str, str] = {}  # queued session -> topic (visitors)
+        self.positions: dict[str, tuple[int, int]] = {}  # last (position, eta) sent
+        self.writer: asyncio.Task[None] | None = None
+        self.tasks: set[asyncio.Task[Any]] = set()
+        self.hello_done = False
+        self.bucket: Any = None
+
+    # -- outbound ----------------------------------------------------------------------------
+
+    def push(self, data: str | bytes) -> None:
+        """Queue one encoded frame; never blocks. Overflow closes the connection as too slow."""
+        if self.close_code is not None:
+            return
+        if len(self._outbox) >= self._limit:
+            log.info("closing a %s connection: outbox full (slow consumer)", self.role)
+            self._outbox.clear()
+            self.close(CloseCode.SLOW, "too slow")
+            return
+        self._outbox.append(data)
+        self._wake.set()
+
+    def send(self, frame: dict[str, Any]) -> None:
+        self.push(protocol.encode(frame, self.subprotocol))
+
+    def close(self, code: int, reason: str = "") -> None:
+        if self.close_code is None:
+            self.close_code = code
+            self.close_reason = reason
+            self._wake.set()
+
+    def spawn(self, coro: Awaitable[Any]) -> None:
+        """Run a task tied to this connection: cancelled when the connection ends."""
+        task = asyncio.ensure_future(coro)
+        self.tasks.add(task)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        self.tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            exc = task.exception()
+            log.error("connection task failed: %s: %s", type(exc).__name__, exc)
+
+    async def run_writer(self) -> None:
+        send = self._send
+        outbox = self._outbox
+        try:
+            while True:
+                await self._wake.wait()
+                self._wake.clear()
+                while outbox and self.close_code != CloseCode.SLOW:
+                    data = outbox.popleft()
+                    event = ({"type": "websocket.send", "text": data} if type(data) is str
+                             else {"type": "websocket.send", "bytes": data})
+                    await asyncio.wait_for(send(event), self._timeout)
+                if self.close_code is not None:
+                    await asyncio.wait_for(
+                        send({"type": "websocket.close", "code": self.close_code,
+                              "reason": self.close_reason}), min(self._timeout, 2.0))
+                    return
+        except asyncio.TimeoutError:
+            log.info("aborting a %s connection: a write stalled for %.0f s", self.role, self._timeout)
+            self.abort()
+        except Exception:  # the peer went away mid-write: nothing to tell anyone
+            self.abort()
+
+    def abort(self) -> None:
+        """Drop the TCP connection now (uvicorn: the protocol object behind ``send``)."""
+        proto = getattr(self._send, "__self__", None)
+        transport = getattr(proto, "transport", None)
+        if transport is not None:
+            transport.abort()

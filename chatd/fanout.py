@@ -1,0 +1,133 @@
+"""This process's one pub/sub connection: Redis channels in, decoded events out to the hub.
+
+Pub/sub is only the fast path: the streams are the truth. When the listener loses Redis it
+reconnects with backoff, subscribes again to every channel it held, and asks the hub to resync,
+which backfills each live session from its stream (docs/protocol.md, "Delivery").
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any, Awaitable, Callable
+
+import msgpack
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+log = logging.getLogger("chatd.fanout")
+
+OnEvent = Callable[[str, dict[str, Any]], None]
+
+
+class Fanout:
+    def __init__(self, redis: Redis, always: str, on_event: OnEvent,
+                 on_resync: Callable[[], Awaitable[None]]) -> None:
+        self._redis = redis  # a client with decode_responses=False: payloads are msgpack
+        self._always = always
+        self._on_event = on_event
+        self._on_resync = on_resync
+        self.channels: set[str] = {always}
+        self._pending: dict[str, asyncio.Future[None]] = {}
+        self._ps: Any = None
+        self._task: asyncio.Task[None] | None = None
+        self.connected = asyncio.Event()
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="fanout")
+
+    async def stop(self) -> None:
+        if self._task:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+        if self._ps is not None:
+            try:
+                await self._ps.aclose()
+            except Exception:  # closing a dead connection: nothing to do
+                pass
+
+    async def subscribe(self, channel: str) -> None:
+        """Subscribe and wait until Redis confirms, so no publish after this returns is missed."""
+        if channel in self.channels:
+            return
+        self.channels.add(channel)
+        if not self.connected.is_set():
+            return  # the reconnect subscribes it, then resyncs
+        fut = asyncio.get_running_loop().create_future()
+        self._pending[channel] = fut
+        try:
+            await self._ps.subscribe(channel)
+            await asyncio.wait_for(asyncio.shield(fut), 2.0)
+        except (RedisError, OSError, asyncio.TimeoutError) as exc:
+            log.warning("subscribe not confirmed (%s); the periodic resync covers it",
+                        type(exc).__name__)
+        finally:
+            self._pending.pop(channel, None)
+
+    async def unsubscribe(self, channel: str) -> None:
+        if channel not in self.channels or channel == self._always:
+            return
+        self.channels.discard(channel)
+        if self.connected.is_set():
+            try:
+                await self._ps.unsubscribe(channel)
+            except (RedisError, OSError):
+                pass  # the reconnect will not re-add it
+
+    async def _run(self) -> None:
+        delay = 0.1
+        first = True
+        while True:
+            try:
+                self._ps = self._redis.pubsub()
+                await self._ps.subscribe(*self.channels)
+                self.connected.set()
+                if not first:
+                    log.warning("pub/sub reconnected; resyncing live sessions from their streams")
+                    await self._on_resync()
+                first = False
+                delay = 0.1
+                await self._listen()
+            except asyncio.CancelledError:
+                raise
+            except (RedisError, OSError) as exc:
+                if self.connected.is_set():
+                    log.warning("pub/sub lost: %s; reconnecting", exc)
+                self.connected.clear()
+                first = False
+                try:
+                    await self._ps.aclose()
+                except Exception:  # closing a dead connection: nothing to do
+                    pass
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 2.0)
+
+    async def _listen(self) -> None:
+        ps = self._ps
+        unpack = msgpack.unpackb
+        on_event = self._on_event
+        while True:
+            message = await ps.get_message(ignore_subscribe_messages=False, timeout=None)
+            if message is None:
+                continue
+            kind = message["type"]
+            channel = message["channel"]
+            if type(channel) is bytes:
+                channel = channel.decode()
+            if kind == "message":
+                try:
+                    event = unpack(message["data"], raw=False, unicode_errors="replace")
+                except Exception:  # not ours: ignore rather than die
+                    log.error("undecodable event on %s", channel)
+                    continue
+                try:
+                    on_event(channel, event)
+                except Exception:
+                    log.exception("event handler failed on %s", channel)
+            elif kind == "subscribe":
+                fut = self._pending.get(channel)
+                if fut is not None and not fut.done():
+                    fut.set_result(None)

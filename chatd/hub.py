@@ -1,0 +1,323 @@
+"""This process's live connections, and delivery of events to them.
+
+Every visible message reaches a client through ``_deliver``, which keeps, per connection and per
+session, the last ``seq`` the client was given. The next seq is sent at once; an old one is
+dropped; a gap starts a backfill from the stream (``_catch_up``). Resume, a missed publish, and a
+pub/sub reconnect are therefore one code path, and each client gets every message exactly once,
+in order (docs/protocol.md, "Delivery"). A live message is encoded once per subprotocol, not once
+per recipient.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import protocol
+from protocol import CloseCode
+
+from .connection import Connection
+from .fanout import Fanout
+from .store import Entry, Store
+
+log = logging.getLogger("chatd.hub")
+
+
+def msg_frame(sid: str, e: Entry) -> dict[str, Any]:
+    return protocol.outbound.msg(sid, e.seq, e.sender, e.text, e.ts, e.cid)
+
+
+class _Encoded:
+    """A frame encoded lazily, at most once per subprotocol."""
+
+    __slots__ = ("frame", "json", "msgpack")
+
+    def __init__(self, frame: dict[str, Any]) -> None:
+        self.frame = frame
+        self.json: str | bytes | None = None
+        self.msgpack: str | bytes | None = None
+
+    def for_(self, subprotocol: str) -> str | bytes:
+        if subprotocol == protocol.MSGPACK:
+            if self.msgpack is None:
+                self.msgpack = protocol.encode(self.frame, protocol.MSGPACK)
+            return self.msgpack
+        if self.json is None:
+            self.json = protocol.encode(self.frame, protocol.JSON)
+        return self.json
+
+
+class Hub:
+    def __init__(self, store: Store, fanout_redis: Any) -> None:
+        self.store = store
+        self.keys = store.keys
+        self.sessions: dict[str, set[Connection]] = {}
+        self.agents: dict[str, set[Connection]] = {}
+        self.visitors: set[Connection] = set()
+        self.max_seq: dict[str, int] = {}
+        self._channel_owner: dict[str, tuple[str, str]] = {}  # channel -> ("s"|"a", id)
+        self.fanout = Fanout(fanout_redis, self.keys.broadcast, self.on_event, self.resync)
+        self.on_assigned_agent: Any = None  # set by the agent handlers: builds `assigned`
+
+    # -- registry -----------------------------------------------------------------------------
+
+    async def attach(self, conn: Connection, sid: str, after: int | None) -> None:
+        """Start delivering a session to a connection from seq ``after`` (None: not yet)."""
+        conn.attached.add(sid)
+        conns = self.sessions.get(sid)
+        if conns is None:
+            conns = self.sessions[sid] = set()
+            channel = self.keys.session_channel(sid)
+            self._channel_owner[channel] = ("s", sid)
+            conns.add(conn)
+            await self.fanout.subscribe(channel)
+        else:
+            conns.add(conn)
+        if after is not None:
+            self.start_from(conn, sid, after)
+
+    def start_from(self, conn: Connection, sid: str, after: int) -> None:
+        conn.cursors[sid] = after
+        conn.spawn(self._catch_up(conn, sid))
+
+    def detach(self, conn: Connection, sid: str) -> None:
+        conn.attached.discard(sid)
+        conn.cursors.pop(sid, None)
+        conn.ncursors.pop(sid, None)
+        conn.waiting.pop(sid, None)
+        conn.positions.pop(sid, None)
+        conns = self.sessions.get(sid)
+        if conns is None:
+            return
+        conns.discard(conn)
+        if not conns:
+            del self.sessions[sid]
+            self.max_seq.pop(sid, None)
+            channel = self.keys.session_channel(sid)
+            self._channel_owner.pop(channel, None)
+            asyncio.ensure_future(self.fanout.unsubscribe(channel))
+
+    async def add_agent(self, conn: Connection) -> None:
+        login = conn.identity
+        conns = self.agents.get(login)
+        if conns is None:
+            conns = self.agents[login] = set()
+            channel = self.keys.agent_channel(login)
+            self._channel_owner[channel] = ("a", login)
+            conns.add(conn)
+            await self.fanout.subscribe(channel)
+        else:
+            conns.add(conn)
+
+    def add_visitor(self, conn: Connection) -> None:
+        self.visitors.add(conn)
+
+    def remove(self, conn: Connection) -> None:
+        conn.closed = True
+        for sid in list(conn.attached):
+            self.detach(conn, sid)
+        self.visitors.discard(conn)
+        if conn.role == "agent" and conn.identity:
+            conns = self.agents.get(conn.identity)
+            if conns is not None:
+                conns.discard(conn)
+                if not conns:
+                    del self.agents[conn.identity]
+                    channel = self.keys.agent_channel(conn.identity)
+                    self._channel_owner.pop(channel, None)
+                    asyncio.ensure_future(self.fanout.unsubscribe(channel))
+        for task in list(conn.tasks):
+            task.cancel()
+
+    def agent_connections(self, login: str) -> set[Connection]:
+        return self.agents.get(login, set())
+
+    # -- delivery -----------------------------------------------------------------------------
+
+    def _deliver(self, conn: Connection, sid: str, seq: int, data: _Encoded) -> None:
+        cur = conn.cursors.get(sid)
+        if cur is None or sid in conn.catching:
+            return
+        if seq == cur + 1:
+            conn.push(data.for_(conn.subprotocol))
+            conn.cursors[sid] = seq
+        elif seq > cur + 1:
+            conn.spawn(self._catch_up(conn, sid))
+
+    async def _catch_up(self, conn: Connection, sid: str) -> None:
+        if sid in conn.catching:
+            return
+        conn.catching.add(sid)
+        try:
+            while not conn.closed:
+                cur = conn.cursors.get(sid)
+                if cur is None:
+                    return
+                entries = await self.store.history(sid, cur, 500)
+                for entry in entries:
+                    if entry.seq == conn.cursors.get(sid, -1) + 1:
+                        conn.send(msg_frame(sid, entry))
+                        conn.cursors[sid] = entry.seq
+                if len(entries) < 500 and self.max_seq.get(sid, 0) <= conn.cursors.get(sid, 0):
+                    return
+                if not entries:
+                    return
+        except Exception as exc:  # Redis away: the resync after reconnect retries
+            log.warning("backfill of a session failed: %s", type(exc).__name__)
+        finally:
+            conn.catching.discard(sid)
+
+    async def resync(self) -> None:
+        """After a pub/sub gap: bring every live session up to its stream's end."""
+        sids = list(self.sessions)
+        if not sids:
+            return
+        try:
+            seqs = await self.store.last_seqs(sids)
+        except Exception as exc:
+            log.warning("resync failed: %s", type(exc).__name__)
+            return
+        for sid, seq in zip(sids, seqs):
+            if seq > self.max_seq.get(sid, 0):
+                self.max_seq[sid] = seq
+            for conn in list(self.sessions.get(sid, ())):
+                cur = conn.cursors.get(sid)
+                if cur is not None and cur < seq:
+                    conn.spawn(self._catch_up(conn, sid))
+
+    # -- events from Redis --------------------------------------------------------------------
+
+    def on_event(self, channel: str, ev: dict[str, Any]) -> None:
+        owner = self._channel_owner.get(channel)
+        if owner is None:  # the broadcast channel, or one just left
+            return
+        kind = ev.get("e")
+        if owner[0] == "s":
+            self._session_event(owner[1], kind, ev)
+        else:
+            self._agent_event(owner[1], kind, ev)
+
+    def _session_event(self, sid: str, kind: Any, ev: dict[str, Any]) -> None:
+        conns = self.sessions.get(sid)
+        if not conns:
+            return
+        if kind == "msg":
+            seq = ev["seq"]
+            if seq > self.max_seq.get(sid, 0):
+                self.max_seq[sid] = seq
+            data = _Encoded(protocol.outbound.msg(sid, seq, ev["from"], ev["text"], ev["ts"],
+                                                  ev.get("cid")))
+            for conn in list(conns):
+                self._deliver(conn, sid, seq, data)
+        elif kind == "note":
+            frame = protocol.outbound.note(sid, ev["nseq"], ev["agent"], ev["text"], ev["ts"],
+                                           ev.get("cid"))
+            for conn in list(conns):
+                if conn.role == "agent":
+                    self._deliver_note(conn, sid, ev["nseq"], frame)
+        elif kind in ("typing", "read"):
+            frame = {"type": kind, "session": sid, "from": ev["from"]}
+            if kind == "typing":
+                frame["on"] = bool(ev.get("on"))
+            else:
+                frame["seq"] = ev.get("seq", 0)
+            data = _Encoded(frame)
+            for conn in list(conns):
+                if conn.role != ev["from"]:
+                    conn.push(data.for_(conn.subprotocol))
+        elif kind == "assigned":
+            data = _Encoded({"type": "assigned", "session": sid, "agent_name": ev.get("name", "")})
+            for conn in list(conns):
+                if conn.role == "visitor":
+                    conn.waiting.pop(sid, None)
+                    conn.positions.pop(sid, None)
+                    conn.push(data.for_(conn.subprotocol))
+        elif kind == "queued":
+            for conn in list(conns):
+                if conn.role == "visitor":
+                    conn.waiting[sid] = ev.get("topic", "general")
+                    conn.positions.pop(sid, None)
+        elif kind == "offered":
+            for conn in list(conns):
+                if conn.role == "visitor":
+                    conn.waiting.pop(sid, None)
+        elif kind == "closed":
+            data = _Encoded({"type": "closed", "session": sid, "by": ev["by"],
+                             "reason": ev["reason"]})
+            for conn in list(conns):
+                # messages before the close first: the close comes after the last seq
+                conn.spawn(self._close_after_catch_up(conn, sid, data))
+
+    async def _close_after_catch_up(self, conn: Connection, sid: str, data: _Encoded) -> None:
+        if conn.cursors.get(sid) is not None:
+            try:
+                seq = (await self.store.last_seqs([sid]))[0]
+            except Exception:
+                seq = 0
+            self.max_seq[sid] = max(self.max_seq.get(sid, 0), seq)
+            while sid in conn.catching:
+                await asyncio.sleep(0.01)
+            if conn.cursors.get(sid, seq) < seq:
+                await self._catch_up(conn, sid)
+        conn.push(data.for_(conn.subprotocol))
+        self.detach(conn, sid)
+
+    def _deliver_note(self, conn: Connection, sid: str, nseq: int, frame: dict[str, Any]) -> None:
+        cur = conn.ncursors.get(sid)
+        if cur is None:
+            return
+        if nseq == cur + 1:
+            conn.send(frame)
+            conn.ncursors[sid] = nseq
+        elif nseq > cur + 1:
+            conn.spawn(self.catch_up_notes(conn, sid))
+
+    async def catch_up_notes(self, conn: Connection, sid: str) -> None:
+        cur = conn.ncursors.get(sid)
+        if cur is None:
+            return
+        for n in await self.store.notes(sid, cur):
+            if n.nseq == conn.ncursors.get(sid, -1) + 1:
+                conn.send(protocol.outbound.note(sid, n.nseq, n.agent, n.text, n.ts, n.cid))
+                conn.ncursors[sid] = n.nseq
+
+    def _agent_event(self, login: str, kind: Any, ev: dict[str, Any]) -> None:
+        conns = self.agents.get(login)
+        if not conns:
+            return
+        sid = ev.get("sid", "")
+        if kind == "offer":
+            frame = {"type": "offer", "session": sid, "topic": ev["topic"], "lang": ev["lang"],
+                     "waited_s": int(ev["waited_ms"]) // 1000,
+                     "expires_in_s": int(ev["expires_ms"]) // 1000}
+            if ev.get("preview"):
+                frame["preview"] = ev["preview"]
+            if ev.get("from_agent"):
+                frame["from_agent"] = ev["from_agent"]
+            data = _Encoded(frame)
+            for conn in list(conns):
+                conn.push(data.for_(conn.subprotocol))
+        elif kind == "offer_revoked":
+            data = _Encoded({"type": "offer_revoked", "session": sid, "reason": ev["reason"]})
+            for conn in list(conns):
+                conn.push(data.for_(conn.subprotocol))
+        elif kind == "assigned":
+            for conn in list(conns):
+                if self.on_assigned_agent is not None:
+                    conn.spawn(self.on_assigned_agent(conn, sid))
+        elif kind == "released":
+            data = _Encoded({"type": "released", "session": sid, "reason": ev["reason"]})
+            for conn in list(conns):
+                self.detach(conn, sid)
+                conn.push(data.for_(conn.subprotocol))
+        elif kind == "status":
+            data = _Encoded({"type": "agent_status", "status": ev["status"],
+                             "load": ev["load"], "capacity": ev["cap"]})
+            for conn in list(conns):
+                conn.push(data.for_(conn.subprotocol))
+        elif kind == "kick":
+            for conn in list(conns):
+                conn.send(protocol.outbound.error(protocol.ErrorCode.UNAUTHORIZED,
+                                                  "signed out", None))
+                conn.close(CloseCode.POLICY, "signed out")

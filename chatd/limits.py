@@ -1,0 +1,69 @@
+"""Rate and size limits that keep one abusive client from hurting the others.
+
+Per-connection limits (frames per second) are local token buckets: a connection lives on one
+process. Limits that must hold across processes (new chats per IP per hour) live in Redis.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+
+from .store import Store
+
+
+class TokenBucket:
+    __slots__ = ("rate", "burst", "tokens", "stamp", "strikes")
+
+    def __init__(self, rate: float, burst: int) -> None:
+        self.rate = rate
+        self.burst = float(burst)
+        self.tokens = float(burst)
+        self.stamp = time.monotonic()
+        self.strikes = 0  # frames refused in a row: persistent abuse closes the connection
+
+    def take(self, scale: float = 1.0) -> bool:
+        now = time.monotonic()
+        rate = self.rate * scale
+        self.tokens = min(self.burst * scale, self.tokens + (now - self.stamp) * rate)
+        self.stamp = now
+        if self.tokens >= 1.0:
+            self.tokens -= 1.0
+            self.strikes = 0
+            return True
+        self.strikes += 1
+        return False
+
+
+class ConnectionCounter:
+    """Open WebSocket connections per client address, in this process."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.by_ip: dict[str, int] = {}
+
+    def acquire(self, ip: str) -> bool:
+        n = self.by_ip.get(ip, 0)
+        if n >= self.limit:
+            return False
+        self.by_ip[ip] = n + 1
+        return True
+
+    def release(self, ip: str) -> None:
+        n = self.by_ip.get(ip, 0) - 1
+        if n <= 0:
+            self.by_ip.pop(ip, None)
+        else:
+            self.by_ip[ip] = n
+
+
+async def allow_new_session(store: Store, ip: str, per_hour: int) -> bool:
+    """Counts a new chat against the IP's hourly allowance, across every process."""
+    hour = int(time.time() // 3600)
+    # the address itself is not written to Redis: visitors are anonymous
+    key = store.keys.ip_sessions(hashlib.sha256(ip.encode()).hexdigest()[:20], hour)
+    async with store.redis.pipeline(transaction=True) as pipe:
+        pipe.incr(key)
+        pipe.expire(key, 3700)
+        count, _ = await pipe.execute()
+    return int(count) <= per_hour

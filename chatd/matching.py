@@ -1,0 +1,137 @@
+"""The background work each process does for the whole deployment, and for its own clients.
+
+Every process runs the same loops; the Lua scripts make concurrent runs safe, so losing a
+process loses no duty. ``kick()`` asks for a matching run soon (coalesced): on a new chat, an
+agent becoming available, a decline, a close, a transfer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import time
+from typing import Any
+
+from redis.exceptions import RedisError
+
+from . import metrics, texts
+from .config import Settings
+from .hub import Hub
+from .store import Store
+
+log = logging.getLogger("chatd.matching")
+
+DEFAULT_HANDLING_S = 300  # assumed chat length before any chat of a topic has closed
+
+
+class Matcher:
+    def __init__(self, settings: Settings, store: Store, hub: Hub) -> None:
+        self.settings = settings
+        self.store = store
+        self.hub = hub
+        self._kick = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self.redis_ok = True
+
+    def kick(self) -> None:
+        self._kick.set()
+
+    async def start(self) -> None:
+        self._tasks = [
+            asyncio.create_task(self._match_loop(), name="match"),
+            asyncio.create_task(self._tick_loop(), name="tick"),
+            asyncio.create_task(self._heartbeat_loop(), name="heartbeat"),
+        ]
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def _match_loop(self) -> None:
+        while True:
+            try:
+                await asyncio.wait_for(self._kick.wait(), self.settings.tick)
+            except asyncio.TimeoutError:
+                pass
+            self._kick.clear()
+            try:
+                started = time.perf_counter()
+                n = await self.store.match()
+                metrics.MATCH_RUNS.observe(time.perf_counter() - started)
+                if n:
+                    metrics.MATCHES.inc(n)
+                    if n >= 200:
+                        self._kick.set()  # more may be waiting
+            except RedisError:
+                await asyncio.sleep(self.settings.tick)
+
+    async def _tick_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.tick)
+            try:
+                expired = await self.store.expire_offers()
+                gone, requeued, closed = await self.store.reap(texts.AGENT_GONE["fr"],
+                                                              texts.AGENT_GONE["en"])
+                if expired or gone or requeued or closed:
+                    self.kick()
+                if gone or requeued or closed:
+                    log.info("liveness: %d agent(s) offline, %d chat(s) re-queued, "
+                             "%d chat(s) closed (visitor left)", gone, requeued, closed)
+                await self._send_positions()
+                if not self.redis_ok:
+                    log.warning("Redis answers again")
+                    self.redis_ok = True
+            except RedisError as exc:
+                if self.redis_ok:
+                    log.error("Redis unreachable (%s); retrying every %.0f s",
+                              type(exc).__name__, self.settings.tick)
+                self.redis_ok = False
+            except Exception:
+                log.exception("tick failed")
+
+    async def _heartbeat_loop(self) -> None:
+        every = max(0.5, self.settings.heartbeat_ttl / 3)
+        while True:
+            try:
+                logins = list(self.hub.agents)
+                sids = [sid for conn in self.hub.visitors for sid in conn.attached]
+                if logins or sids:
+                    back = await self.store.heartbeat(logins, sids)
+                    for login in back:
+                        log.info("an agent is back online after a lapse")
+                        for conn in self.hub.agent_connections(login):
+                            conn.send({"type": "agent_status", "status": "away"})
+                await self.hub.resync()
+            except RedisError:
+                pass
+            except Exception:
+                log.exception("heartbeat failed")
+            await asyncio.sleep(every)
+
+    async def _send_positions(self) -> None:
+        """Tell each waiting visitor of this process their place and an honest wait estimate,
+        only when it changed: one pipelined ZRANK each, at most once a second."""
+        waiting: list[tuple[Any, str, str]] = [
+            (conn, sid, topic) for conn in self.hub.visitors for sid, topic in conn.waiting.items()
+        ]
+        if not waiting:
+            return
+        positions = await self.store.queue_positions([(t, s) for _, s, t in waiting])
+        handling = await self.store.handling_ms()
+        capacity = await self.store.capacity_online()
+        for (conn, sid, topic), pos in zip(waiting, positions):
+            if pos is None:
+                continue
+            eta = self.eta(pos, handling.get(topic), capacity)
+            if conn.positions.get(sid) != (pos, eta):
+                conn.positions[sid] = (pos, eta)
+                conn.send({"type": "queued", "session": sid, "position": pos, "eta_s": eta})
+
+    @staticmethod
+    def eta(position: int, handling_ms: int | None, capacity: int) -> int:
+        """Seconds until served: the people ahead (and you) share the online capacity, each
+        taking the topic's average handling time (a moving average of closed chats)."""
+        per_chat = (handling_ms / 1000) if handling_ms else DEFAULT_HANDLING_S
+        return int(math.ceil(position * per_chat / max(1, capacity)))

@@ -1,0 +1,149 @@
+"""What the server does for each message a visitor sends (docs/protocol.md, "Visitor")."""
+
+from __future__ import annotations
+
+import secrets
+import time
+from typing import TYPE_CHECKING
+
+import msgpack
+import protocol.messages as m
+from protocol import ErrorCode
+from protocol.outbound import ack, error
+
+from . import metrics
+from .connection import Connection
+from .limits import allow_new_session
+
+if TYPE_CHECKING:
+    from .runtime import Runtime
+
+
+class Refused(Exception):
+    """A request the caller may not make: becomes an ``error`` frame, the connection stays."""
+
+    def __init__(self, code: ErrorCode, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+NOT_FOUND = "no such session, or not yours"
+
+
+class VisitorHandlers:
+    def __init__(self, rt: Runtime) -> None:
+        self.rt = rt
+        self.store = rt.store
+        self.hub = rt.hub
+        self.table = {
+            "hello": self.hello, "start": self.start, "send": self.send, "typing": self.typing,
+            "read": self.read, "close": self.close, "rate": self.rate, "ping": self.ping,
+        }
+
+    async def hello(self, conn: Connection, msg: m.VisitorHello) -> None:
+        auth = self.rt.auth
+        assert auth is not None
+        vid = auth.visitor_of(msg.token) if msg.token else None
+        if msg.token and vid is None:
+            conn.send(error(ErrorCode.UNAUTHORIZED, "token invalid or expired: a new one is issued",
+                            "hello"))
+        if vid is None:
+            vid, token = auth.new_visitor()
+        else:
+            token = auth.visitor_token(vid)  # sliding expiry
+        conn.identity = vid
+        sessions = await self.store.visitor_sessions(vid)
+        conn.send({"type": "welcome", "token": token, "sessions": sessions,
+                   "server_time": int(time.time() * 1000)})
+        self.hub.add_visitor(conn)
+        resume = msg.resume
+        if resume is not None and not any(s["session"] == resume.session for s in sessions):
+            conn.send(error(ErrorCode.NOT_FOUND, NOT_FOUND, "hello"))
+            resume = None
+        for s in sessions:
+            if s["state"] == "closed":
+                continue
+            sid = s["session"]
+            await self.hub.attach(conn, sid, None)
+            if s["state"] == "queued":
+                conn.waiting[sid] = s["topic"]
+            after = resume.after if resume is not None and resume.session == sid else s["last_seq"]
+            self.hub.start_from(conn, sid, min(after, s["last_seq"]))
+
+    async def start(self, conn: Connection, msg: m.Start) -> None:
+        topic = self.rt.topics.get(msg.topic)
+        if topic is None:
+            raise Refused(ErrorCode.BAD_MESSAGE, f"unknown topic {msg.topic!r}")
+        for s in await self.store.visitor_sessions(conn.identity):
+            if s["state"] != "closed":
+                raise Refused(ErrorCode.CONFLICT, "you already have an open chat")
+        if not await allow_new_session(self.store, conn.ip, self.rt.settings.sessions_per_ip_hour):
+            raise Refused(ErrorCode.RATE_LIMITED, "too many new chats from this network; try later")
+        sid = secrets.token_urlsafe(12)
+        lang = msg.lang or self.rt.settings.default_lang
+        await self.hub.attach(conn, sid, None)
+        await self.store.create_session(sid, conn.identity, topic, lang, msg.text, None)
+        metrics.SESSIONS.inc()
+        conn.waiting[sid] = topic.id
+        self.hub.start_from(conn, sid, 0)
+        pos = (await self.store.queue_positions([(topic.id, sid)]))[0]
+        if pos is not None:
+            handling = (await self.store.handling_ms()).get(topic.id)
+            eta = self.rt.matcher.eta(pos, handling, await self.store.capacity_online())
+            conn.positions[sid] = (pos, eta)
+            conn.send({"type": "queued", "session": sid, "position": pos, "eta_s": eta})
+        self.rt.matcher.kick()
+
+    async def send(self, conn: Connection, msg: m.Send) -> None:
+        status, seq = await self.store.append(msg.session, "msg", "visitor", conn.identity,
+                                              msg.text, msg.cid)
+        _answer_append(conn, msg.session, msg.cid, status, seq)
+        if status == "ok":
+            metrics.MESSAGES.labels("visitor").inc()
+
+    async def typing(self, conn: Connection, msg: m.Typing) -> None:
+        await relay_ephemeral(self.rt, conn, msg.session,
+                              {"e": "typing", "sid": msg.session, "from": conn.role, "on": msg.on})
+
+    async def read(self, conn: Connection, msg: m.Read) -> None:
+        await relay_ephemeral(self.rt, conn, msg.session,
+                              {"e": "read", "sid": msg.session, "from": conn.role, "seq": msg.seq})
+
+    async def close(self, conn: Connection, msg: m.VisitorClose) -> None:
+        reason = "quick_exit" if msg.reason == "quick_exit" else "visitor_closed"
+        status = await self.store.close(msg.session, "visitor", conn.identity, reason, "",
+                                        msg.rating, msg.comment)
+        if status == "not_found":
+            raise Refused(ErrorCode.NOT_FOUND, NOT_FOUND)
+        if status == "closed":
+            conn.send({"type": "closed", "session": msg.session, "by": "visitor",
+                       "reason": "visitor_closed"})
+        self.rt.matcher.kick()
+
+    async def rate(self, conn: Connection, msg: m.Rate) -> None:
+        status = await self.store.rate(msg.session, conn.identity, msg.rating, msg.comment)
+        if status == "not_found":
+            raise Refused(ErrorCode.NOT_FOUND, NOT_FOUND)
+        if status == "conflict":
+            raise Refused(ErrorCode.CONFLICT, "a chat is rated once, after it is closed")
+        conn.send({"type": "rated", "session": msg.session})
+
+    async def ping(self, conn: Connection, msg: m.Ping) -> None:
+        conn.send({"type": "pong"})
+
+
+def _answer_append(conn: Connection, sid: str, cid: str, status: str, seq: int) -> None:
+    if status in ("ok", "dup"):
+        conn.send(ack(cid, sid, seq))
+    elif status == "closed":
+        raise Refused(ErrorCode.CONFLICT, "this chat is closed")
+    else:
+        raise Refused(ErrorCode.NOT_FOUND, NOT_FOUND)
+
+
+async def relay_ephemeral(rt: Runtime, conn: Connection, sid: str, event: dict[str, object]) -> None:
+    """typing/read: not stored, only relayed, and only within a session the caller holds."""
+    if sid not in conn.attached:
+        raise Refused(ErrorCode.NOT_FOUND, NOT_FOUND)
+    await rt.redis.publish(rt.store.keys.session_channel(sid), msgpack.packb(event))

@@ -1,0 +1,1 @@
+"""Load generator for chatd (docs/benchmarks.md)."""
