@@ -1,0 +1,131 @@
+"""Fixtures: one real redis-server for the run, chatd processes per test, helper clients."""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any, AsyncIterator, Callable, Iterator
+
+import httpx
+import pytest
+import redis.asyncio as aioredis
+from chatd.auth import Auth
+from chatd.config import Settings
+from chatd.store import Store
+
+from harness import Chatd, Client, RedisServer, new_prefix
+
+PASSWORD = "correct horse battery"
+_logins = itertools.count(1)
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    server = RedisServer()
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def prefix() -> str:
+    return new_prefix()
+
+
+@pytest.fixture
+async def rds(redis_server: RedisServer) -> AsyncIterator[aioredis.Redis]:
+    client = aioredis.Redis.from_url(redis_server.url, decode_responses=True)
+    yield client
+    await client.aclose()
+
+
+@pytest.fixture
+def chatd_factory(redis_server: RedisServer, prefix: str) -> Iterator[Callable[..., Chatd]]:
+    started: list[Chatd] = []
+
+    def make(env: dict[str, str] | None = None, start: bool = True, **kw: Any) -> Chatd:
+        kw.setdefault("redis_url", redis_server.url)
+        server = Chatd(prefix=prefix, env=env, **kw)
+        started.append(server)
+        return server.start() if start else server
+
+    yield make
+    for server in started:
+        server.stop()
+
+
+@pytest.fixture
+def server(chatd_factory: Callable[..., Chatd]) -> Chatd:
+    return chatd_factory()
+
+
+async def make_agent(server: Chatd, redis_url: str, login: str | None = None, *,
+                     capacity: int = 3, langs: tuple[str, ...] = ("fr",),
+                     topics: tuple[str, ...] = (), role: str = "agent",
+                     available: bool = True, subprotocol: str = "chatd.v1.msgpack",
+                     create: bool = True) -> Client:
+    """Create an account (unless it exists), sign in over HTTP, connect, hello, set status."""
+    login = login or f"agent{next(_logins)}"
+    if create:
+        client = aioredis.Redis.from_url(redis_url, decode_responses=True)
+        store = Store(client, Settings(key_prefix=server.prefix))
+        auth = Auth(store, "unused-secret-for-accounts", 3600)
+        await auth.add_account(login, login.title(), role, list(langs), list(topics), capacity,
+                               PASSWORD)
+        await client.aclose()
+    token = await login_token(server, login)
+    agent = await Client.connect(server.ws, "agent", subprotocol)
+    await agent.send({"type": "hello", "token": token})
+    await agent.recv("welcome")
+    agent.login = login  # type: ignore[attr-defined]
+    agent.token = token  # type: ignore[attr-defined]
+    if available:
+        await agent.send({"type": "status", "status": "available"})
+        await agent.recv("agent_status", status="available")
+    return agent
+
+
+async def login_token(server: Chatd, login: str) -> str:
+    async with httpx.AsyncClient() as http:
+        r = await http.post(server.http + "/api/login", json={"login": login, "password": PASSWORD})
+        assert r.status_code == 200, r.text
+        return str(r.json()["token"])
+
+
+async def make_visitor(server: Chatd, subprotocol: str = "chatd.v1.msgpack",
+                       token: str | None = None, resume: dict[str, Any] | None = None) -> Client:
+    visitor = await Client.connect(server.ws, "visitor", subprotocol)
+    hello: dict[str, Any] = {"type": "hello"}
+    if token:
+        hello["token"] = token
+    if resume:
+        hello["resume"] = resume
+    await visitor.send(hello)
+    welcome = await visitor.recv("welcome")
+    visitor.token = welcome["token"]  # type: ignore[attr-defined]
+    visitor.welcome = welcome  # type: ignore[attr-defined]
+    return visitor
+
+
+async def start_chat(visitor: Client, topic: str = "general", text: str | None = "Bonjour",
+                     lang: str | None = None) -> str:
+    frame: dict[str, Any] = {"type": "start", "topic": topic}
+    if text:
+        frame["text"] = text
+    if lang:
+        frame["lang"] = lang
+    await visitor.send(frame)
+    queued = await visitor.recv("queued")
+    return str(queued["session"])
+
+
+async def connect_pair(server: Chatd, redis_url: str, agent_server: Chatd | None = None,
+                       **agent_kw: Any) -> tuple[Client, Client, str]:
+    """A visitor and an agent in an active chat (the agent accepts the offer)."""
+    agent = await make_agent(agent_server or server, redis_url, **agent_kw)
+    visitor = await make_visitor(server)
+    sid = await start_chat(visitor)
+    offer = await agent.recv("offer", session=sid)
+    await agent.send({"type": "accept", "session": offer["session"]})
+    await agent.recv("assigned", session=sid)
+    await visitor.recv("assigned", session=sid)
+    return visitor, agent, sid
