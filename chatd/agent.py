@@ -40,7 +40,8 @@ class AgentHandlers:
         conn.identity = account.login
         conn.name = account.name
         await self.hub.add_agent(conn)
-        status, sessions = await self.store.agent_online(account.login)
+        status, sessions = await self.store.agent_online(
+            account.login, account.capacity, account.langs, account.topics, account.name)
         conn.send({"type": "welcome", "agent": account.profile(), "status": status,
                    "sessions": sessions, "server_time": int(time.time() * 1000)})
         resume = {r.session: r.after for r in (msg.resume or ())}

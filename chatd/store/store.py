@@ -144,8 +144,10 @@ class Store:
     async def heartbeat(self, logins: list[str], visitor_sids: list[str]) -> list[str]:
         return list(await self._run("heartbeat", len(logins), *logins, *visitor_sids))
 
-    async def agent_online(self, login: str) -> tuple[str, list[dict[str, Any]]]:
-        status, flat = await self._run("agent_online", login)
+    async def agent_online(self, login: str, capacity: int, langs: Iterable[str],
+                           topics: Iterable[str], name: str) -> tuple[str, list[dict[str, Any]]]:
+        status, flat = await self._run("agent_online", login, capacity, " ".join(langs),
+                                       " ".join(topics), name)
         sessions = [{"session": flat[i], "state": flat[i + 1], "topic": flat[i + 2],
                      "last_seq": int(flat[i + 3] or 0)} for i in range(0, len(flat), 4)]
         return str(status), sessions

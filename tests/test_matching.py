@@ -1,0 +1,367 @@
+"""Matching: each citizen goes to exactly one available gendarme, in order, within capacity;
+offers, declines, expiry, transfer, close, liveness (docs/protocol.md, "Matching")."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from conftest import make_agent, make_visitor, start_chat
+from harness import Chatd
+
+pytestmark = pytest.mark.asyncio
+
+FAST = {"CHATD_TICK": "0.2"}
+
+
+@pytest.fixture
+def fast(chatd_factory) -> Chatd:
+    return chatd_factory(env=FAST)
+
+
+async def test_accept_assigns_the_chat_to_both_sides(fast: Chatd, redis_server) -> None:
+    agent = await make_agent(fast, redis_server.url, login="gend.martin")
+    visitor = await make_visitor(fast)
+    sid = await start_chat(visitor, "scam", "On m'a volé ma carte bancaire")
+    offer = await agent.recv("offer", session=sid)
+    assert offer["topic"] == "scam" and offer["lang"] == "fr"
+    assert offer["expires_in_s"] == 30 and offer["preview"] == "On m'a volé ma carte bancaire"
+    await agent.send({"type": "accept", "session": sid})
+    assigned = await agent.recv("assigned", session=sid)
+    assert [m["text"] for m in assigned["history"]] == ["On m'a volé ma carte bancaire"]
+    assert assigned["visitor"]["topic"] == "scam"
+    v_assigned = await visitor.recv("assigned", session=sid)
+    assert v_assigned["agent_name"] == "Gend.Martin"
+
+
+async def test_agents_start_away_and_get_no_offer_until_available(fast: Chatd, redis_server) -> None:
+    agent = await make_agent(fast, redis_server.url, available=False)
+    visitor = await make_visitor(fast)
+    sid = await start_chat(visitor)
+    await agent.no_frame("offer", within=1.0)
+    await agent.send({"type": "status", "status": "available"})
+    await agent.recv("offer", session=sid)
+
+
+async def test_away_agents_get_no_new_offers(fast: Chatd, redis_server) -> None:
+    agent = await make_agent(fast, redis_server.url)
+    await agent.send({"type": "status", "status": "away"})
+    await agent.recv("agent_status", status="away")
+    visitor = await make_visitor(fast)
+    await start_chat(visitor)
+    await agent.no_frame("offer", within=1.0)
+
+
+async def test_decline_puts_the_visitor_back_and_offers_the_next_agent(fast: Chatd, redis_server) -> None:
+    a1 = await make_agent(fast, redis_server.url, capacity=1)
+    visitor = await make_visitor(fast)
+    sid = await start_chat(visitor)
+    await a1.recv("offer", session=sid)
+    a2 = await make_agent(fast, redis_server.url, capacity=1)
+    await a1.send({"type": "decline", "session": sid})
+    assert (await a1.recv("offer_revoked", session=sid))["reason"] == "declined"
+    await a2.recv("offer", session=sid, timeout=3)
+    await a1.no_frame("offer", within=0.5)
+
+
+async def test_an_offer_that_expires_goes_to_another_agent(chatd_factory, redis_server) -> None:
+    server = chatd_factory(env={**FAST, "CHATD_OFFER_TIMEOUT": "1"})
+    a1 = await make_agent(server, redis_server.url)
+    visitor = await make_visitor(server)
+    sid = await start_chat(visitor)
+    await a1.recv("offer", session=sid)
+    a2 = await make_agent(server, redis_server.url)
+    revoked = await a1.recv("offer_revoked", session=sid, timeout=4)
+    assert revoked["reason"] == "expired"
+    await a2.recv("offer", session=sid, timeout=4)
+    # too late now
+    await a1.send({"type": "accept", "session": sid})
+    assert (await a1.recv("error"))["code"] == "conflict"
+
+
+async def test_offer_answers_that_are_not_yours(fast: Chatd, redis_server) -> None:
+    a1 = await make_agent(fast, redis_server.url, capacity=1)
+    other = await make_agent(fast, redis_server.url, available=False)
+    visitor = await make_visitor(fast)
+    sid = await start_chat(visitor)
+    await a1.recv("offer", session=sid)
+    for kind in ("accept", "decline"):
+        await other.send({"type": kind, "session": sid})
+        err = await other.recv("error")
+        assert err["code"] == "not_found" and err["ref"] == kind
+        await other.send({"type": kind, "session": "no-such-session"})
+        assert (await other.recv("error"))["code"] == "not_found"
+    await a1.send({"type": "accept", "session": sid})
+    await a1.recv("assigned", session=sid)
+    await a1.send({"type": "accept", "session": sid})  # twice
+    assert (await a1.recv("error"))["code"] == "conflict"
+    await a1.send({"type": "decline", "session": sid})  # after accepting
+    assert (await a1.recv("error"))["code"] == "conflict"
+    # nothing changed: the chat is still a1's and works
+    await visitor.send({"type": "send", "session": sid, "cid": "c1", "text": "toujours là ?"})
+    await a1.recv("msg", session=sid, text="toujours là ?")
+
+
+async def test_capacity_is_never_exceeded(fast: Chatd, redis_server) -> None:
+    agent = await make_agent(fast, redis_server.url, capacity=2)
+    visitors = [await make_visitor(fast) for _ in range(3)]
+    sids = [await start_chat(v) for v in visitors]
+    for sid in sids[:2]:
+        await agent.recv("offer", session=sid)
+        await agent.send({"type": "accept", "session": sid})
+        await agent.recv("assigned", session=sid)
+    await agent.no_frame("offer", within=1.0)
+    # closing one frees a slot: the third visitor is offered
+    await agent.send({"type": "close", "session": sids[0], "disposition": "answered"})
+    await agent.recv("offer", session=sids[2], timeout=3)
+
+
+async def test_status_capacity_lowers_the_ceiling_but_never_raises_it(fast: Chatd, redis_server) -> None:
+    agent = await make_agent(fast, redis_server.url, capacity=2, available=False)
+    await agent.send({"type": "status", "status": "available", "capacity": 9})
+    assert (await agent.recv("agent_status"))["capacity"] == 2
+    await agent.send({"type": "status", "status": "available", "capacity": 1})
+    assert (await agent.recv("agent_status", capacity=1))["capacity"] == 1
+
+
+async def test_first_come_first_served_within_a_topic(fast: Chatd, redis_server) -> None:
+    visitors = [await make_visitor(fast) for _ in range(5)]
+    sids = [await start_chat(v) for v in visitors]
+    agent = await make_agent(fast, redis_server.url, capacity=1)
+    for sid in sids:
+        offer = await agent.recv("offer", timeout=3)
+        assert offer["session"] == sid
+        await agent.send({"type": "accept", "session": sid})
+        await agent.recv("assigned", session=sid)
+        await agent.send({"type": "close", "session": sid, "disposition": "answered"})
+
+
+async def test_higher_priority_topics_are_served_first(fast: Chatd, redis_server) -> None:
+    road = await make_visitor(fast)
+    road_sid = await start_chat(road, "road")
+    violence = await make_visitor(fast)
+    violence_sid = await start_chat(violence, "violence")
+    agent = await make_agent(fast, redis_server.url, capacity=2)  # violence weighs 2
+    offer = await agent.recv("offer", timeout=3)
+    assert offer["session"] == violence_sid
+    await agent.no_frame("offer", within=0.5, session=road_sid)
+
+
+async def test_reserved_capacity_keeps_slots_for_urgent_topics(chatd_factory, redis_server, tmp_path: Path) -> None:
+    topics = tmp_path / "topics.toml"
+    topics.write_text(
+        '[[topic]]\nid = "violence"\nlabel_fr = "Violences"\npriority = 30\nweight = 1\nreserved = 1\n'
+        '[[topic]]\nid = "road"\nlabel_fr = "Route"\npriority = 0\n'
+    )
+    server = chatd_factory(env={**FAST, "CHATD_TOPICS_FILE": str(topics)})
+    agent = await make_agent(server, redis_server.url, capacity=2)
+    road = [await make_visitor(server) for _ in range(2)]
+    road_sids = [await start_chat(v, "road") for v in road]
+    first = await agent.recv("offer", timeout=3)
+    assert first["session"] == road_sids[0]
+    await agent.no_frame("offer", within=1.0)  # the last slot is kept for violence
+    victim = await make_visitor(server)
+    sid = await start_chat(victim, "violence")
+    await agent.recv("offer", session=sid, timeout=3)
+
+
+async def test_language_is_matched_then_falls_back(chatd_factory, redis_server) -> None:
+    server = chatd_factory(env={**FAST, "CHATD_LANG_FALLBACK": "2"})
+    fr = await make_agent(server, redis_server.url, langs=("fr",))
+    visitor = await make_visitor(server)
+    sid = await start_chat(visitor, lang="en", text="Hello, my car was stolen")
+    await fr.no_frame("offer", within=1.0)
+    await fr.recv("offer", session=sid, timeout=4)  # nobody speaks English: fallback
+    en = await make_agent(server, redis_server.url, langs=("en", "fr"))
+    v2 = await make_visitor(server)
+    sid2 = await start_chat(v2, lang="en", text="Hello")
+    await en.recv("offer", session=sid2, timeout=3)
+
+
+async def test_queue_positions_move_as_people_ahead_are_served(fast: Chatd, redis_server) -> None:
+    visitors = [await make_visitor(fast) for _ in range(3)]
+    sids = []
+    for i, v in enumerate(visitors):
+        sid = await start_chat(v)
+        sids.append(sid)
+    # each was told its place on arrival
+    assert [f["position"] for v in visitors for f in v.frames if f["type"] == "queued"] == [1, 2, 3]
+    agent = await make_agent(fast, redis_server.url, capacity=1)
+    await agent.recv("offer", session=sids[0])
+    # the first is being offered: the others move up
+    q = await visitors[1].recv("queued", position=1, timeout=3)
+    assert q["eta_s"] >= 1
+    await visitors[2].recv("queued", position=2, timeout=3)
+
+
+async def test_transfer_to_a_topic_puts_the_chat_at_the_front(fast: Chatd, redis_server) -> None:
+    a1 = await make_agent(fast, redis_server.url, capacity=1, topics=("general",))
+    visitor = await make_visitor(fast)
+    sid = await start_chat(visitor)
+    await a1.recv("offer", session=sid)
+    await a1.send({"type": "accept", "session": sid})
+    await a1.recv("assigned", session=sid)
+    waiting = await make_visitor(fast)
+    other_sid = await start_chat(waiting, "scam")
+    await a1.send({"type": "transfer", "session": sid, "to_topic": "scam"})
+    released = await a1.recv("released", session=sid)
+    assert released["reason"] == "transferred"
+    system = await visitor.recv("msg", session=sid, **{"from": "system"})
+    assert "gendarme" in system["text"]
+    a2 = await make_agent(fast, redis_server.url, capacity=1, topics=("scam",))
+    offer = await a2.recv("offer", timeout=3)
+    assert offer["session"] == sid and offer["topic"] == "scam"  # ahead of other_sid
+    await a2.send({"type": "accept", "session": sid})
+    assigned = await a2.recv("assigned", session=sid)
+    assert [m["from"] for m in assigned["history"]] == ["visitor", "system"]
+    assert other_sid  # still waiting behind
+
+
+async def test_transfer_to_an_agent_offers_it_to_them(fast: Chatd, redis_server) -> None:
+    a1 = await make_agent(fast, redis_server.url, capacity=1)
+    visitor = await make_visitor(fast)
+    sid = await start_chat(visitor)
+    await a1.recv("offer", session=sid)
+    await a1.send({"type": "accept", "session": sid})
+    await a1.recv("assigned", session=sid)
+    a2 = await make_agent(fast, redis_server.url, capacity=1, available=False)
+    await a1.send({"type": "transfer", "session": sid, "to_agent": a2.login})
+    await a1.recv("released", session=sid)
+    offer = await a2.recv("offer", session=sid, timeout=3)
+    assert offer["from_agent"] == a1.login
+    await a2.send({"type": "accept", "session": sid})
+    await a2.recv("assigned", session=sid)
+    await visitor.recv("assigned", session=sid, agent_name=a2.login.title())
+    # the first agent no longer holds it
+    await a1.send({"type": "send", "session": sid, "cid": "x1", "text": "encore moi"})
+    assert (await a1.recv("error"))["code"] == "not_found"
+
+
+async def test_transfer_refusals(fast: Chatd, redis_server) -> None:
+    a1 = await make_agent(fast, redis_server.url, capacity=1)
+    visitor = await make_visitor(fast)
+    sid = await start_chat(visitor)
+    await a1.recv("offer", session=sid)
+    await a1.send({"type": "accept", "session": sid})
+    await a1.recv("assigned", session=sid)
+    await a1.send({"type": "transfer", "session": sid, "to_agent": "nobody"})
+    assert (await a1.recv("error"))["code"] == "conflict"
+    await a1.send({"type": "transfer", "session": sid, "to_topic": "astrology"})
+    assert (await a1.recv("error"))["code"] == "bad_message"
+    await a1.send({"type": "transfer", "session": sid})
+    assert (await a1.recv("error"))["code"] == "bad_message"
+    await a1.send({"type": "transfer", "session": "not-mine", "to_topic": "road"})
+    assert (await a1.recv("error"))["code"] == "not_found"
+
+
+async def test_close_by_the_visitor_tells_the_agent_and_frees_the_slot(fast: Chatd, redis_server) -> None:
+    agent = await make_agent(fast, redis_server.url, capacity=1)
+    visitor = await make_visitor(fast)
+    sid = await start_chat(visitor)
+    await agent.recv("offer", session=sid)
+    await agent.send({"type": "accept", "session": sid})
+    await agent.recv("assigned", session=sid)
+    nxt = await make_visitor(fast)
+    nxt_sid = await start_chat(nxt)
+    await visitor.send({"type": "close", "session": sid, "reason": "quick_exit"})
+    closed = await agent.recv("closed", session=sid)
+    assert closed == {"type": "closed", "session": sid, "by": "visitor", "reason": "quick_exit"}
+    await visitor.recv("closed", session=sid)
+    await agent.recv("offer", session=nxt_sid, timeout=3)
+
+
+async def test_a_waiting_visitor_who_leaves_can_close_the_offer(fast: Chatd, redis_server) -> None:
+    agent = await make_agent(fast, redis_server.url)
+    visitor = await make_visitor(fast)
+    sid = await start_chat(visitor)
+    await agent.recv("offer", session=sid)
+    await visitor.send({"type": "close", "session": sid})
+    revoked = await agent.recv("offer_revoked", session=sid)
+    assert revoked["reason"] == "visitor_left"
+
+
+async def test_direct_assignment_mode_skips_the_offer(chatd_factory, redis_server) -> None:
+    server = chatd_factory(env={**FAST, "CHATD_ASSIGN_MODE": "direct"})
+    agent = await make_agent(server, redis_server.url)
+    visitor = await make_visitor(server)
+    sid = await start_chat(visitor)
+    await agent.recv("assigned", session=sid)
+    await visitor.recv("assigned", session=sid)
+
+
+async def test_a_vanished_agent_loses_offers_then_chats_after_grace(chatd_factory, redis_server) -> None:
+    server = chatd_factory(env={**FAST, "CHATD_HEARTBEAT_TTL": "1", "CHATD_AGENT_GRACE": "1.5"})
+    a1 = await make_agent(server, redis_server.url, capacity=2)
+    v1 = await make_visitor(server)
+    sid1 = await start_chat(v1)
+    await a1.recv("offer", session=sid1)
+    await a1.send({"type": "accept", "session": sid1})
+    await a1.recv("assigned", session=sid1)
+    v2 = await make_visitor(server)
+    sid2 = await start_chat(v2)
+    await a1.recv("offer", session=sid2)
+    a1.ws.transport.abort()  # the network dies: no close handshake
+    a2 = await make_agent(server, redis_server.url, capacity=2)
+    # the pending offer comes back quickly; the active chat after the grace period
+    await a2.recv("offer", session=sid2, timeout=5)
+    await a2.recv("offer", session=sid1, timeout=6)
+    notice = await v1.recv("msg", session=sid1, **{"from": "system"})
+    assert "déconnecté" in notice["text"]
+
+
+async def test_an_agent_who_comes_back_in_time_keeps_their_chats(chatd_factory, redis_server) -> None:
+    server = chatd_factory(env={**FAST, "CHATD_HEARTBEAT_TTL": "1", "CHATD_AGENT_GRACE": "30"})
+    a1 = await make_agent(server, redis_server.url, capacity=1)
+    visitor = await make_visitor(server)
+    sid = await start_chat(visitor)
+    await a1.recv("offer", session=sid)
+    await a1.send({"type": "accept", "session": sid})
+    await a1.recv("assigned", session=sid)
+    await a1.close()
+    await asyncio.sleep(2.0)  # heartbeat lapsed: offline, the chat waits
+    await visitor.send({"type": "send", "session": sid, "cid": "w1", "text": "vous êtes là ?"})
+    back = await make_agent(server, redis_server.url, login=a1.login, create=False, available=False)
+    assert [s["session"] for s in back.frames[0]["sessions"]] == [sid]
+    assigned = await back.recv("assigned", session=sid)
+    assert assigned["history"][-1]["text"] == "vous êtes là ?"
+
+
+async def test_a_waiting_visitor_who_reconnects_keeps_their_place(fast: Chatd, redis_server) -> None:
+    first = await make_visitor(fast)
+    sid1 = await start_chat(first)
+    second = await make_visitor(fast)
+    sid2 = await start_chat(second)
+    token = second.token
+    await second.close()
+    await asyncio.sleep(0.3)
+    again = await make_visitor(fast, token=token, resume={"session": sid2, "after": 1})
+    assert again.welcome["sessions"] == [
+        {"session": sid2, "state": "queued", "topic": "general", "last_seq": 1}]
+    agent = await make_agent(fast, redis_server.url, capacity=1)
+    assert (await agent.recv("offer"))["session"] == sid1
+    await agent.send({"type": "accept", "session": sid1})
+    await again.recv("queued", session=sid2, position=1, timeout=3)
+
+
+async def test_a_visitor_gone_past_the_grace_period_is_closed(chatd_factory, redis_server) -> None:
+    server = chatd_factory(env={**FAST, "CHATD_VISITOR_GRACE": "1"})
+    agent = await make_agent(server, redis_server.url)
+    visitor = await make_visitor(server)
+    sid = await start_chat(visitor)
+    await agent.recv("offer", session=sid)
+    await agent.send({"type": "accept", "session": sid})
+    await agent.recv("assigned", session=sid)
+    await visitor.close()
+    closed = await agent.recv("closed", session=sid, timeout=6)
+    assert closed["by"] == "system" and closed["reason"] == "visitor_left"
+
+
+async def test_one_open_chat_per_visitor(fast: Chatd) -> None:
+    visitor = await make_visitor(fast)
+    await start_chat(visitor)
+    await visitor.send({"type": "start", "topic": "general"})
+    assert (await visitor.recv("error"))["code"] == "conflict"
+    await visitor.send({"type": "start", "topic": "astrology"})
+    assert (await visitor.recv("error"))["code"] == "bad_message"
