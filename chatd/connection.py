@@ -26,7 +26,7 @@ class Connection:
     __slots__ = (
         "role", "subprotocol", "identity", "name", "agent", "ip", "_send", "_outbox", "_wake",
         "_limit", "_timeout", "close_code", "close_reason", "closed", "cursors", "ncursors",
-        "catching", "attached", "waiting", "positions", "writer", "tasks", "hello_done", "bucket",
+        "catching", "attached", "waiting", "positions", "writer", "tasks", "hello_done", "bucket", "_room",
     )
 
     def __init__(self, send: Send, role: str, subprotocol: str, ip: str,
@@ -40,6 +40,7 @@ class Connection:
         self._send = send
         self._outbox: deque[str | bytes] = deque()
         self._wake = asyncio.Event()
+        self._room: asyncio.Event | None = None  # set while a backfill waits for the outbox
         self._limit = outbox_size
         self._timeout = send_timeout
         self.close_code: int | None = None
@@ -69,6 +70,14 @@ class Connection:
             return
         self._outbox.append(data)
         self._wake.set()
+
+    async def wait_room(self) -> None:
+        """Backfills pace themselves on the client: wait until the outbox is half empty."""
+        while len(self._outbox) >= self._limit // 2 and self.close_code is None:
+            if self._room is None:
+                self._room = asyncio.Event()
+            self._room.clear()
+            await self._room.wait()
 
     def send(self, frame: dict[str, Any]) -> None:
         self.push(protocol.encode(frame, self.subprotocol))
@@ -103,12 +112,16 @@ class Connection:
                     event = ({"type": "websocket.send", "text": data} if type(data) is str
                              else {"type": "websocket.send", "bytes": data})
                     await asyncio.wait_for(send(event), self._timeout)
+                    if self._room is not None and len(outbox) < self._limit // 2:
+                        self._room.set()
                 if self.close_code is not None:
                     await asyncio.wait_for(
                         send({"type": "websocket.close", "code": self.close_code,
                               "reason": self.close_reason}), min(self._timeout, 2.0))
                     return
         except asyncio.TimeoutError:
+            if self._room is not None:
+                self._room.set()
             log.info("aborting a %s connection: a write stalled for %.0f s", self.role, self._timeout)
             self.abort()
         except Exception:  # the peer went away mid-write: nothing to tell anyone

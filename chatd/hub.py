@@ -157,6 +157,9 @@ class Hub:
                 entries = await self.store.history(sid, cur, 500)
                 for entry in entries:
                     if entry.seq == conn.cursors.get(sid, -1) + 1:
+                        await conn.wait_room()
+                        if conn.close_code is not None:
+                            return
                         conn.send(msg_frame(sid, entry))
                         conn.cursors[sid] = entry.seq
                 if len(entries) < 500 and self.max_seq.get(sid, 0) <= conn.cursors.get(sid, 0):

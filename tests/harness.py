@@ -166,11 +166,21 @@ class Client:
 
     @classmethod
     async def connect(cls, base: str, role: str, subprotocol: str = "chatd.v1.msgpack",
-                      headers: dict[str, str] | None = None, origin: str | None = None) -> Client:
+                      headers: dict[str, str] | None = None, origin: str | None = None,
+                      rcvbuf: int | None = None) -> Client:
+        """``rcvbuf`` shrinks the socket's receive buffer: a client that reads slowly."""
+        extra: dict[str, Any] = {}
+        if rcvbuf is not None:
+            host, port = base.split("//", 1)[1].split(":")
+            sock = socket.socket()
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+            sock.connect((host, int(port)))
+            sock.setblocking(False)
+            extra = {"sock": sock, "max_queue": 1}
         ws = await websockets.connect(
             f"{base}/ws/{role}", subprotocols=[subprotocol],  # type: ignore[list-item]
             additional_headers=headers or {}, origin=origin,  # type: ignore[arg-type]
-            max_size=2**20, open_timeout=5, compression=None, ping_interval=None)
+            max_size=2**20, open_timeout=5, compression=None, ping_interval=None, **extra)
         return cls(ws, subprotocol)
 
     async def send(self, frame: dict[str, Any]) -> None:

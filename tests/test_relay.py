@@ -1,0 +1,269 @@
+"""Relay: messages are durable, numbered without gaps, delivered exactly once and in order,
+across processes, disconnects, crashes and Redis restarts (docs/protocol.md, "Delivery")."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+
+import httpx
+import pytest
+
+from conftest import connect_pair, make_agent, make_visitor, start_chat
+from harness import Chatd, Client, Closed, RedisServer, new_prefix
+
+pytestmark = pytest.mark.asyncio
+
+
+def seqs(client: Client, sid: str) -> list[int]:
+    return [f["seq"] for f in client.frames if f.get("type") == "msg" and f.get("session") == sid]
+
+
+async def test_relay_across_two_processes_in_both_directions(chatd_factory, redis_server) -> None:
+    a = chatd_factory()
+    b = chatd_factory()
+    visitor, agent, sid = await connect_pair(a, redis_server.url, agent_server=b)
+    for i in range(10):
+        await visitor.send({"type": "send", "session": sid, "cid": f"v{i}", "text": f"visiteur {i}"})
+        ack = await visitor.recv("ack", cid=f"v{i}")
+        assert ack["session"] == sid
+        await agent.send({"type": "send", "session": sid, "cid": f"a{i}", "text": f"gendarme {i}"})
+        await agent.recv("ack", cid=f"a{i}")
+    await agent.recv("msg", session=sid, cid="a9")  # the sender's own echo comes last
+    await visitor.recv("msg", session=sid, cid="a9")
+    assert seqs(visitor, sid) == list(range(1, 22))
+    assert seqs(agent, sid)[-20:] == list(range(2, 22))  # seq 1 came in history
+    texts = [f["text"] for f in visitor.frames if f.get("type") == "msg"]
+    assert texts[1:3] == ["visiteur 0", "gendarme 0"]
+
+
+async def test_resending_a_cid_never_creates_a_second_message(server: Chatd, redis_server) -> None:
+    visitor, agent, sid = await connect_pair(server, redis_server.url)
+    for _ in range(3):
+        await visitor.send({"type": "send", "session": sid, "cid": "same", "text": "une fois"})
+    acks = [await visitor.recv("ack", cid="same") for _ in range(3)]
+    assert {a["seq"] for a in acks} == {2}
+    await agent.recv("msg", cid="same")
+    await agent.no_frame("msg", within=0.5, cid="same")
+    await agent.send({"type": "send", "session": sid, "cid": "next", "text": "suite"})
+    assert (await agent.recv("ack", cid="next"))["seq"] == 3
+
+
+async def test_notes_reach_agents_only(server: Chatd, redis_server) -> None:
+    visitor, agent, sid = await connect_pair(server, redis_server.url)
+    await agent.send({"type": "note", "session": sid, "cid": "n1", "text": "victime mineure ?"})
+    ack = await agent.recv("ack", cid="n1")
+    assert ack == {"type": "ack", "cid": "n1", "session": sid, "nseq": 1}
+    note = await agent.recv("note", session=sid)
+    assert note["from_agent"] == agent.login and note["nseq"] == 1
+    await agent.send({"type": "send", "session": sid, "cid": "m1", "text": "visible"})
+    assert (await visitor.recv("msg", cid="m1"))["seq"] == 2  # notes take no seq
+    assert not [f for f in visitor.frames if f.get("type") == "note" or f.get("text") == "victime mineure ?"]
+    await visitor.send({"type": "note", "session": sid, "text": "x"})
+    assert (await visitor.recv("error"))["code"] == "bad_message"
+
+
+async def test_typing_and_read_reach_the_other_side(server: Chatd, redis_server) -> None:
+    visitor, agent, sid = await connect_pair(server, redis_server.url)
+    await visitor.send({"type": "typing", "session": sid, "on": True})
+    assert await agent.recv("typing", session=sid) == {
+        "type": "typing", "session": sid, "from": "visitor", "on": True}
+    await agent.send({"type": "read", "session": sid, "seq": 1})
+    assert (await visitor.recv("read", session=sid))["from"] == "agent"
+    await visitor.no_frame("typing", within=0.3)  # not echoed to the sender
+
+
+async def test_visitor_resume_replays_exactly_what_was_missed(server: Chatd, redis_server) -> None:
+    visitor, agent, sid = await connect_pair(server, redis_server.url)
+    token = visitor.token
+    await visitor.close()
+    for i in range(30):
+        await agent.send({"type": "send", "session": sid, "cid": f"a{i}", "text": f"m{i}"})
+    await agent.recv("ack", cid="a29")
+    back = await make_visitor(server, token=token, resume={"session": sid, "after": 10})
+    await back.recv("msg", cid="a29")
+    assert seqs(back, sid) == list(range(11, 32))
+    await agent.send({"type": "send", "session": sid, "cid": "live", "text": "en direct"})
+    assert (await back.recv("msg", cid="live"))["seq"] == 32
+
+
+async def test_agent_resume_replays_each_session_and_its_notes(server: Chatd, redis_server) -> None:
+    visitor, agent, sid = await connect_pair(server, redis_server.url)
+    await agent.send({"type": "note", "session": sid, "cid": "n1", "text": "note"})
+    await agent.recv("ack", cid="n1")
+    await agent.close()
+    for i in range(5):
+        await visitor.send({"type": "send", "session": sid, "cid": f"v{i}", "text": f"v{i}"})
+        await visitor.recv("ack", cid=f"v{i}")
+    again = await Client.connect(server.ws, "agent")
+    await again.send({"type": "hello", "token": agent.token, "resume": [{"session": sid, "after": 3}]})
+    welcome = await again.recv("welcome")
+    assert welcome["sessions"][0]["last_seq"] == 6
+    await again.recv("msg", cid="v4")
+    assert seqs(again, sid) == [4, 5, 6]
+    await again.recv("note", session=sid, nseq=1)
+
+
+async def test_resume_of_someone_elses_session_is_not_found(server: Chatd, redis_server) -> None:
+    visitor, agent, sid = await connect_pair(server, redis_server.url)
+    intruder = await make_visitor(server, resume={"session": sid, "after": 0})
+    assert (await intruder.recv("error"))["code"] == "not_found"
+    await intruder.send({"type": "send", "session": sid, "cid": "x", "text": "coucou"})
+    assert (await intruder.recv("error"))["code"] == "not_found"
+    await intruder.send({"type": "typing", "session": sid, "on": True})
+    assert (await intruder.recv("error"))["code"] == "not_found"
+    await agent.no_frame("msg", within=0.3, cid="x")
+    assert not [f for f in intruder.frames if f.get("type") == "msg"]
+
+
+async def test_messages_while_queued_reach_the_agent_in_history(server: Chatd, redis_server) -> None:
+    visitor = await make_visitor(server)
+    sid = await start_chat(visitor, text="premier")
+    await visitor.send({"type": "send", "session": sid, "cid": "q1", "text": "deuxième"})
+    assert (await visitor.recv("ack", cid="q1"))["seq"] == 2
+    agent = await make_agent(server, redis_server.url)
+    await agent.recv("offer", session=sid)
+    await agent.send({"type": "accept", "session": sid})
+    assigned = await agent.recv("assigned", session=sid)
+    assert [(m["seq"], m["text"]) for m in assigned["history"]] == [(1, "premier"), (2, "deuxième")]
+
+
+async def test_closed_chats_refuse_messages_and_accept_one_rating(server: Chatd, redis_server) -> None:
+    visitor, agent, sid = await connect_pair(server, redis_server.url)
+    await visitor.send({"type": "rate", "session": sid, "rating": 5})
+    assert (await visitor.recv("error"))["code"] == "conflict"  # still open
+    await agent.send({"type": "close", "session": sid, "disposition": "answered"})
+    assert (await visitor.recv("closed"))["by"] == "agent"
+    await visitor.send({"type": "send", "session": sid, "cid": "late", "text": "merci"})
+    assert (await visitor.recv("error"))["code"] == "conflict"
+    await visitor.send({"type": "rate", "session": sid, "rating": 5, "comment": "très bien"})
+    await visitor.recv("rated", session=sid)
+    await visitor.send({"type": "rate", "session": sid, "rating": 1})
+    assert (await visitor.recv("error"))["code"] == "conflict"
+
+
+async def test_a_slow_consumer_is_closed_and_resumes_without_loss(chatd_factory, redis_server) -> None:
+    server = chatd_factory(env={"CHATD_OUTBOX_SIZE": "16", "CHATD_SEND_TIMEOUT": "2"})
+    agent = await make_agent(server, redis_server.url)
+    visitor = await Client.connect(server.ws, "visitor", rcvbuf=4096)
+    await visitor.send({"type": "hello"})
+    token = (await visitor.recv("welcome"))["token"]
+    sid = await start_chat(visitor)
+    await agent.recv("offer", session=sid)
+    await agent.send({"type": "accept", "session": sid})
+    await agent.recv("assigned", session=sid)
+    big = "x" * 4000
+    n = 1500  # ~6 MB: more than the kernel buffers of the connection can hold
+    for i in range(n):
+        await agent.send({"type": "send", "session": sid, "cid": f"b{i}", "text": big})
+    await agent.recv("ack", cid=f"b{n - 1}", timeout=20)
+    # the visitor never read: the server gave up on it
+    closed = await visitor.closed(timeout=10)
+    assert closed.code in (4000, None)  # 4000 when the close frame got through, else aborted
+    back = await make_visitor(server, token=token, resume={"session": sid, "after": 1})
+    await back.recv("msg", cid=f"b{n - 1}", timeout=20)
+    assert seqs(back, sid) == list(range(2, n + 2))
+
+
+async def test_crash_of_a_process_loses_and_duplicates_nothing(chatd_factory, redis_server) -> None:
+    a = chatd_factory()
+    b = chatd_factory()
+    visitor, agent, sid = await connect_pair(a, redis_server.url, agent_server=b)
+    clients = {"visitor": visitor, "agent": agent}
+    sent: dict[str, list[str]] = {"visitor": [], "agent": []}
+    acked: dict[str, set[str]] = {"visitor": set(), "agent": set()}
+    total = 300
+    crash_at = 120
+
+    async def talk(role: str) -> None:
+        i = 0
+        while i < total:
+            client = clients[role]
+            cid = f"{role[0]}{i}"
+            try:
+                await client.send({"type": "send", "session": sid, "cid": cid, "text": f"{role} {i}"})
+                if cid not in sent[role]:
+                    sent[role].append(cid)
+                await client.recv("ack", cid=cid, timeout=2)
+                acked[role].add(cid)
+                i += 1
+            except (Closed, AssertionError, OSError, Exception):
+                await asyncio.sleep(0.05)  # wait for the reconnect below
+            if role == "visitor" and i == crash_at and a.proc and a.proc.poll() is None:
+                a.kill()
+            await asyncio.sleep(random.random() * 0.002)
+
+    async def reconnect_visitor() -> None:
+        while a.proc is None or a.proc.poll() is None:
+            await asyncio.sleep(0.01)
+        last = max(seqs(visitor, sid) or [0])
+        clients["visitor"] = await make_visitor(b, token=visitor.token,
+                                                resume={"session": sid, "after": last})
+
+    await asyncio.gather(talk("visitor"), talk("agent"), reconnect_visitor())
+    v2 = clients["visitor"]
+    for client in (v2, agent):
+        for last in (f"a{total - 1}", f"v{total - 1}"):
+            await client.recv("msg", cid=last, timeout=10)
+    # the visitor's view, across both connections: every seq once, in order, no gaps
+    v_seqs = seqs(visitor, sid) + seqs(v2, sid)
+    assert v_seqs == list(range(1, 2 * total + 2))
+    a_seqs = seqs(agent, sid)
+    assert a_seqs == list(range(2, 2 * total + 2))
+    cids = [f.get("cid") for f in agent.frames if f.get("type") == "msg"]
+    assert sorted(c for c in cids if c) == sorted(sent["visitor"] + sent["agent"])
+    assert len(acked["visitor"]) == len(acked["agent"]) == total
+
+
+async def test_redis_outage_gives_unavailable_then_recovers(chatd_factory) -> None:
+    own = RedisServer()
+    own.start()
+    try:
+        server = chatd_factory(redis_url=own.url, env={"CHATD_TICK": "0.2"})
+        visitor, agent, sid = await connect_pair(server, own.url)
+        own.stop(kill=True)
+        await visitor.send({"type": "send", "session": sid, "cid": "o1", "text": "pendant la panne"})
+        err = await visitor.recv("error", timeout=10)
+        assert err["code"] == "unavailable" and err["ref"] == "o1"
+        async with httpx.AsyncClient() as http:
+            assert (await http.get(server.http + "/readyz")).status_code == 503
+            assert (await http.get(server.http + "/healthz")).status_code == 200
+            own.start()  # same port, same AOF
+            for _ in range(100):
+                if (await http.get(server.http + "/readyz")).status_code == 200:
+                    break
+                await asyncio.sleep(0.1)
+            assert (await http.get(server.http + "/readyz")).status_code == 200
+        await asyncio.sleep(0.5)
+        await visitor.send({"type": "send", "session": sid, "cid": "o1", "text": "pendant la panne"})
+        assert (await visitor.recv("ack", cid="o1", timeout=10))["seq"] == 2
+        await agent.recv("msg", cid="o1", timeout=10)  # the listener came back by itself
+    finally:
+        own.stop()
+
+
+async def test_chatd_starts_while_redis_is_down_and_recovers(chatd_factory) -> None:
+    own = RedisServer()
+    try:
+        server = chatd_factory(redis_url=own.url, start=False, env={"CHATD_TICK": "0.2"})
+        server.start(wait_ready=False)
+        async with httpx.AsyncClient() as http:
+            for _ in range(100):
+                try:
+                    r = await http.get(server.http + "/healthz")
+                    break
+                except httpx.HTTPError:
+                    await asyncio.sleep(0.1)
+            assert r.status_code == 200
+            assert (await http.get(server.http + "/readyz")).status_code == 503
+            own.start()
+            for _ in range(150):
+                if (await http.get(server.http + "/readyz")).status_code == 200:
+                    break
+                await asyncio.sleep(0.1)
+            assert (await http.get(server.http + "/readyz")).status_code == 200
+        assert "Redis unreachable at start-up" in server.output()
+        visitor = await make_visitor(server)
+        await start_chat(visitor)
+    finally:
+        own.stop()
