@@ -57,6 +57,7 @@ class AgentHandlers:
                 conn.spawn(self.hub.catch_up_notes(conn, sid))
             else:
                 await self.send_assigned(conn, sid)
+        await self.hub.reconcile(list(mine), conn)
 
     async def send_assigned(self, conn: Connection, sid: str) -> None:
         """The `assigned` frame with the whole history, then live delivery from there on."""

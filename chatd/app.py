@@ -119,7 +119,7 @@ def create_app(settings: Settings, redis_url: str) -> Any:
     async def logout(request: Request) -> Response:
         if not same_origin(request):
             return _json({"error": "forbidden", "message": "cross-site request"}, 403)
-        token = cookie_token(request.scope) or _bearer(request)
+        token = _bearer(request) or cookie_token(request.scope)
         if token and rt.auth is not None:
             try:
                 await rt.auth.logout(token)
@@ -130,7 +130,7 @@ def create_app(settings: Settings, redis_url: str) -> Any:
         return resp
 
     async def stats(request: Request) -> Response:
-        token = cookie_token(request.scope) or _bearer(request)
+        token = _bearer(request) or cookie_token(request.scope)
         try:
             account = await rt.auth.token_account(token) if rt.auth else None
             if account is None:

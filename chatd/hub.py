@@ -172,22 +172,48 @@ class Hub:
             conn.catching.discard(sid)
 
     async def resync(self) -> None:
-        """After a pub/sub gap: bring every live session up to its stream's end."""
-        sids = list(self.sessions)
+        """After a pub/sub gap (and periodically): bring every live session up to its stream's
+        end and its connections in line with its state."""
+        await self.reconcile(list(self.sessions))
+
+    async def reconcile(self, sids: list[str], only: Connection | None = None) -> None:
+        """Events are not stored, so one missed while (re)subscribing is recovered from the
+        session's state: its messages are backfilled, and an `assigned`, `closed` or
+        `released` the connection did not see is sent now."""
         if not sids:
             return
         try:
-            seqs = await self.store.last_seqs(sids)
+            states = await self.store.states(sids)
         except Exception as exc:
             log.warning("resync failed: %s", type(exc).__name__)
             return
-        for sid, seq in zip(sids, seqs):
+        for sid, st in zip(sids, states):
+            seq = int(st.get("seq", 0))
             if seq > self.max_seq.get(sid, 0):
                 self.max_seq[sid] = seq
+            state = st.get("state")
             for conn in list(self.sessions.get(sid, ())):
+                if only is not None and conn is not only:
+                    continue
                 cur = conn.cursors.get(sid)
+                if state in (None, "closed"):
+                    data = _Encoded({"type": "closed", "session": sid,
+                                     "by": st.get("by", "system"), "reason": st.get("reason", "expired")})
+                    conn.spawn(self._close_after_catch_up(conn, sid, data))
+                    continue
                 if cur is not None and cur < seq:
                     conn.spawn(self._catch_up(conn, sid))
+                if conn.role == "visitor":
+                    if state == "active" and sid in conn.waiting:
+                        conn.waiting.pop(sid, None)
+                        conn.send({"type": "assigned", "session": sid,
+                                   "agent_name": st.get("agent_name", "")})
+                    elif state == "queued" and sid not in conn.waiting:
+                        conn.waiting[sid] = st.get("topic", "general")
+                elif state != "active" or st.get("agent") != conn.identity:
+                    if cur is not None:
+                        conn.send({"type": "released", "session": sid, "reason": "reassigned"})
+                        self.detach(conn, sid)
 
     # -- events from Redis --------------------------------------------------------------------
 
@@ -253,6 +279,9 @@ class Hub:
                 conn.spawn(self._close_after_catch_up(conn, sid, data))
 
     async def _close_after_catch_up(self, conn: Connection, sid: str, data: _Encoded) -> None:
+        if sid in conn.ending or sid not in conn.attached:
+            return  # told already (the live event and a resync can both notice a close)
+        conn.ending.add(sid)
         if conn.cursors.get(sid) is not None:
             try:
                 seq = (await self.store.last_seqs([sid]))[0]
@@ -264,6 +293,7 @@ class Hub:
             if conn.cursors.get(sid, seq) < seq:
                 await self._catch_up(conn, sid)
         conn.push(data.for_(conn.subprotocol))
+        conn.ending.discard(sid)
         self.detach(conn, sid)
 
     def _deliver_note(self, conn: Connection, sid: str, nseq: int, frame: dict[str, Any]) -> None:

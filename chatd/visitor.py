@@ -70,6 +70,8 @@ class VisitorHandlers:
                 conn.waiting[sid] = s["topic"]
             after = resume.after if resume is not None and resume.session == sid else s["last_seq"]
             self.hub.start_from(conn, sid, min(after, s["last_seq"]))
+        # anything that happened between reading the sessions and subscribing
+        await self.hub.reconcile([s["session"] for s in sessions if s["state"] != "closed"], conn)
 
     async def start(self, conn: Connection, msg: m.Start) -> None:
         topic = self.rt.topics.get(msg.topic)
@@ -88,11 +90,14 @@ class VisitorHandlers:
         conn.waiting[sid] = topic.id
         self.hub.start_from(conn, sid, 0)
         pos = (await self.store.queue_positions([(topic.id, sid)]))[0]
-        if pos is not None:
+        if pos is None:  # already being offered: next in line, whatever happens
+            pos, eta = 1, 0
+        else:
             handling = (await self.store.handling_ms()).get(topic.id)
             eta = self.rt.matcher.eta(pos, handling, await self.store.capacity_online())
-            conn.positions[sid] = (pos, eta)
-            conn.send({"type": "queued", "session": sid, "position": pos, "eta_s": eta})
+        conn.positions[sid] = (pos, eta)
+        # every start is answered with `queued`: it is how the visitor learns the session id
+        conn.send({"type": "queued", "session": sid, "position": pos, "eta_s": eta})
         self.rt.matcher.kick()
 
     async def send(self, conn: Connection, msg: m.Send) -> None:

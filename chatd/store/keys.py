@@ -30,6 +30,7 @@ PATTERNS: dict[str, str] = {
     "agent": "P:{m}:ag:<login>",
     "agent_sessions": "P:{m}:agsess:<login>",
     "offers": "P:{m}:offers",
+    "offer_order": "P:{m}:offer_order",  # counts first offers: FIFO is checked against it
     "agents_seen": "P:{m}:seen",
     "visitors_seen": "P:{m}:vseen",
     "orphans": "P:{m}:orphans",

@@ -97,6 +97,15 @@ class Store:
         return [NoteEntry(int(i.split("-", 1)[1]), f["agent"], f["text"], int(f["ts"]),
                           f.get("cid", "")) for i, f in rows]
 
+    async def states(self, sids: list[str]) -> list[dict[str, str]]:
+        """What a connection must agree with: state, owner, last seq, how it ended."""
+        names = ("state", "seq", "agent", "agent_name", "topic", "by", "reason")
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for sid in sids:
+                pipe.hmget(self.keys.session(sid), *names)
+            rows = await pipe.execute()
+        return [{k: v for k, v in zip(names, row) if v is not None} for row in rows]
+
     async def last_seqs(self, sids: list[str]) -> list[int]:
         async with self.redis.pipeline(transaction=False) as pipe:
             for sid in sids:

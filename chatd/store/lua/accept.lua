@@ -9,7 +9,7 @@ local state, offer_agent, agent, declined = unpack(redis.call('HMGET', skey,
   'state', 'offer_agent', 'agent', 'declined'))
 if state == 'offered' and offer_agent == login then
   redis.call('HSET', skey, 'state', 'active', 'agent', login, 'offer_agent', '',
-             'assigned_at', NOW)
+             'assigned_at', NOW, 'agent_name', name)
   redis.call('ZREM', k_offers(), sid)
   publish(k_agent_channel(login), {e = 'assigned', sid = sid})
   publish(k_session_channel(sid), {e = 'assigned', sid = sid, agent = login, name = name})

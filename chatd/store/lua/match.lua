@@ -88,12 +88,19 @@ for _, t in ipairs(topics) do
         redis.call('SADD', k_agent_sessions(a.login), sid)
         matches = matches + 1
         if direct then
-          redis.call('HSET', skey, 'state', 'active', 'agent', a.login, 'assigned_at', NOW)
+          if not hget(skey, 'offer_order') then
+            redis.call('HSET', skey, 'offer_order', redis.call('INCR', k_offer_order()))
+          end
+          redis.call('HSET', skey, 'state', 'active', 'agent', a.login, 'assigned_at', NOW,
+                     'agent_name', a.name)
           publish(k_agent_channel(a.login), {e = 'assigned', sid = sid})
           publish(k_session_channel(sid), {e = 'assigned', sid = sid, agent = a.login,
                                            name = a.name})
         else
           local deadline = NOW + offer_ms
+          if not hget(skey, 'offer_order') then
+            redis.call('HSET', skey, 'offer_order', redis.call('INCR', k_offer_order()))
+          end
           redis.call('HSET', skey, 'state', 'offered', 'offer_agent', a.login,
                      'offer_deadline', deadline, 'offered_at', NOW)
           redis.call('ZADD', k_offers(), deadline, sid)

@@ -1,0 +1,288 @@
+"""`chatd serve` and the admin commands, as an operator uses them: embedded Redis, workers,
+signals, clear one-line errors, accounts, export and purge."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from conftest import PASSWORD, make_agent, make_visitor, start_chat
+from harness import ROOT, Chatd, free_port, new_prefix, wait_until
+
+pytestmark = pytest.mark.asyncio
+
+
+def chatd_cli(*args: str, data_dir: Path | None = None, stdin: str | None = None,
+              env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    full = [sys.executable, "-m", "chatd", *args]
+    if data_dir is not None:
+        full += ["--data-dir", str(data_dir)]
+    return subprocess.run(full, input=stdin, capture_output=True, text=True, timeout=60, cwd=ROOT,
+                          env={**os.environ, **(env or {})})
+
+
+def redis_children(pid: int) -> list[int]:
+    out = subprocess.run(["pgrep", "-P", str(pid), "-f", "redis-server"], capture_output=True, text=True)
+    return [int(p) for p in out.stdout.split()]
+
+
+def embedded(tmp_path: Path, **kw: object) -> Chatd:
+    return Chatd(redis_url=None, prefix="chatd", data_dir=str(tmp_path / "data"), **kw)  # type: ignore[arg-type]
+
+
+async def test_serve_on_embedded_redis_is_ready_fast_and_stops_cleanly(tmp_path: Path) -> None:
+    server = embedded(tmp_path)
+    started = time.monotonic()
+    server.start()
+    assert time.monotonic() - started < 5
+    redis_pids = redis_children(server.proc.pid)  # type: ignore[union-attr]
+    assert len(redis_pids) == 1
+    data = tmp_path / "data"
+    assert (data / "redis.sock").exists()
+    assert oct((data / "redis.pass").stat().st_mode & 0o777) == "0o600"
+    assert list(data.glob("appendonly*")), "AOF is on"
+    server.proc.send_signal(signal.SIGINT)  # type: ignore[union-attr]   Ctrl-C
+    assert server.proc.wait(15) == 0  # type: ignore[union-attr]
+    assert not any(Path(f"/proc/{p}").exists() for p in redis_pids), "redis-server stopped too"
+    assert "chatd stopped" in server.output()
+
+
+async def test_embedded_redis_listens_on_its_socket_only_with_a_password(tmp_path: Path) -> None:
+    server = embedded(tmp_path).start()
+    try:
+        conf = (tmp_path / "data" / "redis.conf").read_text()
+        assert "port 0" in conf and "requirepass" in conf
+        import redis
+
+        anon = redis.Redis(unix_socket_path=str(tmp_path / "data" / "redis.sock"))
+        with pytest.raises(redis.AuthenticationError):
+            anon.ping()
+    finally:
+        server.stop()
+
+
+async def test_a_second_server_on_the_same_data_dir_is_refused(tmp_path: Path) -> None:
+    first = embedded(tmp_path).start()
+    try:
+        second = embedded(tmp_path)
+        second.start(wait_ready=False)
+        assert second.proc.wait(15) == 1  # type: ignore[union-attr]
+        out = second.output().strip().splitlines()
+        assert len(out) == 1 and "another chatd" in out[0] and "already serves" in out[0]
+    finally:
+        first.stop()
+
+
+async def test_a_stale_socket_from_a_crash_is_cleaned_up(tmp_path: Path) -> None:
+    server = embedded(tmp_path).start()
+    server.kill()  # supervisor and workers die; redis follows (parent-death signal)
+    sock = tmp_path / "data" / "redis.sock"
+    assert wait_until(lambda: not redis_children_any(tmp_path), 10)
+    sock.touch()  # whatever the crash left behind
+    again = embedded(tmp_path).start()
+    again.stop()
+
+
+def redis_children_any(tmp_path: Path) -> bool:
+    out = subprocess.run(["pgrep", "-f", f"{tmp_path}/data/redis.conf"], capture_output=True, text=True)
+    return bool(out.stdout.strip())
+
+
+async def test_transcripts_and_open_sessions_survive_a_restart(tmp_path: Path) -> None:
+    server = embedded(tmp_path, env={"CHATD_TICK": "0.2"}).start()
+    r = chatd_cli("agents", "add", "martin", "--name", "Gendarme Martin", "--password-stdin",
+                  data_dir=tmp_path / "data", stdin=PASSWORD + "\n")
+    assert r.returncode == 0, r.stderr
+    agent = await make_agent(server, "", login="martin", create=False)
+    visitor = await make_visitor(server)
+    sid = await start_chat(visitor, text="premier message")
+    await agent.recv("offer", session=sid)
+    await agent.send({"type": "accept", "session": sid})
+    await agent.recv("assigned", session=sid)
+    await agent.send({"type": "send", "session": sid, "cid": "a1", "text": "bien reçu"})
+    await agent.recv("ack", cid="a1")
+    server.stop()  # Redis stops with it, AOF on disk
+    again = embedded(tmp_path, env={"CHATD_TICK": "0.2"}, port=server.port).start()
+    try:
+        back = await make_visitor(again, token=visitor.token, resume={"session": sid, "after": 0})
+        assert back.welcome["sessions"][0]["state"] == "active"
+        await back.recv("msg", cid="a1")
+        assert [f["text"] for f in back.frames if f["type"] == "msg"] == ["premier message", "bien reçu"]
+    finally:
+        again.stop()
+
+
+async def test_a_dead_embedded_redis_is_restarted_from_its_aof(tmp_path: Path) -> None:
+    server = embedded(tmp_path, env={"CHATD_TICK": "0.2"}).start()
+    try:
+        visitor = await make_visitor(server)
+        sid = await start_chat(visitor, text="avant")
+        (pid,) = redis_children(server.proc.pid)  # type: ignore[union-attr]
+        os.kill(pid, signal.SIGKILL)
+        assert wait_until(lambda: redis_children(server.proc.pid) not in ([], [pid]), 10)  # type: ignore[union-attr]
+        assert wait_until(server.ready, 10)
+        assert "embedded Redis died" in server.output()
+        back = await make_visitor(server, token=visitor.token, resume={"session": sid, "after": 0})
+        assert (await back.recv("msg", session=sid))["text"] == "avant"
+    finally:
+        server.stop()
+
+
+async def test_workers_share_one_embedded_redis(tmp_path: Path) -> None:
+    server = embedded(tmp_path, workers=3).start()
+    try:
+        out = subprocess.run(["pgrep", "-P", str(server.proc.pid)], capture_output=True, text=True)  # type: ignore[union-attr]
+        assert len(out.stdout.split()) == 4  # 3 workers + redis-server
+        visitors = [await make_visitor(server) for _ in range(6)]
+        assert len({v.welcome["token"] for v in visitors}) == 6
+    finally:
+        server.stop()
+
+
+async def test_a_killed_worker_is_replaced(chatd_factory) -> None:
+    server = chatd_factory(workers=2)
+    workers = subprocess.run(["pgrep", "-P", str(server.proc.pid)], capture_output=True, text=True).stdout.split()  # type: ignore[union-attr]
+    os.kill(int(workers[0]), signal.SIGKILL)
+    assert wait_until(lambda: len(subprocess.run(["pgrep", "-P", str(server.proc.pid)], capture_output=True, text=True).stdout.split()) == 2 and  # type: ignore[union-attr]
+                      workers[0] not in subprocess.run(["pgrep", "-P", str(server.proc.pid)], capture_output=True, text=True).stdout.split(), 10)  # type: ignore[union-attr]
+    assert "exited (signal 9); restarting it" in server.output()
+    assert wait_until(server.ready, 10)
+
+
+@pytest.mark.parametrize("args, env, message", [
+    (["--port", "http"], {}, "--port: expected a whole number from 0 to 65535, got 'http'"),
+    (["--workers", "0"], {}, "--workers: expected a whole number from 1 to 64, got '0'"),
+    (["--redis-url", "http://x"], {}, "--redis-url: expected redis://, rediss:// or unix:// URL"),
+    ([], {"CHATD_OFFER_TIMEOUT": "thirty"}, "CHATD_OFFER_TIMEOUT: expected a number of seconds > 0, got 'thirty'"),
+    ([], {"CHATD_ALLOWED_ORIGINS": "gendarmerie.fr"}, "CHATD_ALLOWED_ORIGINS: expected an origin"),
+    ([], {"CHATD_SECRET": "short"}, "CHATD_SECRET: must be at least 16 characters long"),
+    ([], {"CHATD_ASSIGN_MODE": "random"}, "CHATD_ASSIGN_MODE: expected one of offer, direct"),
+    ([], {"CHATD_TOPICS_FILE": "/nonexistent.toml"}, "CHATD_TOPICS_FILE: cannot read /nonexistent.toml"),
+])
+async def test_bad_settings_exit_with_one_clear_line(args: list[str], env: dict[str, str], message: str) -> None:
+    r = chatd_cli("serve", *args, env=env)
+    assert r.returncode == 2
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1, r.stderr
+    assert lines[0].startswith("chatd: ") and message in lines[0]
+
+
+async def test_a_busy_port_is_one_clear_line(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        r = chatd_cli("serve", "--port", str(port), data_dir=tmp_path / "d")
+    assert r.returncode == 1
+    assert r.stderr.strip().splitlines()[-1] == f"chatd: cannot listen on 127.0.0.1:{port}: Address already in use"
+
+
+async def test_agents_add_list_disable(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    r = chatd_cli("agents", "add", "dupont", "--name", "Adjudant Dupont", "--role", "supervisor",
+                  "--lang", "fr,en", "--topics", "violence,general", "--capacity", "2", data_dir=data)
+    assert r.returncode == 0, r.stderr
+    assert "password: " in r.stdout  # generated, printed once
+    r = chatd_cli("agents", "add", "dupont", "--name", "Again", data_dir=data)
+    assert r.returncode == 1 and "already exists" in r.stderr
+    r = chatd_cli("agents", "add", "Bad Login", "--name", "X", data_dir=data)
+    assert r.returncode == 1 and r.stderr.count("\n") == 1
+    r = chatd_cli("agents", "list", data_dir=data)
+    assert r.stdout.split("\t")[:6] == ["dupont", "Adjudant Dupont", "supervisor", "fr,en",
+                                        "violence,general", "2"]
+    r = chatd_cli("agents", "disable", "dupont", data_dir=data)
+    assert r.returncode == 0
+    assert "disabled" in chatd_cli("agents", "list", data_dir=data).stdout
+
+
+async def test_login_logout_and_disable_close_sockets(chatd_factory, redis_server) -> None:
+    server = chatd_factory()
+    agent = await make_agent(server, redis_server.url)
+    async with httpx.AsyncClient() as http:
+        bad = await http.post(server.http + "/api/login", json={"login": agent.login, "password": "nope"})
+        assert bad.status_code == 401
+        r = await http.post(server.http + "/api/login", json={"login": agent.login, "password": PASSWORD})
+        cookie = r.headers["set-cookie"]
+        assert "HttpOnly" in cookie and "SameSite=strict" in cookie.replace("Strict", "strict")
+        token = r.json()["token"]
+        assert r.json()["agent"]["login"] == agent.login
+        # cross-site login attempt
+        x = await http.post(server.http + "/api/login", headers={"Origin": "https://evil.example"},
+                            json={"login": agent.login, "password": PASSWORD})
+        assert x.status_code == 403
+        # logging out one token closes that agent's sockets
+        out = await http.post(server.http + "/api/logout", headers={"Authorization": f"Bearer {agent.token}"})
+        assert out.status_code == 200
+    assert (await agent.closed()).code == 1008
+    from harness import Client
+
+    again = await Client.connect(server.ws, "agent")
+    await again.send({"type": "hello", "token": agent.token})
+    assert (await again.recv("error"))["code"] == "unauthorized"
+    fresh = await Client.connect(server.ws, "agent")
+    await fresh.send({"type": "hello", "token": token})
+    await fresh.recv("welcome")
+
+
+async def test_stats_are_for_supervisors(chatd_factory, redis_server) -> None:
+    server = chatd_factory()
+    agent = await make_agent(server, redis_server.url)
+    sup = await make_agent(server, redis_server.url, role="supervisor", available=False)
+    visitor = await make_visitor(server)
+    await start_chat(visitor, "road")
+    async with httpx.AsyncClient() as http:
+        assert (await http.get(server.http + "/api/stats")).status_code == 401
+        r = await http.get(server.http + "/api/stats", headers={"Authorization": f"Bearer {agent.token}"})
+        assert r.status_code == 403
+        r = await http.get(server.http + "/api/stats", headers={"Authorization": f"Bearer {sup.token}"})
+        assert r.status_code == 200
+        stats = r.json()
+        assert set(stats) >= {"queues", "longest_wait_s", "agents_by_status", "active_sessions"}
+
+
+async def test_export_and_purge(chatd_factory, redis_server, prefix: str) -> None:
+    server = chatd_factory()
+    env = {"CHATD_KEY_PREFIX": prefix}
+    from conftest import connect_pair
+
+    visitor, agent, sid = await connect_pair(server, redis_server.url)
+    await agent.send({"type": "send", "session": sid, "cid": "a1", "text": "Déposez plainte en ligne"})
+    await agent.send({"type": "note", "session": sid, "cid": "n1", "text": "orienté pré-plainte"})
+    await agent.send({"type": "close", "session": sid, "disposition": "redirected_pre_plainte"})
+    await visitor.recv("closed")
+    r = chatd_cli("export", "--redis-url", redis_server.url, env=env)
+    assert r.returncode == 0, r.stderr
+    (line,) = r.stdout.splitlines()
+    t = json.loads(line)
+    assert t["session"] == sid and t["disposition"] == "redirected_pre_plainte"
+    assert [m["text"] for m in t["messages"]] == ["Bonjour", "Déposez plainte en ligne"]
+    assert t["notes"][0]["text"] == "orienté pré-plainte"
+    assert "visitor" not in t and "ip" not in line
+    assert chatd_cli("export", "--since", "2999-01-01", "--redis-url", redis_server.url, env=env).stdout == ""
+    r = chatd_cli("export", "--since", "yesterday", "--redis-url", redis_server.url, env=env)
+    assert r.returncode == 1 and "--since" in r.stderr
+    r = chatd_cli("purge", "--older-than", "0", "--redis-url", redis_server.url, env=env)
+    assert r.returncode == 0 and "purged 1" in r.stdout
+    assert chatd_cli("export", "--redis-url", redis_server.url, env=env).stdout == ""
+
+
+async def test_closed_sessions_expire_after_retention(chatd_factory, redis_server, rds, prefix: str) -> None:
+    server = chatd_factory(env={"CHATD_RETENTION_DAYS": "1"})
+    from conftest import connect_pair
+
+    visitor, agent, sid = await connect_pair(server, redis_server.url)
+    await visitor.send({"type": "close", "session": sid})
+    await agent.recv("closed")
+    ttl = await rds.ttl(f"{prefix}:s:{{{sid}}}")
+    assert 86_000 < ttl <= 86_400
+    assert 86_000 < await rds.ttl(f"{prefix}:s:{{{sid}}}:m") <= 86_400
