@@ -1,0 +1,95 @@
+"""python -m loadtest SCENARIO [--url URL --redis-url URL --key-prefix P | --spawn N]
+[--duration S] [--json FILE]: see docs/benchmarks.md."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import resource
+import sys
+from typing import Any
+
+from .cluster import Cluster, Target
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m loadtest")
+    p.add_argument("scenario", choices=("relay", "match", "idle", "surge", "soak"))
+    where = p.add_mutually_exclusive_group(required=True)
+    where.add_argument("--url", help="a running chatd, e.g. ws://127.0.0.1:8000 (comma-separated for several)")
+    where.add_argument("--spawn", type=int, metavar="N", help="start Redis and N chatd processes")
+    p.add_argument("--redis-url", help="with --url: the deployment's Redis (to create agent accounts)")
+    p.add_argument("--key-prefix", default="chatd", help="with --url: its CHATD_KEY_PREFIX")
+    p.add_argument("--duration", type=float, default=10.0, help="seconds of load (10)")
+    p.add_argument("--json", help="write the report here, and a PNG plot beside it")
+    p.add_argument("--pairs", type=int, default=100)
+    p.add_argument("--rate", type=float, default=2000.0, help="relay: messages/s offered in total")
+    p.add_argument("--visitors", type=int, default=2000)
+    p.add_argument("--agents", type=int, default=50)
+    p.add_argument("--capacity", type=int, default=5)
+    p.add_argument("--connections", type=int, default=1000)
+    p.add_argument("--base", type=float, default=2.0, help="surge: arrivals/s before the surge")
+    p.add_argument("--factor", type=float, default=8.0, help="surge: arrival multiplier")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    env: dict[str, str] = {}
+    if args.scenario == "match":
+        env["CHATD_TICK"] = "0.2"
+    if args.scenario == "relay":
+        env["CHATD_ASSIGN_MODE"] = "direct"
+    if args.scenario == "surge":
+        env["CHATD_TICK"] = "0.2"
+    try:
+        import uvloop
+
+        runner: Any = uvloop.run
+    except ImportError:  # pragma: no cover
+        runner = asyncio.run
+    if args.spawn:
+        with Cluster(args.spawn, env) as target:
+            return runner(_run(args, target))
+    if not args.redis_url:
+        print("loadtest: --url needs --redis-url (and --key-prefix) to create agent accounts",
+              file=sys.stderr)
+        return 2
+    target = Target(args.url.split(","), args.redis_url, args.key_prefix)
+    return runner(_run(args, target))
+
+
+async def _run(args: argparse.Namespace, target: Target) -> int:
+    from . import report as rep
+
+    if args.scenario == "relay":
+        from . import relay
+
+        result, series = await relay.run(target, args.pairs, args.rate, args.duration)
+        rep.write(result, args.json, series, f"relay: {args.rate:g} msg/s offered", "latency (ms)")
+        return 0 if not (result["lost"] or result["duplicates"] or result["out_of_order"]) else 1
+    if args.scenario == "match":
+        from . import match
+
+        result, series = await match.run(target, args.visitors, args.agents, args.capacity)
+        rep.write(result, args.json, series, "match: time to assignment", "ms")
+        bad = result["double_assignments"] or result["over_capacity"] or result["unserved"]
+        return 1 if bad else 0
+    if args.scenario == "idle":
+        from . import idle
+
+        result, series = await idle.run(target, args.connections, args.duration)
+        rep.write(result, args.json, series, "idle connections", "server RSS (MiB)")
+        return 1 if result["failed"] else 0
+    from . import surge
+
+    result, series = await surge.run(target, args.base, args.factor, args.duration,
+                                     soak=args.scenario == "soak")
+    rep.write(result, args.json, series, f"{args.scenario}: queue and waits", "visitors / seconds")
+    return 1 if result["errors"] or result["lost"] else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,117 @@
+"""`--spawn N`: a private redis-server and N chatd processes on free loopback ports, stopped
+afterwards; or `--url`: a running deployment. Either way, a `Target` to aim clients at."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+from chatd.embedded import find_redis_server
+
+BENCH_ENV = {
+    # benchmarks raise the abuse limits: one generator is thousands of clients on one address
+    "CHATD_FRAME_RATE": "100000", "CHATD_FRAME_BURST": "100000",
+    "CHATD_MAX_CONN_PER_IP": "1000000", "CHATD_SESSIONS_PER_IP_HOUR": "10000000",
+    "CHATD_IDLE_TIMEOUT": "3600", "CHATD_HELLO_TIMEOUT": "60", "CHATD_OUTBOX_SIZE": "4096",
+    "CHATD_LOG_LEVEL": "warning", "CHATD_TICK": "0.5",
+}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Target:
+    urls: list[str]  # ws://127.0.0.1:port
+    redis_url: str
+    prefix: str
+    server_pids: list[int] = field(default_factory=list)  # supervisors; workers are children
+    redis_pid: int | None = None
+
+    def http(self, i: int = 0) -> str:
+        return self.urls[i % len(self.urls)].replace("ws://", "http://")
+
+
+class Cluster:
+    def __init__(self, n: int, env: dict[str, str] | None = None) -> None:
+        self.n = n
+        self.env = {**BENCH_ENV, **(env or {})}
+        self.dir = Path(tempfile.mkdtemp(prefix="chatd-loadtest-"))
+        self.procs: list[subprocess.Popen[bytes]] = []
+        self.redis: subprocess.Popen[bytes] | None = None
+
+    def __enter__(self) -> Target:
+        port = free_port()
+        self.redis = subprocess.Popen(
+            [find_redis_server(), "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "no", "--dir", str(self.dir), "--maxclients", "20000"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        redis_url = f"redis://127.0.0.1:{port}/0"
+        _wait(lambda: _tcp_answers(port), 10, "redis-server")
+        prefix = "lt" + uuid.uuid4().hex[:8]
+        env = {**os.environ, **self.env, "CHATD_KEY_PREFIX": prefix,
+               "CHATD_SECRET": "loadtest-secret-" + prefix}
+        urls = []
+        for _ in range(self.n):
+            p = free_port()
+            log = open(self.dir / f"chatd-{p}.log", "ab")
+            self.procs.append(subprocess.Popen(
+                [sys.executable, "-m", "chatd", "serve", "--port", str(p), "--redis-url", redis_url],
+                env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True))
+            urls.append(f"ws://127.0.0.1:{p}")
+        for url in urls:
+            http = url.replace("ws://", "http://")
+            _wait(lambda: _ready(http), 20, f"chatd at {http}")
+        return Target(urls, redis_url, prefix, [p.pid for p in self.procs], self.redis.pid)
+
+    def __exit__(self, *exc: object) -> None:
+        for p in self.procs:
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+        for p in self.procs:
+            try:
+                p.wait(15)
+            except subprocess.TimeoutExpired:
+                os.killpg(p.pid, signal.SIGKILL)
+        if self.redis is not None:
+            self.redis.terminate()
+            self.redis.wait(10)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def _tcp_answers(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), 0.2):
+            return True
+    except OSError:
+        return False
+
+
+def _ready(http: str) -> bool:
+    try:
+        return httpx.get(http + "/readyz", timeout=0.5).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def _wait(pred, timeout: float, what: str) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if pred():
+            return
+        time.sleep(0.05)
+    raise SystemExit(f"loadtest: {what} did not start within {timeout:g} s")

@@ -1,0 +1,134 @@
+"""`relay`: P visitor-agent pairs chat at R messages/s in total; every message is timed from
+send to arrival at the peer, and every seq is checked for loss, duplicates and order."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+from .client import Conn, create_agents
+from .cluster import Target
+from .report import Sampler, percentile
+
+
+async def run(target: Target, pairs: int, rate: float, duration: float) -> tuple[dict[str, Any], dict[str, Any]]:
+    agents_info = await create_agents(target, pairs, capacity=1, tag="rel")
+    sent_at: dict[str, float] = {}  # cid -> perf_counter at send
+    acked: set[str] = set()
+    delivered: dict[str, float] = {}  # cid -> latency ms (first arrival at the peer)
+    duplicates = 0
+    out_of_order = 0
+    last_seq: dict[tuple[str, str], int] = {}
+    timeline: list[tuple[float, float]] = []
+    t0 = time.perf_counter()
+    assigned: dict[str, asyncio.Event] = {}
+    sessions: dict[str, str] = {}  # visitor conn name -> session
+
+    def on_frame(conn: Conn, f: dict[str, Any]) -> None:
+        nonlocal duplicates, out_of_order
+        kind = f.get("type")
+        if kind == "msg":
+            sid = f["session"]
+            key = (conn.name, sid)
+            prev = last_seq.get(key, 0)
+            seq = f["seq"]
+            if seq == prev:
+                duplicates += 1
+                return
+            if seq < prev:
+                out_of_order += 1
+            last_seq[key] = max(prev, seq)
+            cid = f.get("cid")
+            if cid and cid in sent_at and not cid.startswith(conn.name + "-"):
+                now = time.perf_counter()
+                if cid in delivered:
+                    duplicates += 1
+                else:
+                    ms = (now - sent_at[cid]) * 1000
+                    delivered[cid] = ms
+                    timeline.append((now - t0, ms))
+        elif kind == "ack":
+            acked.add(f["cid"])
+        elif kind == "queued":
+            sessions[conn.name] = f["session"]
+        elif kind == "assigned":
+            if conn.name in assigned:
+                assigned[conn.name].set()
+            if "history" in f:  # the agent side
+                conn.state["session"] = f["session"]
+                if f["history"]:
+                    last_seq[(conn.name, f["session"])] = f["history"][-1]["seq"]
+
+    n = len(target.urls)
+    agents = []
+    for i, (login, token) in enumerate(agents_info):
+        c = await Conn.open(target.urls[i % n], "agent", on_frame, name=f"a{i}")
+        await c.send({"type": "hello", "token": token})
+        await c.send({"type": "status", "status": "available"})
+        agents.append(c)
+    visitors = []
+    for i in range(pairs):
+        c = await Conn.open(target.urls[(i + 1) % n], "visitor", on_frame, name=f"v{i}")
+        assigned[c.name] = asyncio.Event()
+        await c.send({"type": "hello"})
+        await c.send({"type": "start", "topic": "general"})
+        visitors.append(c)
+    await asyncio.wait_for(asyncio.gather(*[e.wait() for e in assigned.values()]), 60)
+    while not all("session" in a.state for a in agents):
+        await asyncio.sleep(0.05)
+    for v in visitors:
+        v.state["session"] = sessions[v.name]
+    senders = [c for pair in zip(visitors, agents) for c in pair]
+
+    sampler = Sampler(target.server_pids, target.redis_pid)
+    sampler.start()
+    t0 = time.perf_counter()
+    tick = 0.01
+    budget = 0.0
+    offered = 0
+    counters = {c.name: 0 for c in senders}
+    k = 0
+    end = t0 + duration
+    while time.perf_counter() < end:
+        budget += rate * tick
+        batch = int(budget)
+        budget -= batch
+        now = time.perf_counter()
+        for _ in range(batch):
+            c = senders[k % len(senders)]
+            k += 1
+            counters[c.name] += 1
+            cid = f"{c.name}-{counters[c.name]}"
+            sent_at[cid] = now
+            await c.send({"type": "send", "session": c.state["session"], "cid": cid, "text": "x" * 40})
+            offered += 1
+        await asyncio.sleep(max(0.0, tick - (time.perf_counter() - now)))
+    send_time = time.perf_counter() - t0
+    # drain: wait until everything acknowledged has arrived, or 5 s
+    deadline = time.perf_counter() + 5
+    while time.perf_counter() < deadline and not acked <= delivered.keys():
+        await asyncio.sleep(0.1)
+    await sampler.stop()
+    lat = list(delivered.values())
+    in_window = [ms for t, ms in timeline if t <= send_time]
+    lost = len([c for c in acked if c not in delivered])
+    report = {
+        "scenario": "relay", "processes": n, "pairs": pairs,
+        "offered_per_s": round(offered / send_time, 1),
+        "delivered_per_s": round(len(in_window) / send_time, 1),
+        "acked": len(acked), "sent": offered,
+        "p50_ms": round(percentile(lat, 50), 2), "p99_ms": round(percentile(lat, 99), 2),
+        "max_ms": round(max(lat) if lat else 0.0, 2),
+        "lost": lost, "duplicates": duplicates, "out_of_order": out_of_order,
+        "unacked": offered - len(acked), **sampler.summary(),
+    }
+    for c in senders:
+        await c.close()
+    # latency over time, as 100 ms buckets of p99
+    buckets: dict[int, list[float]] = {}
+    for t, ms in timeline:
+        buckets.setdefault(int(t * 10), []).append(ms)
+    series = {"p50 ms": [(b / 10, percentile(v, 50)) for b, v in sorted(buckets.items())],
+              "p99 ms": [(b / 10, percentile(v, 99)) for b, v in sorted(buckets.items())]}
+    return report, series

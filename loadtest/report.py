@@ -1,0 +1,137 @@
+"""Measurements and reports: percentiles from every sample, server CPU and RSS sampled during the
+run, a flat JSON object, and a PNG plot next to it."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import os
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+import psutil
+
+
+def percentile(samples: Sequence[float], q: float) -> float:
+    """Nearest-rank percentile over every sample (not an average of averages)."""
+    if not samples:
+        return 0.0
+    ordered = sorted(samples)
+    k = max(0, min(len(ordered) - 1, math.ceil(q / 100 * len(ordered)) - 1))
+    return float(ordered[k])
+
+
+def tree(pids: Sequence[int]) -> list[psutil.Process]:
+    procs = []
+    for pid in pids:
+        try:
+            p = psutil.Process(pid)
+            procs.append(p)
+            procs.extend(p.children(recursive=True))
+        except psutil.NoSuchProcess:
+            pass
+    return procs
+
+
+class Sampler:
+    """Samples CPU% and RSS of the server processes, Redis, and this generator, every second."""
+
+    def __init__(self, server_pids: Sequence[int], redis_pid: int | None) -> None:
+        self.servers = [p for p in tree(server_pids) if "redis-server" not in _name(p)]
+        self.redis = [psutil.Process(redis_pid)] if redis_pid else []
+        self.me = psutil.Process(os.getpid())
+        self.samples: list[dict[str, float]] = []
+        self._task: asyncio.Task[None] | None = None
+        for p in self.servers + self.redis + [self.me]:
+            p.cpu_percent(None)
+
+    def server_rss(self) -> int:
+        return sum(_rss(p) for p in self.servers if _is_worker(p))
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run())
+
+    async def stop(self) -> None:
+        if self._task:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+
+    async def _run(self) -> None:
+        t0 = time.monotonic()
+        while True:
+            await asyncio.sleep(1.0)
+            self.samples.append({
+                "t": time.monotonic() - t0,
+                "server_cpu": sum(_cpu(p) for p in self.servers),
+                "server_rss": self.server_rss(),
+                "redis_cpu": sum(_cpu(p) for p in self.redis),
+                "generator_cpu": _cpu(self.me),
+            })
+
+    def summary(self) -> dict[str, float]:
+        if not self.samples:
+            return {}
+        keys = ("server_cpu", "redis_cpu", "generator_cpu")
+        out = {f"{k}_pct_mean": round(sum(s[k] for s in self.samples) / len(self.samples), 1)
+               for k in keys}
+        out["server_rss_max_bytes"] = max(s["server_rss"] for s in self.samples)
+        return out
+
+
+def _name(p: psutil.Process) -> str:
+    try:
+        return p.name()
+    except psutil.Error:
+        return ""
+
+
+def _is_worker(p: psutil.Process) -> bool:
+    """Workers are chatd processes with no chatd children (the supervisor forks them)."""
+    try:
+        return not p.children()
+    except psutil.Error:
+        return False
+
+
+def _rss(p: psutil.Process) -> int:
+    try:
+        return int(p.memory_info().rss)
+    except psutil.Error:
+        return 0
+
+
+def _cpu(p: psutil.Process) -> float:
+    try:
+        return float(p.cpu_percent(None))
+    except psutil.Error:
+        return 0.0
+
+
+def write(report: dict[str, Any], path: str | None, series: dict[str, list[tuple[float, float]]],
+          title: str, ylabel: str) -> None:
+    """Prints the flat JSON report, writes it to ``path`` and a PNG plot beside it."""
+    text = json.dumps(report, indent=2, sort_keys=True)
+    print(text)
+    if not path:
+        return
+    Path(path).write_text(text + "\n")
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(9, 4.5), dpi=100)
+    for name, points in series.items():
+        if points:
+            xs, ys = zip(*points)
+            ax.plot(xs, ys, label=name, linewidth=1)
+    ax.set_xlabel("seconds")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(str(Path(path).with_suffix(".png")))
+    plt.close(fig)
