@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import resource
+import signal
 import sys
 from typing import Any
 
@@ -35,6 +36,8 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    # stop cleanly on SIGTERM too (timeout, CI): the spawned servers and Redis go with us
+    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     env: dict[str, str] = {}
@@ -51,8 +54,12 @@ def main(argv: list[str] | None = None) -> int:
     except ImportError:  # pragma: no cover
         runner = asyncio.run
     if args.spawn:
-        with Cluster(args.spawn, env) as target:
-            return runner(_run(args, target))
+        try:
+            with Cluster(args.spawn, env) as target:
+                return runner(_run(args, target))
+        except KeyboardInterrupt:
+            print("loadtest: interrupted; servers stopped", file=sys.stderr)
+            return 130
     if not args.redis_url:
         print("loadtest: --url needs --redis-url (and --key-prefix) to create agent accounts",
               file=sys.stderr)

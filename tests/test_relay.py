@@ -235,7 +235,7 @@ async def test_redis_outage_gives_unavailable_then_recovers(chatd_factory) -> No
             assert (await http.get(server.http + "/readyz")).status_code == 503
             assert (await http.get(server.http + "/healthz")).status_code == 200
             own.start()  # same port, same AOF
-            for _ in range(100):
+            for _ in range(300):
                 if (await http.get(server.http + "/readyz")).status_code == 200:
                     break
                 await asyncio.sleep(0.1)
