@@ -62,12 +62,10 @@ class AgentHandlers:
     async def send_assigned(self, conn: Connection, sid: str) -> None:
         """The `assigned` frame with the whole history, then live delivery from there on."""
         await self.hub.attach(conn, sid, None)
-        info = await self.store.session(sid)
+        info, history, notes = await self.store.whole(sid)
         if info.get("agent") != conn.identity or info.get("state") != "active":
             self.hub.detach(conn, sid)
             return
-        history = await self.store.history(sid, 0, 5000)
-        notes = await self.store.notes(sid, 0)
         created = int(info.get("created", 0))
         assigned_at = int(info.get("assigned_at", 0) or 0)
         conn.send({

@@ -26,7 +26,7 @@ class Connection:
     __slots__ = (
         "role", "subprotocol", "identity", "name", "agent", "ip", "_send", "_outbox", "_wake",
         "_limit", "_timeout", "close_code", "close_reason", "closed", "cursors", "ncursors",
-        "catching", "ending", "attached", "waiting", "positions", "writer", "tasks", "hello_done", "bucket", "_room",
+        "catching", "ending", "attached", "waiting", "positions", "writer", "tasks", "hello_done", "bucket", "_room", "last_seen",
     )
 
     def __init__(self, send: Send, role: str, subprotocol: str, ip: str,
@@ -57,6 +57,7 @@ class Connection:
         self.tasks: set[asyncio.Task[Any]] = set()
         self.hello_done = False
         self.bucket: Any = None
+        self.last_seen = 0.0  # loop time of the last frame received (idle sweep)
 
     # -- outbound ----------------------------------------------------------------------------
 

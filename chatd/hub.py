@@ -55,6 +55,7 @@ class Hub:
         self.sessions: dict[str, set[Connection]] = {}
         self.agents: dict[str, set[Connection]] = {}
         self.visitors: set[Connection] = set()
+        self.connections: set[Connection] = set()  # every open connection, for the idle sweep
         self.max_seq: dict[str, int] = {}
         self._channel_owner: dict[str, tuple[str, str]] = {}  # channel -> ("s"|"a", id)
         self.fanout = Fanout(fanout_redis, self.keys.broadcast, self.on_event, self.resync)
@@ -113,8 +114,18 @@ class Hub:
     def add_visitor(self, conn: Connection) -> None:
         self.visitors.add(conn)
 
+    def close_idle(self, now: float, idle: float) -> int:
+        """Closes connections that sent nothing for ``idle`` seconds (1001)."""
+        n = 0
+        for conn in list(self.connections):
+            if now - conn.last_seen > idle and conn.close_code is None:
+                conn.close(CloseCode.GOING_AWAY, "idle")
+                n += 1
+        return n
+
     def remove(self, conn: Connection) -> None:
         conn.closed = True
+        self.connections.discard(conn)
         for sid in list(conn.attached):
             self.detach(conn, sid)
         self.visitors.discard(conn)
@@ -282,7 +293,8 @@ class Hub:
         if sid in conn.ending or sid not in conn.attached:
             return  # told already (the live event and a resync can both notice a close)
         conn.ending.add(sid)
-        if conn.cursors.get(sid) is not None:
+        cur = conn.cursors.get(sid)
+        if cur is not None and (cur < self.max_seq.get(sid, 0) or sid in conn.catching):
             try:
                 seq = (await self.store.last_seqs([sid]))[0]
             except Exception:

@@ -33,6 +33,8 @@ class Matcher:
         self._kick = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self.redis_ok = True
+        self.handling: dict[str, int] = {}  # topic -> ms, refreshed each tick
+        self.capacity = 0  # slots of available agents, refreshed each tick
 
     def kick(self) -> None:
         self._kick.set()
@@ -80,6 +82,7 @@ class Matcher:
                     log.info("liveness: %d agent(s) offline, %d chat(s) re-queued, "
                              "%d chat(s) closed (visitor left)", gone, requeued, closed)
                 await self._send_positions()
+                self.hub.close_idle(asyncio.get_running_loop().time(), self.settings.idle_timeout)
                 if not self.redis_ok:
                     log.warning("Redis answers again")
                     self.redis_ok = True
@@ -113,21 +116,24 @@ class Matcher:
     async def _send_positions(self) -> None:
         """Tell each waiting visitor of this process their place and an honest wait estimate,
         only when it changed: one pipelined ZRANK each, at most once a second."""
+        self.handling = await self.store.handling_ms()
+        self.capacity = await self.store.capacity_online()
         waiting: list[tuple[Any, str, str]] = [
             (conn, sid, topic) for conn in self.hub.visitors for sid, topic in conn.waiting.items()
         ]
         if not waiting:
             return
         positions = await self.store.queue_positions([(t, s) for _, s, t in waiting])
-        handling = await self.store.handling_ms()
-        capacity = await self.store.capacity_online()
         for (conn, sid, topic), pos in zip(waiting, positions):
             if pos is None:
                 continue
-            eta = self.eta(pos, handling.get(topic), capacity)
+            eta = self.estimate(topic, pos)
             if conn.positions.get(sid) != (pos, eta):
                 conn.positions[sid] = (pos, eta)
                 conn.send({"type": "queued", "session": sid, "position": pos, "eta_s": eta})
+
+    def estimate(self, topic: str, position: int) -> int:
+        return self.eta(position, self.handling.get(topic), self.capacity)
 
     @staticmethod
     def eta(position: int, handling_ms: int | None, capacity: int) -> int:

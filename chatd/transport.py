@@ -131,19 +131,21 @@ async def _read_loop(rt: Runtime, conn: Connection, receive: Any) -> None:
     s = rt.settings
     bad = 0
     loop = asyncio.get_running_loop()
-    deadline = loop.time() + s.hello_timeout
+    rt.hub.connections.add(conn)
+    conn.last_seen = loop.time()
+    deadline = conn.last_seen + s.hello_timeout
     while True:
-        timeout = (deadline - loop.time()) if not conn.hello_done else s.idle_timeout
-        try:
-            message = await asyncio.wait_for(receive(), max(timeout, 0.001))
-        except asyncio.TimeoutError:
-            if not conn.hello_done:
+        if conn.hello_done:
+            message = await receive()  # idle connections are closed by the sweep (matching)
+        else:
+            try:
+                message = await asyncio.wait_for(receive(), max(deadline - loop.time(), 0.001))
+            except asyncio.TimeoutError:
                 conn.send(error(ErrorCode.UNAUTHORIZED, "say hello first (within "
                                 f"{s.hello_timeout:g} s)", None))
                 conn.close(CloseCode.POLICY, "no hello")
-            else:
-                conn.close(CloseCode.GOING_AWAY, "idle")
-            return
+                return
+        conn.last_seen = loop.time()
         kind = message["type"]
         if kind == "websocket.disconnect":
             return

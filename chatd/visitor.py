@@ -77,24 +77,21 @@ class VisitorHandlers:
         topic = self.rt.topics.get(msg.topic)
         if topic is None:
             raise Refused(ErrorCode.BAD_MESSAGE, f"unknown topic {msg.topic!r}")
-        for s in await self.store.visitor_sessions(conn.identity):
-            if s["state"] != "closed":
-                raise Refused(ErrorCode.CONFLICT, "you already have an open chat")
         if not await allow_new_session(self.store, conn.ip, self.rt.settings.sessions_per_ip_hour):
             raise Refused(ErrorCode.RATE_LIMITED, "too many new chats from this network; try later")
         sid = secrets.token_urlsafe(12)
         lang = msg.lang or self.rt.settings.default_lang
-        await self.hub.attach(conn, sid, None)
-        await self.store.create_session(sid, conn.identity, topic, lang, msg.text, None)
+        await self.hub.attach(conn, sid, None)  # subscribed first: seq 1 arrives live
+        conn.cursors[sid] = 0
+        status, pos = await self.store.create_session(sid, conn.identity, topic, lang, msg.text, None)
+        if status == "conflict":
+            self.hub.detach(conn, sid)
+            raise Refused(ErrorCode.CONFLICT, "you already have an open chat")
         metrics.SESSIONS.inc()
         conn.waiting[sid] = topic.id
-        self.hub.start_from(conn, sid, 0)
-        pos = (await self.store.queue_positions([(topic.id, sid)]))[0]
-        if pos is None:  # already being offered: next in line, whatever happens
-            pos, eta = 1, 0
-        else:
-            handling = (await self.store.handling_ms()).get(topic.id)
-            eta = self.rt.matcher.eta(pos, handling, await self.store.capacity_online())
+        # already offered (position 0): next in line, whatever happens
+        eta = self.rt.matcher.estimate(topic.id, pos) if pos else 0
+        pos = pos or 1
         conn.positions[sid] = (pos, eta)
         # every start is answered with `queued`: it is how the visitor learns the session id
         conn.send({"type": "queued", "session": sid, "position": pos, "eta_s": eta})

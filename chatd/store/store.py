@@ -75,9 +75,11 @@ class Store:
     # -- sessions and messages ----------------------------------------------------------------
 
     async def create_session(self, sid: str, vid: str, topic: Topic, lang: str,
-                             text: str | None, cid: str | None) -> int:
-        return int(await self._run("create", sid, vid, topic.id, lang, topic.priority,
-                                   topic.weight, text or "", cid or ""))
+                             text: str | None, cid: str | None) -> tuple[str, int]:
+        """Returns ('ok', queue position) or ('conflict', 0) when the visitor has an open chat."""
+        status, position = await self._run("create", sid, vid, topic.id, lang, topic.priority,
+                                           topic.weight, text or "", cid or "")
+        return str(status), int(position)
 
     async def append(self, sid: str, kind: str, sender: str, actor: str, text: str,
                      cid: str | None) -> tuple[str, int]:
@@ -89,13 +91,20 @@ class Store:
 
     async def history(self, sid: str, after: int = 0, count: int = 1000) -> list[Entry]:
         rows = await self.redis.xrange(self.keys.messages(sid), f"0-{after + 1}", "+", count=count)
-        return [Entry(int(i.split("-", 1)[1]), f["from"], f["text"], int(f["ts"]), f.get("cid", ""))
-                for i, f in rows]
+        return _entries(rows)
 
     async def notes(self, sid: str, after: int = 0) -> list[NoteEntry]:
         rows = await self.redis.xrange(self.keys.notes(sid), f"0-{after + 1}", "+", count=1000)
-        return [NoteEntry(int(i.split("-", 1)[1]), f["agent"], f["text"], int(f["ts"]),
-                          f.get("cid", "")) for i, f in rows]
+        return _notes(rows)
+
+    async def whole(self, sid: str) -> tuple[dict[str, str], list[Entry], list[NoteEntry]]:
+        """A session's hash, messages and notes in one round trip (an agent's `assigned`)."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.hgetall(self.keys.session(sid))
+            pipe.xrange(self.keys.messages(sid), "-", "+", count=5000)
+            pipe.xrange(self.keys.notes(sid), "-", "+", count=1000)
+            info, rows, notes = await pipe.execute()
+        return info, _entries(rows), _notes(notes)
 
     async def states(self, sids: list[str]) -> list[dict[str, str]]:
         """What a connection must agree with: state, owner, last seq, how it ended."""
@@ -243,3 +252,13 @@ class Store:
                 pipe.zrem(self.keys.closed, sid)
                 await pipe.execute()
         return len(sids)
+
+
+def _entries(rows: list[Any]) -> list[Entry]:
+    return [Entry(int(i.split("-", 1)[1]), f["from"], f["text"], int(f["ts"]), f.get("cid", ""))
+            for i, f in rows]
+
+
+def _notes(rows: list[Any]) -> list[NoteEntry]:
+    return [NoteEntry(int(i.split("-", 1)[1]), f["agent"], f["text"], int(f["ts"]), f.get("cid", ""))
+            for i, f in rows]

@@ -1,9 +1,14 @@
 -- Creates a session, queues it, and stores the optional first message as seq 1.
 -- KEYS: none (names come from k_*(); the session lives under its {sid} tag, the queue under {m})
 -- ARGV: P, NOW, sid, visitor id, topic, lang, priority, weight, first text ('' for none), cid
--- Returns: seq of the first message (0 when none)
+-- Returns: {status, position}: status 'ok' or 'conflict' (the visitor has an open chat);
+--          position is 1-based among the topic's waiting visitors (0: already offered)
 local sid, vid, topic, lang, prio, weight, text, cid =
   ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8], ARGV[9], ARGV[10]
+for _, other in ipairs(redis.call('SMEMBERS', k_visitor_sessions(vid))) do
+  local state = redis.call('HGET', k_session(other), 'state')
+  if state and state ~= 'closed' then return {'conflict', 0} end
+end
 local skey = k_session(sid)
 redis.call('HSET', skey, 'state', 'queued', 'topic', topic, 'lang', lang, 'prio', prio,
            'weight', weight, 'visitor', vid, 'created', NOW, 'qscore', NOW, 'seq', 0, 'nseq', 0,
@@ -13,6 +18,6 @@ redis.call('ZADD', k_open(), NOW, sid)
 redis.call('ZADD', k_visitors_seen(), NOW, sid)
 redis.call('SADD', k_visitor_sessions(vid), sid)
 if text ~= '' then
-  return append_msg(sid, 'visitor', text, cid, '')
+  append_msg(sid, 'visitor', text, cid, '')
 end
-return 0
+return {'ok', redis.call('ZRANK', k_queue(topic), sid) + 1}
