@@ -90,6 +90,11 @@ class Cluster:
         if self.redis is not None:
             self.redis.terminate()
             self.redis.wait(10)
+        for log in sorted(self.dir.glob("chatd-*.log")):  # what went wrong, for the operator
+            lines = [ln for ln in log.read_text(errors="replace").splitlines()
+                     if "ERROR" in ln or "WARNING" in ln or "Traceback" in ln]
+            for ln in lines[:20]:
+                print(f"loadtest: {log.stem}: {ln}", file=sys.stderr)
         shutil.rmtree(self.dir, ignore_errors=True)
 
 

@@ -1,0 +1,183 @@
+"""`surge` (and `soak`): realistic traffic. Citizens arrive as a Poisson process, wait, write,
+get answers, and leave when the gendarme closes the chat; agents accept offers, answer after a
+think time and close after a handling time. `surge` multiplies arrivals by `--factor` for the
+middle third of the run; `soak` keeps the base rate for the whole `--duration`.
+
+The report compares the queue with what a simple fluid model predicts: during the surge the
+queue grows at (arrival rate - service capacity) per second, and drains afterwards at
+(capacity - base rate)."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from typing import Any
+
+import redis.asyncio as aioredis
+
+from .client import Conn, create_agents
+from .cluster import Target
+from .report import Sampler, percentile
+
+AGENTS = 10
+CAPACITY = 3
+HANDLING_S = 3.0  # mean time an agent keeps a chat
+THINK_S = 0.3  # before the agent answers a message
+
+
+async def run(target: Target, base: float, factor: float, duration: float,
+              soak: bool = False) -> tuple[dict[str, Any], dict[str, Any]]:
+    rng = random.Random(8)
+    infos = await create_agents(target, AGENTS, capacity=CAPACITY, tag="sg")
+    waits: list[tuple[float, float, str]] = []  # (t assigned, wait s, phase)
+    errors: list[dict[str, Any]] = []
+    expected: dict[str, str] = {}  # cid -> who must receive it
+    received: set[str] = set()
+    acked: set[str] = set()
+    arrivals: dict[str, int] = {"before": 0, "during": 0, "after": 0}
+    served = 0
+    t0 = time.monotonic()
+    third = duration / 3
+
+    def phase(t: float) -> str:
+        if soak:
+            return "before"
+        return "before" if t < third else "during" if t < 2 * third else "after"
+
+    def agent_frame(conn: Conn, f: dict[str, Any]) -> None:
+        kind = f.get("type")
+        if kind == "offer":
+            asyncio.ensure_future(conn.send({"type": "accept", "session": f["session"]}))
+        elif kind == "assigned":
+            for m in f.get("history", ()):  # what the visitor wrote before we took the chat
+                if m.get("from") == "visitor" and m.get("cid"):
+                    received.add(m["cid"])
+                    conn.state.setdefault("inbox", {}).setdefault(f["session"], asyncio.Event()).set()
+            asyncio.ensure_future(handle_chat(conn, f["session"]))
+        elif kind == "msg" and f.get("from") == "visitor" and f.get("cid"):
+            received.add(f["cid"])
+            conn.state.setdefault("inbox", {}).setdefault(f["session"], asyncio.Event()).set()
+        elif kind == "ack":
+            acked.add(f["cid"])
+        elif kind == "error":
+            errors.append(f)
+
+    async def handle_chat(conn: Conn, sid: str) -> None:
+        nonlocal served
+        inbox = conn.state.setdefault("inbox", {}).setdefault(sid, asyncio.Event())
+        try:
+            await asyncio.wait_for(inbox.wait(), 10)
+        except asyncio.TimeoutError:
+            pass
+        await asyncio.sleep(rng.expovariate(1 / THINK_S))
+        cid = f"r-{sid}"
+        expected[cid] = "visitor"
+        await conn.send({"type": "send", "session": sid, "cid": cid, "text": "Bonjour, je vous écoute."})
+        await asyncio.sleep(rng.expovariate(1 / HANDLING_S))
+        await conn.send({"type": "close", "session": sid, "disposition": "answered"})
+        served += 1
+
+    def visitor_frame(conn: Conn, f: dict[str, Any]) -> None:
+        kind = f.get("type")
+        st = conn.state
+        if kind == "queued":
+            st["session"] = f["session"]
+        elif kind == "assigned":
+            now = time.monotonic()
+            waits.append((now - t0, now - st["started"], st["phase"]))
+            cid = f"q-{conn.name}"
+            expected[cid] = "agent"
+            asyncio.ensure_future(conn.send({"type": "send", "session": f["session"], "cid": cid,
+                                             "text": "On m'a volé mon vélo"}))
+        elif kind == "msg" and f.get("from") == "agent" and f.get("cid"):
+            received.add(f["cid"])
+        elif kind == "ack":
+            acked.add(f["cid"])
+        elif kind == "closed":
+            st["done"] = True
+            asyncio.ensure_future(conn.close())
+        elif kind == "error":
+            errors.append(f)
+
+    n = len(target.urls)
+    agent_conns = []
+    for i, (_, token) in enumerate(infos):
+        c = await Conn.open(target.urls[i % n], "agent", agent_frame, name=f"sa{i}")
+        await c.send({"type": "hello", "token": token})
+        await c.send({"type": "status", "status": "available"})
+        agent_conns.append(c)
+    r = aioredis.Redis.from_url(target.redis_url, decode_responses=True)
+    queue_key = f"{target.prefix}:{{m}}:q:general"
+    queue_series: list[tuple[float, float]] = []
+
+    async def watch_queue() -> None:
+        while True:
+            queue_series.append((time.monotonic() - t0, float(await r.zcard(queue_key))))
+            await asyncio.sleep(0.5)
+
+    async def arrive(i: int, t: float) -> None:
+        try:
+            c = await Conn.open(target.urls[i % n], "visitor", visitor_frame, name=f"sv{i}")
+            c.state.update(started=time.monotonic(), phase=phase(t))
+            await c.send({"type": "hello"})
+            await c.send({"type": "start", "topic": "general", "text": "Bonjour"})
+        except OSError as exc:
+            errors.append({"code": "connect", "message": str(exc)})
+
+    sampler = Sampler(target.server_pids, target.redis_pid)
+    sampler.start()
+    watcher = asyncio.create_task(watch_queue())
+    t0 = time.monotonic()
+    i = 0
+    tasks = []
+    while (t := time.monotonic() - t0) < duration:
+        rate = base * (factor if phase(t) == "during" else 1.0)
+        await asyncio.sleep(rng.expovariate(rate))
+        if time.monotonic() - t0 >= duration:
+            break
+        arrivals[phase(time.monotonic() - t0)] += 1
+        tasks.append(asyncio.create_task(arrive(i, time.monotonic() - t0)))
+        i += 1
+    # let the queue drain (bounded), then count
+    drain_until = time.monotonic() + max(10.0, duration)
+    while time.monotonic() < drain_until and served < i:
+        await asyncio.sleep(0.5)
+    await asyncio.sleep(1.0)
+    watcher.cancel()
+    await sampler.stop()
+    await r.aclose()
+    lost = sum(1 for cid in expected if cid in acked and cid not in received)
+    capacity_per_s = AGENTS * CAPACITY / (HANDLING_S + THINK_S)
+    during_rate = arrivals["during"] / third if not soak else 0.0
+    report: dict[str, Any] = {
+        "scenario": "soak" if soak else "surge", "processes": n, "factor": factor,
+        "arrivals_per_s_before": round(arrivals["before"] / (duration if soak else third), 2),
+        "arrivals_per_s_during": round(during_rate, 2),
+        "arrivals": i, "served": served,
+        "service_capacity_per_s": round(capacity_per_s, 2),
+        "predicted_queue_growth_per_s": round(max(0.0, during_rate - capacity_per_s), 2),
+        "observed_queue_growth_per_s": _growth(queue_series, third, 2 * third) if not soak else 0.0,
+        "queue_max": int(max((q for _, q in queue_series), default=0)),
+        "queue_end": int(queue_series[-1][1]) if queue_series else 0,
+        "errors": len(errors), "lost": lost,
+        "wait_p50_s": round(percentile([w for _, w, _ in waits], 50), 2),
+        "wait_p99_s": round(percentile([w for _, w, _ in waits], 99), 2),
+        **sampler.summary(),
+    }
+    for ph in ("before", "during", "after"):
+        ws = [w for _, w, p in waits if p == ph]
+        report[f"wait_p50_s_{ph}"] = round(percentile(ws, 50), 2)
+        report[f"wait_p99_s_{ph}"] = round(percentile(ws, 99), 2)
+    for c in agent_conns:
+        await c.close()
+    series = {"queue length": queue_series, "wait (s) at assignment": [(t, w) for t, w, _ in waits]}
+    return report, series
+
+
+def _growth(series: list[tuple[float, float]], start: float, end: float) -> float:
+    inside = [(t, q) for t, q in series if start <= t <= end]
+    if len(inside) < 2:
+        return 0.0
+    (t1, q1), (t2, q2) = inside[0], max(inside, key=lambda p: p[1])
+    return round((q2 - q1) / max(t2 - t1, 1e-9), 2)

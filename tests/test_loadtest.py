@@ -1,0 +1,55 @@
+"""The load tester works: each scenario runs briefly against spawned servers, writes its JSON
+report and PNG plot, and finds nothing lost, duplicated, out of order or double-assigned.
+These are not benchmarks (docs/benchmarks.md has the figures); they keep the tool honest."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from harness import ROOT
+
+pytestmark = pytest.mark.slow
+
+
+def loadtest(tmp_path: Path, *args: str) -> dict[str, object]:
+    out = tmp_path / "report.json"
+    r = subprocess.run([sys.executable, "-m", "loadtest", *args, "--json", str(out)],
+                       capture_output=True, text=True, timeout=240, cwd=ROOT)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert (tmp_path / "report.png").stat().st_size > 1000
+    report = json.loads(out.read_text())
+    assert all(not isinstance(v, (dict, list)) for v in report.values()), "flat JSON"
+    return report
+
+
+def test_relay_scenario(tmp_path: Path) -> None:
+    r = loadtest(tmp_path, "relay", "--spawn", "2", "--pairs", "10", "--rate", "300", "--duration", "3")
+    for field in ("offered_per_s", "delivered_per_s", "p50_ms", "p99_ms", "max_ms"):
+        assert field in r
+    assert r["lost"] == r["duplicates"] == r["out_of_order"] == 0
+    assert r["delivered_per_s"] > 200
+
+
+def test_match_scenario(tmp_path: Path) -> None:
+    r = loadtest(tmp_path, "match", "--spawn", "2", "--visitors", "200", "--agents", "10", "--capacity", "3")
+    for field in ("matches_per_s", "assign_p50_ms", "assign_p99_ms"):
+        assert field in r
+    assert r["double_assignments"] == r["over_capacity"] == r["unserved"] == 0
+
+
+def test_idle_scenario(tmp_path: Path) -> None:
+    r = loadtest(tmp_path, "idle", "--spawn", "1", "--connections", "300", "--duration", "2")
+    assert r["connections"] == 300 and r["failed"] == 0
+    assert int(r["rss_per_connection_bytes"]) > 0 and int(r["server_rss_bytes"]) > 0  # type: ignore[call-overload]
+
+
+def test_surge_scenario(tmp_path: Path) -> None:
+    r = loadtest(tmp_path, "surge", "--spawn", "1", "--base", "2", "--factor", "4", "--duration", "6")
+    assert r["errors"] == r["lost"] == 0
+    assert r["served"] == r["arrivals"]
+    assert "arrivals_per_s_before" in r and "arrivals_per_s_during" in r and "queue_max" in r
