@@ -13,7 +13,8 @@ from .report import Sampler, percentile
 
 
 async def run(target: Target, pairs: int, rate: float, duration: float) -> tuple[dict[str, Any], dict[str, Any]]:
-    agents_info = await create_agents(target, pairs, capacity=1, tag="rel")
+    per_agent = 10  # each agent answers up to 10 of the pairs' chats (fewer sign-ins to set up)
+    agents_info = await create_agents(target, -(-pairs // per_agent), capacity=per_agent, tag="rel")
     sent_at: dict[str, float] = {}  # cid -> perf_counter at send
     acked: set[str] = set()
     delivered: dict[str, float] = {}  # cid -> latency ms (first arrival at the peer)
@@ -56,7 +57,7 @@ async def run(target: Target, pairs: int, rate: float, duration: float) -> tuple
             if conn.name in assigned:
                 assigned[conn.name].set()
             if "history" in f:  # the agent side
-                conn.state["session"] = f["session"]
+                conn.state.setdefault("sessions", []).append(f["session"])
                 if f["history"]:
                     last_seq[(conn.name, f["session"])] = f["history"][-1]["seq"]
 
@@ -75,11 +76,14 @@ async def run(target: Target, pairs: int, rate: float, duration: float) -> tuple
         await c.send({"type": "start", "topic": "general"})
         visitors.append(c)
     await asyncio.wait_for(asyncio.gather(*[e.wait() for e in assigned.values()]), 60)
-    while not all("session" in a.state for a in agents):
+    while sum(len(a.state.get("sessions", ())) for a in agents) < pairs:
         await asyncio.sleep(0.05)
     for v in visitors:
         v.state["session"] = sessions[v.name]
-    senders = [c for pair in zip(visitors, agents) for c in pair]
+    # one sender per side of each chat: (connection, session)
+    senders = [(v, v.state["session"]) for v in visitors]
+    senders += [(a, sid) for a in agents for sid in a.state["sessions"]]
+    senders = [s for pair in zip(senders[:pairs], senders[pairs:]) for s in pair]
 
     sampler = Sampler(target.server_pids, target.redis_pid)
     sampler.start()
@@ -87,7 +91,7 @@ async def run(target: Target, pairs: int, rate: float, duration: float) -> tuple
     tick = 0.01
     budget = 0.0
     offered = 0
-    counters = {c.name: 0 for c in senders}
+    counters = {sid + c.name: 0 for c, sid in senders}
     k = 0
     end = t0 + duration
     while time.perf_counter() < end:
@@ -96,12 +100,12 @@ async def run(target: Target, pairs: int, rate: float, duration: float) -> tuple
         budget -= batch
         now = time.perf_counter()
         for _ in range(batch):
-            c = senders[k % len(senders)]
+            c, sid = senders[k % len(senders)]
             k += 1
-            counters[c.name] += 1
-            cid = f"{c.name}-{counters[c.name]}"
+            counters[sid + c.name] += 1
+            cid = f"{c.name}-{sid[:6]}{counters[sid + c.name]}"
             sent_at[cid] = now
-            await c.send({"type": "send", "session": c.state["session"], "cid": cid, "text": "x" * 40})
+            await c.send({"type": "send", "session": sid, "cid": cid, "text": "x" * 40})
             offered += 1
         await asyncio.sleep(max(0.0, tick - (time.perf_counter() - now)))
     send_time = time.perf_counter() - t0
@@ -123,7 +127,7 @@ async def run(target: Target, pairs: int, rate: float, duration: float) -> tuple
         "lost": lost, "duplicates": duplicates, "out_of_order": out_of_order,
         "unacked": offered - len(acked), **sampler.summary(),
     }
-    for c in senders:
+    for c in visitors + agents:
         await c.close()
     # latency over time, as 100 ms buckets of p99
     buckets: dict[int, list[float]] = {}
