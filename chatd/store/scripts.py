@@ -9,7 +9,9 @@ from typing import Any
 
 from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
+from redis.exceptions import NoScriptError
 
+from .batch import Batcher
 from .keys import lua_functions
 
 NAMES = (
@@ -31,6 +33,11 @@ class Scripts:
         self._scripts: dict[str, AsyncScript] = {
             name: redis.register_script(source(name)) for name in NAMES
         }
+        self._batch = Batcher(redis)
 
-    async def run(self, name: str, *argv: Any, client: Any = None) -> Any:
-        return await self._scripts[name](keys=[], args=argv, client=client)
+    async def run(self, name: str, *argv: Any) -> Any:
+        script = self._scripts[name]
+        try:
+            return await self._batch.call("EVALSHA", script.sha, 0, *argv)
+        except NoScriptError:  # a Redis restarted without its script cache: load, run again
+            return await script(keys=[], args=argv)
