@@ -17,6 +17,8 @@ from typing import Any, Awaitable, Callable
 import protocol
 from protocol import CloseCode
 
+from . import metrics
+
 log = logging.getLogger("chatd.connection")
 
 Send = Callable[[dict[str, Any]], Awaitable[None]]
@@ -66,7 +68,8 @@ class Connection:
         if self.close_code is not None:
             return
         if len(self._outbox) >= self._limit:
-            log.info("closing a %s connection: outbox full (slow consumer)", self.role)
+            log.warning("closing a %s connection: outbox full (slow consumer)", self.role)
+            metrics.SLOW_CLOSES.inc()
             self._outbox.clear()
             self.close(CloseCode.SLOW, "too slow")
             return

@@ -1,15 +1,16 @@
-"""A light protocol client for the load generator: one WebSocket, msgpack frames through
-``protocol/``, and a reader task that hands every frame to a callback (no per-frame futures)."""
+"""A light protocol client for the load generator: one WebSocket (picows, a fast asyncio
+client), msgpack frames through ``protocol/``, every frame handed to a callback."""
 
 from __future__ import annotations
 
 import asyncio
 import itertools
+import socket
 from typing import Any, Callable
 
 import httpx
 import redis.asyncio as aioredis
-import websockets
+import picows
 
 import protocol
 from chatd.auth import Auth
@@ -23,45 +24,72 @@ PASSWORD = "loadtest password"
 _ids = itertools.count()
 
 
-class Conn:
-    __slots__ = ("ws", "on_frame", "reader", "name", "state", "closed")
+class _Listener(picows.WSListener):  # type: ignore[misc]
+    def __init__(self, conn: Conn) -> None:
+        self.conn = conn
 
-    def __init__(self, ws: Any, on_frame: OnFrame, name: str) -> None:
-        self.ws = ws
+    def on_ws_frame(self, transport: Any, frame: Any) -> None:
+        kind = frame.msg_type
+        if kind == picows.WSMsgType.BINARY:
+            conn = self.conn
+            conn.on_frame(conn, _decode(frame.get_payload_as_bytes(), protocol.MSGPACK))
+        elif kind == picows.WSMsgType.CLOSE:
+            self.conn.closed = True
+            transport.disconnect()
+
+    def on_ws_disconnected(self, transport: Any) -> None:
+        self.conn.closed = True
+
+
+_decode = protocol.decode_server
+
+
+class Conn:
+    """One client connection on picows: frames are handled in the transport's callback, with no
+    task or future per frame, so the generator stays light next to the server."""
+
+    __slots__ = ("transport", "on_frame", "name", "state", "closed")
+
+    def __init__(self, on_frame: OnFrame, name: str) -> None:
+        self.transport: Any = None
         self.on_frame = on_frame
         self.name = name
         self.state: dict[str, Any] = {}
         self.closed = False
-        self.reader = asyncio.create_task(self._read())
 
     @classmethod
     async def open(cls, url: str, role: str, on_frame: OnFrame, name: str = "",
                    local_addr: tuple[str, int] | None = None) -> Conn:
-        kw: dict[str, Any] = {}
+        conn = cls(on_frame, name or f"{role}{next(_ids)}")
+        factory = None
         if local_addr is not None:
-            kw["local_addr"] = local_addr
-        ws = await websockets.connect(
-            f"{url}/ws/{role}", subprotocols=[protocol.MSGPACK],  # type: ignore[list-item]
-            compression=None, ping_interval=None, max_size=2**20, open_timeout=30,
-            max_queue=None, **kw)
-        return cls(ws, on_frame, name or f"{role}{next(_ids)}")
+            async def factory(parsed: Any) -> socket.socket:
+                sock = socket.socket()
+                sock.setblocking(False)
+                sock.bind(local_addr)
+                await asyncio.get_running_loop().sock_connect(sock, (parsed.host, parsed.port))
+                return sock
+        conn.transport, _ = await picows.ws_connect(
+            lambda: _Listener(conn), f"{url}/ws/{role}", websocket_handshake_timeout=30,
+            extra_headers={"Sec-WebSocket-Protocol": protocol.MSGPACK}, socket_factory=factory)
+        return conn
 
-    def send(self, frame: dict[str, Any]) -> Any:
-        return self.ws.send(protocol.encode(frame, protocol.MSGPACK))
+    def send_now(self, frame: dict[str, Any]) -> None:
+        if not self.closed:
+            self.transport.send(picows.WSMsgType.BINARY, protocol.encode(frame, protocol.MSGPACK))
 
-    async def _read(self) -> None:
-        decode = protocol.decode_server
-        try:
-            async for data in self.ws:
-                self.on_frame(self, decode(data, protocol.MSGPACK))
-        except websockets.ConnectionClosed:
-            pass
-        finally:
-            self.closed = True
+    async def send(self, frame: dict[str, Any]) -> None:
+        self.send_now(frame)
 
     async def close(self) -> None:
-        self.reader.cancel()
-        await self.ws.close()
+        if not self.closed:
+            self.closed = True
+            self.transport.send_close(picows.WSCloseCode.OK)
+            self.transport.disconnect()
+
+    def abort(self) -> None:
+        self.closed = True
+        self.transport.disconnect(graceful=False)
 
 
 async def create_agents(target: Target, n: int, capacity: int, langs: tuple[str, ...] = ("fr",),

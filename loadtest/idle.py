@@ -61,8 +61,7 @@ async def _hold_async(url: str, n: int, source: str, hold_until: float, out: Any
     held = sum(1 for c in conns if not c.closed)
     out.put(("held", held, failed + (len(conns) - held)))
     for c in conns:
-        c.reader.cancel()
-        c.ws.transport.abort()
+        c.abort()
 
 
 async def run(target: Target, connections: int, duration: float) -> tuple[dict[str, Any], dict[str, Any]]:

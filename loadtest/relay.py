@@ -88,29 +88,25 @@ async def run(target: Target, pairs: int, rate: float, duration: float) -> tuple
     sampler = Sampler(target.server_pids, target.redis_pid)
     sampler.start()
     t0 = time.perf_counter()
-    tick = 0.01
-    budget = 0.0
+    tick = 0.005
     offered = 0
     counters = {sid + c.name: 0 for c, sid in senders}
     k = 0
     end = t0 + duration
-    while time.perf_counter() < end:
-        budget += rate * tick
-        batch = int(budget)
-        budget -= batch
-        now = time.perf_counter()
-        for _ in range(batch):
+    while (now := time.perf_counter()) < end:
+        due = int((now - t0) * rate)  # paced on the clock, not on sleeps that run late
+        for _ in range(due - offered):
             c, sid = senders[k % len(senders)]
             k += 1
             counters[sid + c.name] += 1
             cid = f"{c.name}-{sid[:6]}{counters[sid + c.name]}"
             sent_at[cid] = now
-            await c.send({"type": "send", "session": sid, "cid": cid, "text": "x" * 40})
+            c.send_now({"type": "send", "session": sid, "cid": cid, "text": "x" * 40})
             offered += 1
-        await asyncio.sleep(max(0.0, tick - (time.perf_counter() - now)))
+        await asyncio.sleep(tick)
     send_time = time.perf_counter() - t0
-    # drain: wait until everything acknowledged has arrived, or 5 s
-    deadline = time.perf_counter() + 5
+    # drain: wait until everything acknowledged has arrived, or 15 s
+    deadline = time.perf_counter() + 15
     while time.perf_counter() < deadline and not acked <= delivered.keys():
         await asyncio.sleep(0.1)
     await sampler.stop()
