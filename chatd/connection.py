@@ -28,7 +28,7 @@ class Connection:
     __slots__ = (
         "role", "subprotocol", "identity", "name", "agent", "ip", "_send", "_outbox", "_wake",
         "_limit", "_timeout", "close_code", "close_reason", "closed", "cursors", "ncursors",
-        "catching", "ending", "attached", "waiting", "positions", "writer", "tasks", "hello_done", "bucket", "_room", "last_seen",
+        "catching", "ending", "creating", "attached", "waiting", "positions", "writer", "tasks", "hello_done", "bucket", "_room", "last_seen",
     )
 
     def __init__(self, send: Send, role: str, subprotocol: str, ip: str,
@@ -53,6 +53,7 @@ class Connection:
         self.catching: set[str] = set()  # sessions with a backfill under way
         self.attached: set[str] = set()  # sessions this connection receives
         self.ending: set[str] = set()  # sessions whose `closed` is on its way
+        self.creating: set[str] = set()  # sessions subscribed to but not yet in Redis
         self.waiting: dict[str, str] = {}  # queued session -> topic (visitors)
         self.positions: dict[str, tuple[int, int]] = {}  # last (position, eta) sent
         self.writer: asyncio.Task[None] | None = None

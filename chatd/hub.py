@@ -206,6 +206,8 @@ class Hub:
             for conn in list(self.sessions.get(sid, ())):
                 if only is not None and conn is not only:
                     continue
+                if sid in conn.creating:
+                    continue  # `start` subscribed first and is creating it right now
                 cur = conn.cursors.get(sid)
                 if state in (None, "closed"):
                     data = _Encoded({"type": "closed", "session": sid,

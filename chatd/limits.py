@@ -61,9 +61,5 @@ async def allow_new_session(store: Store, ip: str, per_hour: int) -> bool:
     """Counts a new chat against the IP's hourly allowance, across every process."""
     hour = int(time.time() // 3600)
     # the address itself is not written to Redis: visitors are anonymous
-    key = store.keys.ip_sessions(hashlib.sha256(ip.encode()).hexdigest()[:20], hour)
-    async with store.redis.pipeline(transaction=True) as pipe:
-        pipe.incr(key)
-        pipe.expire(key, 3700)
-        count, _ = await pipe.execute()
-    return int(count) <= per_hour
+    name = f"ip:{hashlib.sha256(ip.encode()).hexdigest()[:20]}:{hour}"
+    return await store.count(name, 3700) <= per_hour

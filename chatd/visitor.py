@@ -81,9 +81,14 @@ class VisitorHandlers:
             raise Refused(ErrorCode.RATE_LIMITED, "too many new chats from this network; try later")
         sid = secrets.token_urlsafe(12)
         lang = msg.lang or self.rt.settings.default_lang
-        await self.hub.attach(conn, sid, None)  # subscribed first: seq 1 arrives live
-        conn.cursors[sid] = 0
-        status, pos = await self.store.create_session(sid, conn.identity, topic, lang, msg.text, None)
+        conn.creating.add(sid)
+        try:
+            await self.hub.attach(conn, sid, None)  # subscribed first: seq 1 arrives live
+            conn.cursors[sid] = 0
+            status, pos = await self.store.create_session(sid, conn.identity, topic, lang,
+                                                          msg.text, None)
+        finally:
+            conn.creating.discard(sid)
         if status == "conflict":
             self.hub.detach(conn, sid)
             raise Refused(ErrorCode.CONFLICT, "you already have an open chat")

@@ -24,7 +24,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--duration", type=float, default=10.0, help="seconds of load (10)")
     p.add_argument("--json", help="write the report here, and a PNG plot beside it")
     p.add_argument("--pairs", type=int, default=100)
-    p.add_argument("--rate", type=float, default=2000.0, help="relay: messages/s offered in total")
+    p.add_argument("--rate", type=float, default=2000.0,
+                   help="relay: messages/s offered in total; match: arrivals/s")
     p.add_argument("--visitors", type=int, default=2000)
     p.add_argument("--agents", type=int, default=50)
     p.add_argument("--capacity", type=int, default=5)
@@ -80,7 +81,8 @@ async def _run(args: argparse.Namespace, target: Target) -> int:
     if args.scenario == "match":
         from . import match
 
-        result, series = await match.run(target, args.visitors, args.agents, args.capacity)
+        result, series = await match.run(target, args.visitors, args.agents, args.capacity,
+                                         args.rate)
         rep.write(result, args.json, series, "match: time to assignment", "ms")
         bad = result["double_assignments"] or result["over_capacity"] or result["unserved"]
         return 1 if bad else 0

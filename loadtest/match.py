@@ -15,7 +15,8 @@ from .cluster import Target
 from .report import Sampler, percentile
 
 
-async def run(target: Target, visitors: int, agents: int, capacity: int) -> tuple[dict[str, Any], dict[str, Any]]:
+async def run(target: Target, visitors: int, agents: int, capacity: int,
+              rate: float) -> tuple[dict[str, Any], dict[str, Any]]:
     infos = await create_agents(target, agents, capacity=capacity, tag="m")
     started: dict[str, float] = {}  # visitor name -> perf_counter at start
     session_of: dict[str, str] = {}
@@ -26,20 +27,19 @@ async def run(target: Target, visitors: int, agents: int, capacity: int) -> tupl
     max_held: dict[str, int] = defaultdict(int)
     done = asyncio.Event()
     t0 = time.perf_counter()
-    pending: list[Any] = []
 
     def on_frame(conn: Conn, f: dict[str, Any]) -> None:
         kind = f.get("type")
         if conn.name.startswith("ag"):
             if kind == "offer":
-                pending.append(conn.send({"type": "accept", "session": f["session"]}))
+                conn.send_now({"type": "accept", "session": f["session"]})
             elif kind == "assigned":
                 sid = f["session"]
                 holders[sid].add(conn.name)
                 held[conn.name].add(sid)
                 max_held[conn.name] = max(max_held[conn.name], len(held[conn.name]))
                 held[conn.name].discard(sid)  # closing now: the slot frees when the server says
-                pending.append(conn.send({"type": "close", "session": sid, "disposition": "answered"}))
+                conn.send_now({"type": "close", "session": sid, "disposition": "answered"})
             return
         if kind == "queued":
             session_of.setdefault(conn.name, f["session"])
@@ -51,15 +51,6 @@ async def run(target: Target, visitors: int, agents: int, capacity: int) -> tupl
             if len(assign_ms) == visitors:
                 done.set()
 
-    async def flush() -> None:
-        while True:
-            if pending:
-                batch = pending[:]
-                pending.clear()
-                await asyncio.gather(*batch, return_exceptions=True)
-            await asyncio.sleep(0.001)
-
-    flusher = asyncio.create_task(flush())
     n = len(target.urls)
     agent_conns = []
     for i, (_, token) in enumerate(infos):
@@ -81,20 +72,37 @@ async def run(target: Target, visitors: int, agents: int, capacity: int) -> tupl
     sampler = Sampler(target.server_pids, target.redis_pid)
     sampler.start()
     t0 = time.perf_counter()
-    for c in vconns:
-        started[c.name] = time.perf_counter()
-        await c.send({"type": "start", "topic": "general"})
+    i = 0
+    while i < len(vconns):  # arrivals paced on the clock at `rate` per second
+        due = min(len(vconns), int((time.perf_counter() - t0) * rate) + 1)
+        while i < due:
+            c = vconns[i]
+            started[c.name] = time.perf_counter()
+            c.send_now({"type": "start", "topic": "general"})
+            i += 1
+        await asyncio.sleep(0.002)
     try:
         await asyncio.wait_for(done.wait(), 60)
     except asyncio.TimeoutError:
         pass
     elapsed = (max(t for t, _ in timeline) if timeline else 0.0) or 1e-9
     await sampler.stop()
-    flusher.cancel()
     lat = list(assign_ms.values())
+    # what became of anyone not served, from Redis: the report says it, not a debugger
+    unserved_states: dict[str, int] = defaultdict(int)
+    missing = [c.name for c in vconns if c.name not in assign_ms]
+    if missing:
+        import redis.asyncio as aioredis
+
+        r = aioredis.Redis.from_url(target.redis_url, decode_responses=True)
+        for name in missing:
+            sid = session_of.get(name)
+            state = (await r.hget(f"{target.prefix}:s:{{{sid}}}", "state")) if sid else "no session"
+            unserved_states[str(state)] += 1
+        await r.aclose()
     report = {
         "scenario": "match", "processes": n, "visitors": visitors, "agents": agents,
-        "capacity": capacity,
+        "capacity": capacity, "arrivals_per_s": rate,
         "matches_per_s": round(len(assign_ms) / elapsed, 1),
         "assign_p50_ms": round(percentile(lat, 50), 2),
         "assign_p99_ms": round(percentile(lat, 99), 2),
@@ -102,6 +110,7 @@ async def run(target: Target, visitors: int, agents: int, capacity: int) -> tupl
         "double_assignments": sum(1 for a in holders.values() if len(a) > 1),
         "over_capacity": sum(1 for m in max_held.values() if m > capacity),
         "unserved": visitors - len(assign_ms),
+        **{f"unserved_{k}": v for k, v in unserved_states.items()},
         **sampler.summary(),
     }
     for c in list(vconns) + agent_conns:

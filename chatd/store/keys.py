@@ -19,7 +19,7 @@ PATTERNS: dict[str, str] = {
     "token": "P:tok:<digest>",
     "tokens": "P:toks:<login>",
     "blocked": "P:blocked:<vid>",
-    "ip_sessions": "P:rl:ip:<ip>:<hour>",
+    "counter": "P:rl:<name>",
     "closed": "P:closed",
     "visitor_sessions": "P:v:<vid>:sessions",
     "audit": "P:audit",

@@ -142,6 +142,10 @@ class Store:
     async def rate(self, sid: str, vid: str, rating: int, comment: str | None) -> str:
         return str(await self._run("rate", sid, vid, rating, comment or ""))
 
+    async def count(self, name: str, window_s: int) -> int:
+        """Counts an event in a window shared by every process (rate limits)."""
+        return int(await self._run("count", name, window_s))
+
     # -- matching -----------------------------------------------------------------------------
 
     async def match(self, max_matches: int = 200) -> int:
@@ -190,12 +194,17 @@ class Store:
             int(self.settings.offer_timeout * 1000), text_fr, text_en))
 
     async def queue_positions(self, entries: list[tuple[str, str]]) -> list[int | None]:
-        """1-based positions of (topic, sid) pairs among waiting visitors of their topic."""
+        """1-based positions of (topic, sid) pairs among waiting visitors of their topic: one
+        ZRANGE per topic (however many visitors wait), not one ZRANK per visitor."""
+        topics = sorted({t for t, _ in entries})
         async with self.redis.pipeline(transaction=False) as pipe:
-            for topic, sid in entries:
-                pipe.zrank(self.keys.queue(topic), sid)
-            ranks = await pipe.execute()
-        return [None if r is None else int(r) + 1 for r in ranks]
+            for topic in topics:
+                pipe.zrange(self.keys.queue(topic), 0, 49_999)
+            queues = await pipe.execute()
+        index = {}
+        for topic, members in zip(topics, queues):
+            index[topic] = {sid: i + 1 for i, sid in enumerate(members)}
+        return [index[t].get(s) for t, s in entries]
 
     async def agent_sessions(self, login: str) -> set[str]:
         return set(await self.redis.smembers(self.keys.agent_sessions(login)))
