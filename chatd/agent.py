@@ -104,7 +104,7 @@ class AgentHandlers:
                                               msg.text, msg.cid)
         _answer_append(conn, msg.session, msg.cid, status, seq)
         if status == "ok":
-            metrics.MESSAGES.labels("agent").inc()
+            metrics.MESSAGES_BY["agent"].inc()
 
     async def note(self, conn: Connection, msg: m.Note) -> None:
         status, nseq = await self.store.append(msg.session, "note", "agent", conn.identity,

@@ -12,6 +12,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, ge
 CONNECTIONS = Gauge("chatd_connections", "Open WebSocket connections", ["role"])
 FRAMES_IN = Counter("chatd_frames_in_total", "Frames received", ["role"])
 MESSAGES = Counter("chatd_messages_total", "Messages appended", ["sender"])
+# label lookups cost on the hot path: bind the children once
+MESSAGES_BY = {sender: MESSAGES.labels(sender) for sender in ("visitor", "agent")}
 ERRORS = Counter("chatd_errors_total", "error frames sent", ["code"])
 SESSIONS = Counter("chatd_sessions_started_total", "Chats started")
 MATCHES = Counter("chatd_matches_total", "Visitors matched with an agent")

@@ -107,7 +107,7 @@ class VisitorHandlers:
                                               msg.text, msg.cid)
         _answer_append(conn, msg.session, msg.cid, status, seq)
         if status == "ok":
-            metrics.MESSAGES.labels("visitor").inc()
+            metrics.MESSAGES_BY["visitor"].inc()
 
     async def typing(self, conn: Connection, msg: m.Typing) -> None:
         await relay_ephemeral(self.rt, conn, msg.session,
