@@ -193,6 +193,11 @@ class Hub:
         `released` the connection did not see is sent now."""
         if not sids:
             return
+        # who to reconcile is decided before reading: a session created while the read is in
+        # flight would look gone in it (state None) although it was just made
+        eligible = {sid: [c for c in self.sessions.get(sid, ())
+                          if sid not in c.creating and (only is None or c is only)]
+                    for sid in sids}
         try:
             states = await self.store.states(sids)
         except Exception as exc:
@@ -203,11 +208,9 @@ class Hub:
             if seq > self.max_seq.get(sid, 0):
                 self.max_seq[sid] = seq
             state = st.get("state")
-            for conn in list(self.sessions.get(sid, ())):
-                if only is not None and conn is not only:
+            for conn in eligible[sid]:
+                if sid not in conn.attached:
                     continue
-                if sid in conn.creating:
-                    continue  # `start` subscribed first and is creating it right now
                 cur = conn.cursors.get(sid)
                 if state in (None, "closed"):
                     data = _Encoded({"type": "closed", "session": sid,
