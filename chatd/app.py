@@ -16,6 +16,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
+from protocol import CloseCode, ErrorCode
+
 from . import metrics
 from .config import Settings
 from .runtime import Runtime
@@ -35,7 +37,12 @@ PAGE_CSP = ("default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inl
 
 
 def _web(name: str) -> bytes:
-    return resources.files("chatd").joinpath("web", name).read_bytes()
+    data = resources.files("chatd").joinpath("web", name).read_bytes()
+    if name == "widget.js":  # the codes are defined once, in protocol/, and exported here
+        codes = {"ErrorCode": {c.name: c.value for c in ErrorCode},
+                 "CloseCode": {c.name: int(c) for c in CloseCode}}
+        data = data.replace(b"__CHATD_CODES__", json.dumps(codes).encode())
+    return data
 
 
 def _json(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> JSONResponse:
@@ -59,6 +66,8 @@ def create_app(settings: Settings, redis_url: str) -> Any:
             await rt.stop()
 
     def static(name: str, media: str, csp: str | None = None) -> Any:
+        body = _web(name)  # read once: these files do not change while chatd runs
+
         async def endpoint(request: Request) -> Response:
             headers = {**SECURITY_HEADERS, "Cache-Control": "no-cache"}
             if csp:
@@ -66,7 +75,7 @@ def create_app(settings: Settings, redis_url: str) -> Any:
             if name.endswith(".js"):
                 headers.pop("X-Frame-Options")
                 headers["Cross-Origin-Resource-Policy"] = "cross-origin"
-            return Response(_web(name), media_type=media, headers=headers)
+            return Response(body, media_type=media, headers=headers)
         return endpoint
 
     async def healthz(request: Request) -> Response:
@@ -144,6 +153,7 @@ def create_app(settings: Settings, redis_url: str) -> Any:
     routes = [
         Route("/", static("index.html", "text/html; charset=utf-8", PAGE_CSP)),
         Route("/widget.js", static("widget.js", "text/javascript; charset=utf-8")),
+        Route("/demo.css", static("demo.css", "text/css; charset=utf-8")),
         Route("/console/", static("console.html", "text/html; charset=utf-8", PAGE_CSP)),
         Route("/console/console.js", static("console.js", "text/javascript; charset=utf-8")),
         Route("/healthz", healthz),

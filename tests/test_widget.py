@@ -1,0 +1,278 @@
+"""The citizen widget in a real headless Chromium, against real chatd processes and Redis, with a
+real agent on the other side (the protocol test client)."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+from pathlib import Path
+from typing import Any, AsyncIterator
+
+import pytest
+
+from conftest import make_agent, make_visitor, start_chat
+from harness import ROOT, Chatd, Client
+
+pytestmark = [pytest.mark.asyncio, pytest.mark.browser]
+
+ARTIFACTS = ROOT / "test-artifacts"
+EXIT_URL = "https://meteofrance.com/"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+@pytest.fixture(scope="session")
+async def browser() -> AsyncIterator[Any]:
+    from playwright.async_api import async_playwright
+
+    executable = shutil.which("chromium") or shutil.which("chromium-browser")
+    assert executable, "Debian's chromium is needed: ./scripts/test installs it"
+    async with async_playwright() as p:
+        b = await p.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
+        yield b
+        await b.close()
+
+
+async def open_widget(browser: Any, server: Chatd, width: int = 1280, height: int = 800,
+                      locale: str = "fr-FR", bypass_csp: bool = False) -> Any:
+    context = await browser.new_context(viewport={"width": width, "height": height}, locale=locale,
+                                        accept_downloads=True, bypass_csp=bypass_csp)
+    page = await context.new_page()
+    page.errors = []  # type: ignore[attr-defined]
+    page.on("pageerror", lambda e: page.errors.append(str(e)))  # type: ignore[attr-defined]
+    # the neutral page quick exit goes to, served without a network
+    await context.route(EXIT_URL + "**", lambda route: route.fulfill(
+        body="<!doctype html><title>Météo</title><p>Météo du jour</p>", content_type="text/html"))
+    await page.goto(server.http + "/")
+    return page
+
+
+def w(page: Any, name: str, **attrs: str) -> Any:
+    """A working part of the widget by its data-chatd name (Playwright pierces the shadow root)."""
+    sel = f"[data-chatd={name}]" + "".join(f"[{k.replace('_', '-')}='{v}']" for k, v in attrs.items())
+    return page.locator(sel)
+
+
+async def start_from_widget(page: Any, topic: str = "scam", text: str = "On m'a volé ma carte") -> None:
+    await w(page, "launcher").click()
+    await w(page, "topic", data_topic=topic).click()
+    await w(page, "input").fill(text)
+    await w(page, "send").click()
+    await w(page, "status").filter(has_text="Attente estimée").wait_for()
+
+
+async def accept_next(agent: Client) -> str:
+    offer = await agent.recv("offer", timeout=10)
+    await agent.send({"type": "accept", "session": offer["session"]})
+    await agent.recv("assigned", session=offer["session"])
+    return str(offer["session"])
+
+
+async def test_the_whole_citizen_flow(browser: Any, server: Chatd, redis_server: Any) -> None:
+    agent = await make_agent(server, redis_server.url)
+    page = await open_widget(browser, server)
+    await start_from_widget(page, "scam", "Bonjour, j'ai reçu un SMS frauduleux")
+    assert await page.title() == "Informations pratiques"  # neutral while chatting
+    sid = await accept_next(agent)
+    await w(page, "status").filter(has_text="Un gendarme vous répond").wait_for()
+    first = w(page, "message", data_from="visitor").filter(has_text="SMS frauduleux")
+    assert await first.count() == 1  # the first message is shown, once
+    await agent.send({"type": "typing", "session": sid, "on": True})
+    await page.get_by_text("Le gendarme écrit").wait_for()
+    await agent.send({"type": "send", "session": sid, "cid": "a1",
+                      "text": "Bonjour. Ne cliquez pas sur le lien. Voir https://www.cybermalveillance.gouv.fr"})
+    reply = w(page, "message", data_from="agent")
+    await reply.filter(has_text="Ne cliquez pas").wait_for()
+    link = reply.locator("a")
+    assert await link.get_attribute("href") == "https://www.cybermalveillance.gouv.fr"
+    assert await link.get_attribute("rel") == "noopener noreferrer"
+    await w(page, "input").fill("Merci, je l'ai supprimé")
+    await w(page, "input").press("Enter")
+    got = await agent.recv("msg", session=sid, text="Merci, je l'ai supprimé")
+    assert got["from"] == "visitor" and got["seq"] == 3
+    await agent.recv("read", session=sid)  # the widget says what it has shown
+    await agent.send({"type": "read", "session": sid, "seq": 3})
+    await w(page, "message", data_from="visitor").filter(has_text="supprimé").filter(has_text="lu").wait_for()
+    await agent.send({"type": "close", "session": sid, "disposition": "answered"})
+    await w(page, "status").filter(has_text="La conversation est terminée").wait_for()
+    await page.locator("label[for=chatd-star-5]").click()
+    await page.get_by_role("button", name="Envoyer mon avis").click()
+    await page.get_by_text("Merci pour votre avis").wait_for()
+    async with page.expect_download() as info:
+        await page.get_by_role("button", name="Télécharger la conversation").click()
+    path = await (await info.value).path()
+    text = Path(path).read_text(encoding="utf-8")
+    assert "Bonjour, j'ai reçu un SMS frauduleux" in text and "Ne cliquez pas" in text
+    assert await page.title() != "Informations pratiques"
+    assert page.errors == []
+
+
+async def test_user_text_is_never_html(browser: Any, server: Chatd, redis_server: Any) -> None:
+    agent = await make_agent(server, redis_server.url)
+    page = await open_widget(browser, server)
+    await start_from_widget(page, "general", "<b>gras</b>")
+    sid = await accept_next(agent)
+    await agent.send({"type": "send", "session": sid, "cid": "x",
+                      "text": '<img src=x onerror="window.pwned=1">javascript:alert(1)'})
+    await w(page, "message", data_from="agent").filter(has_text="<img src=x").wait_for()
+    shadow_imgs = await page.evaluate(
+        "document.getElementById('chatd-widget').shadowRoot.querySelectorAll('img, b, a').length")
+    assert shadow_imgs == 0
+    assert await page.evaluate("window.pwned === undefined")
+
+
+async def test_queue_position_moves_as_people_ahead_are_served(chatd_factory: Any, redis_server: Any,
+                                                              browser: Any) -> None:
+    server = chatd_factory(env={"CHATD_TICK": "0.2"})
+    ahead = [await make_visitor(server) for _ in range(2)]
+    for v in ahead:
+        await start_chat(v, "general")
+    page = await open_widget(browser, server)
+    await start_from_widget(page, "general", "Question sur une amende")
+    await w(page, "status").filter(has_text="Il y a 2 personnes avant vous").wait_for()
+    agent = await make_agent(server, redis_server.url, capacity=1)
+    await agent.recv("offer", timeout=10)  # the first is being offered: one fewer ahead
+    await w(page, "status").filter(has_text="Il y a 1 personne avant vous").wait_for(timeout=5000)
+
+
+async def test_messages_typed_while_the_server_is_down_arrive_once(chatd_factory: Any, redis_server: Any,
+                                                                   browser: Any) -> None:
+    server = chatd_factory()
+    agent_server = chatd_factory()
+    agent = await make_agent(agent_server, redis_server.url)
+    page = await open_widget(browser, server)
+    await start_from_widget(page, "theft", "Mon vélo a été volé")
+    sid = await accept_next(agent)
+    await w(page, "status").filter(has_text="Un gendarme vous répond").wait_for()
+    server.kill()  # the citizen's server process dies
+    await w(page, "status").filter(has_text="Connexion perdue").wait_for()
+    for text in ("C'était devant la gare", "Il est bleu"):
+        await w(page, "input").fill(text)
+        await w(page, "input").press("Enter")
+    await w(page, "message", data_from="visitor").filter(has_text="en attente").first.wait_for()
+    # the same address comes back (another process, same Redis): the widget reconnects
+    again = Chatd(redis_url=redis_server.url, prefix=server.prefix, port=server.port, env=server.env)
+    again.start()
+    try:
+        for text in ("C'était devant la gare", "Il est bleu"):
+            await agent.recv("msg", session=sid, text=text, timeout=20)
+        await agent.no_frame("msg", within=2.0, text="Il est bleu")
+        texts = [f["text"] for f in agent.frames if f.get("type") == "msg"]
+        assert texts.count("C'était devant la gare") == 1 and texts.count("Il est bleu") == 1
+        await w(page, "message", data_from="visitor").filter(has_text="Il est bleu").filter(has_text="envoyé").wait_for()
+        assert await w(page, "message").filter(has_text="en attente").count() == 0
+    finally:
+        again.stop()
+
+
+async def test_a_reload_in_the_same_tab_continues_the_chat(browser: Any, server: Chatd, redis_server: Any) -> None:
+    agent = await make_agent(server, redis_server.url)
+    page = await open_widget(browser, server)
+    await start_from_widget(page, "road", "Question sur le permis")
+    sid = await accept_next(agent)
+    await agent.send({"type": "send", "session": sid, "cid": "a1", "text": "Je vous écoute"})
+    await w(page, "message", data_from="agent").filter(has_text="Je vous écoute").wait_for()
+    await page.reload()
+    await w(page, "message", data_from="agent").filter(has_text="Je vous écoute").wait_for()
+    assert await w(page, "message").count() == 2  # replayed once, not doubled
+    await agent.send({"type": "send", "session": sid, "cid": "a2", "text": "Toujours là ?"})
+    await w(page, "message", data_from="agent").filter(has_text="Toujours là").wait_for()
+    await w(page, "input").fill("Oui")
+    await w(page, "input").press("Enter")
+    await agent.recv("msg", session=sid, text="Oui")
+
+
+async def test_quick_exit_clears_everything_and_the_agent_sees_it(browser: Any, server: Chatd,
+                                                                   redis_server: Any) -> None:
+    agent = await make_agent(server, redis_server.url)
+    page = await open_widget(browser, server)
+    await start_from_widget(page, "violence", "J'ai besoin d'aide")
+    sid = await accept_next(agent)
+    await w(page, "status").filter(has_text="Un gendarme vous répond").wait_for()
+    await w(page, "quick-exit").click()
+    await page.wait_for_url(EXIT_URL + "**")
+    closed = await agent.recv("closed", session=sid)
+    assert closed["reason"] == "quick_exit" and closed["by"] == "visitor"
+    await page.go_back()  # the chat page was replaced in history: back does not return to it
+    assert not page.url.startswith(server.http)
+    page2 = await page.context.new_page()
+    await page2.goto(server.http + "/")
+    keys = await page2.evaluate("Object.keys(sessionStorage).filter(k => k.startsWith('chatd.'))")
+    assert keys == []
+
+
+async def test_escape_three_times_is_a_quick_exit(browser: Any, server: Chatd, redis_server: Any) -> None:
+    agent = await make_agent(server, redis_server.url)
+    page = await open_widget(browser, server)
+    await start_from_widget(page, "general", "Bonjour")
+    sid = await accept_next(agent)
+    for _ in range(3):
+        await page.keyboard.press("Escape")
+    await page.wait_for_url(EXIT_URL + "**")
+    assert (await agent.recv("closed", session=sid))["reason"] == "quick_exit"
+
+
+async def test_keyboard_only(browser: Any, server: Chatd, redis_server: Any) -> None:
+    page = await open_widget(browser, server)
+    for _ in range(12):  # tab through the host page to the launcher
+        await page.keyboard.press("Tab")
+        focused = await page.evaluate(
+            "document.activeElement && document.activeElement.id === 'chatd-widget' && "
+            "document.activeElement.shadowRoot.activeElement.dataset.chatd")
+        if focused == "launcher":
+            break
+    assert focused == "launcher"
+    await page.keyboard.press("Enter")
+    for _ in range(50):  # focus moves to the first topic (polled: the page's CSP forbids eval)
+        if await page.evaluate("document.getElementById('chatd-widget').shadowRoot"
+                               ".activeElement?.dataset.chatd") == "topic":
+            break
+        await asyncio.sleep(0.05)
+    else:
+        raise AssertionError("the first topic did not get the focus")
+    await page.keyboard.press("Enter")  # the first topic
+    await page.keyboard.type("Je tape au clavier")
+    await page.keyboard.press("Enter")
+    await w(page, "status").filter(has_text="Attente estimée").wait_for(timeout=5000)
+
+
+async def test_accessibility_has_no_serious_violations(browser: Any, server: Chatd, redis_server: Any) -> None:
+    axe = ROOT / "node_modules" / "axe-core" / "axe.min.js"
+    assert axe.exists(), "axe-core is needed: ./scripts/test installs it from npm"
+    agent = await make_agent(server, redis_server.url)
+    page = await open_widget(browser, server, bypass_csp=True)  # only so that axe can be injected
+    await start_from_widget(page, "general", "Bonjour")
+    sid = await accept_next(agent)
+    await agent.send({"type": "send", "session": sid, "cid": "a1", "text": "Bonjour, je vous écoute."})
+    await w(page, "message", data_from="agent").wait_for()
+    await page.add_script_tag(path=str(axe))
+    result = await page.evaluate("axe.run(document, {resultTypes: ['violations']})")
+    serious = [(v["id"], v["impact"], [n["target"] for n in v["nodes"]][:3])
+               for v in result["violations"] if v["impact"] in ("serious", "critical")]
+    assert serious == []
+
+
+async def test_screenshots_at_phone_and_desktop_sizes(browser: Any, server: Chatd, redis_server: Any) -> None:
+    ARTIFACTS.mkdir(exist_ok=True)
+    agent = await make_agent(server, redis_server.url, capacity=2)
+    for width, height in ((375, 740), (1280, 800)):
+        page = await open_widget(browser, server, width, height)
+        await page.screenshot(path=str(ARTIFACTS / f"widget-{width}-closed.png"))
+        await start_from_widget(page, "scam", "Un faux conseiller bancaire m'a appelé")
+        sid = await accept_next(agent)
+        await agent.send({"type": "send", "session": sid, "cid": f"s{width}",
+                          "text": "Bonjour, avez-vous donné des codes ?"})
+        await w(page, "message", data_from="agent").wait_for()
+        await page.wait_for_timeout(300)
+        await page.screenshot(path=str(ARTIFACTS / f"widget-{width}-chat.png"))
+        box = await w(page, "panel").bounding_box()
+        assert box and box["width"] <= width and box["x"] >= 0  # fits the screen
+        await page.context.close()
+
+
+async def test_the_browser_language_chooses_english(browser: Any, server: Chatd) -> None:
+    page = await open_widget(browser, server, locale="en-GB")
+    await w(page, "launcher").filter(has_text="Chat with a gendarme").wait_for()
+    await w(page, "launcher").click()
+    await page.get_by_text("This chat is not an emergency line").wait_for()
+    await w(page, "topic", data_topic="road").filter(has_text="Road safety").wait_for()
