@@ -276,3 +276,28 @@ async def test_the_browser_language_chooses_english(browser: Any, server: Chatd)
     await w(page, "launcher").click()
     await page.get_by_text("This chat is not an emergency line").wait_for()
     await w(page, "topic", data_topic="road").filter(has_text="Road safety").wait_for()
+
+
+async def test_the_host_page_api_and_easy_read_french(browser: Any, server: Chatd) -> None:
+    context = await browser.new_context(locale="fr-FR")
+    page = await context.new_page()
+
+    async def easy_read(route: Any) -> None:  # the host page asks for easy-to-read French
+        response = await route.fetch()
+        body = (await response.text()).replace('data-exit-url=', 'data-lang="fr-facile" data-exit-url=')
+        await route.fulfill(response=response, body=body)
+
+    await page.route(server.http + "/", easy_read)
+    await page.goto(server.http + "/")
+    await w(page, "launcher").wait_for()
+    await page.evaluate("window.__events = []; "
+                        "['open', 'close'].forEach(e => window.chatd.on(e, () => window.__events.push(e)));"
+                        "window.chatd.open()")
+    await w(page, "panel").wait_for()
+    await page.get_by_text("Ce tchat n'est pas pour les urgences").wait_for()
+    await w(page, "quick-exit").filter(has_text="Partir vite").wait_for()
+    await page.evaluate("window.chatd.close()")
+    await w(page, "launcher").wait_for()
+    assert await page.evaluate("window.__events") == ["open", "close"]
+    assert await page.evaluate("document.getElementById('chatd-widget').shadowRoot.mode") == "open"
+    await context.close()
