@@ -132,7 +132,9 @@ class Connection:
         except asyncio.TimeoutError:
             if self._room is not None:
                 self._room.set()
-            log.info("aborting a %s connection: a write stalled for %.0f s", self.role, self._timeout)
+            log.warning("aborting a %s connection: a write stalled for %.0f s", self.role,
+                        self._timeout)
+            metrics.SLOW_CLOSES.inc()
             self.abort()
         except Exception:  # the peer went away mid-write: nothing to tell anyone
             self.abort()
