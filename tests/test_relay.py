@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from conftest import connect_pair, make_agent, make_visitor, start_chat
-from harness import Chatd, Client, Closed, RedisServer, new_prefix
+from harness import Chatd, Client, RedisServer
 
 pytestmark = pytest.mark.asyncio
 

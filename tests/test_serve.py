@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from conftest import PASSWORD, make_agent, make_visitor, start_chat
-from harness import ROOT, Chatd, free_port, new_prefix, wait_until
+from harness import ROOT, Chatd, wait_until
 
 pytestmark = pytest.mark.asyncio
 

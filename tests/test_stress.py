@@ -8,7 +8,6 @@ import asyncio
 import random
 import time
 from collections import defaultdict
-from typing import Any
 
 import pytest
 
