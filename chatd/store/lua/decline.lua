@@ -10,8 +10,4 @@ if state == 'offered' and offer_agent == login then
   revoke_offer(sid, 'declined', true)
   return 'ok'
 end
-if not state then return 'not_found' end
-if agent == login or (declined and string.find(declined, ' ' .. login .. '=', 1, true)) then
-  return 'conflict'
-end
-return 'not_found'
+return offer_refusal(state, agent, declined, login)

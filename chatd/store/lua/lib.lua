@@ -73,6 +73,16 @@ local function mark_declined(sid, login)
   redis.call('HSET', skey, 'declined', prev .. ' ' .. login .. '=' .. NOW)
 end
 
+-- Why an accept/decline cannot be done: 'conflict' when the offer was this agent's and is gone
+-- (expired, declined, already accepted), 'not_found' when it never was (or no such session).
+local function offer_refusal(state, agent, declined, login)
+  if not state then return 'not_found' end
+  if agent == login or (declined and string.find(declined, ' ' .. login .. '=', 1, true)) then
+    return 'conflict'
+  end
+  return 'not_found'
+end
+
 -- Ends an offer that was not accepted (declined, expired, agent gone, visitor left).
 local function revoke_offer(sid, reason, back_to_queue)
   local skey = k_session(sid)
