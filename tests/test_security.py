@@ -1,0 +1,206 @@
+"""chatd as a target: every message that names a session is refused to anyone who does not own
+it, with no state change; live endpoints survive random and mutated frames; logs and
+transcripts keep no address and no message text."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+from typing import Any
+
+import httpx
+import msgpack
+import psutil
+import pytest
+
+from conftest import connect_pair, make_agent, make_visitor, start_chat
+from harness import Chatd, Client, Closed
+
+pytestmark = pytest.mark.asyncio
+
+DOCUMENTED = {"bad_frame", "bad_message", "too_large", "rate_limited", "unauthorized",
+              "forbidden", "not_found", "conflict", "unavailable"}
+
+VISITOR_FRAMES = [
+    {"type": "send", "cid": "x1", "text": "intrus"},
+    {"type": "typing", "on": True},
+    {"type": "read", "seq": 1},
+    {"type": "close"},
+    {"type": "close", "reason": "quick_exit"},
+    {"type": "rate", "rating": 1},
+]
+AGENT_FRAMES = [
+    {"type": "send", "cid": "x2", "text": "intrus"},
+    {"type": "typing", "on": True},
+    {"type": "read", "seq": 1},
+    {"type": "note", "cid": "x3", "text": "intrus"},
+    {"type": "accept"},
+    {"type": "decline"},
+    {"type": "transfer", "to_topic": "road"},
+    {"type": "close", "disposition": "answered"},
+]
+
+
+async def snapshot(rds: Any, prefix: str, sid: str) -> tuple[Any, ...]:
+    return (await rds.hgetall(f"{prefix}:s:{{{sid}}}"),
+            await rds.xlen(f"{prefix}:s:{{{sid}}}:m"), await rds.xlen(f"{prefix}:s:{{{sid}}}:n"))
+
+
+async def test_no_one_can_act_on_a_session_that_is_not_theirs(server: Chatd, redis_server: Any,
+                                                              rds: Any, prefix: str) -> None:
+    visitor, agent, sid = await connect_pair(server, redis_server.url)
+    before = await snapshot(rds, prefix, sid)
+    intruder = await make_visitor(server)
+    other_agent = await make_agent(server, redis_server.url)
+    for client, frames in ((intruder, VISITOR_FRAMES), (other_agent, AGENT_FRAMES)):
+        for frame in frames:
+            await client.send({**frame, "session": sid})
+            err = await client.recv("error")
+            assert err["code"] in ("not_found", "forbidden"), (frame, err)
+    # and a session that does not exist gets the very same answer
+    for frame in VISITOR_FRAMES:
+        await intruder.send({**frame, "session": "no-such-session"})
+        assert (await intruder.recv("error"))["code"] == "not_found"
+    assert await snapshot(rds, prefix, sid) == before
+    assert not [f for f in intruder.frames + other_agent.frames if f.get("type") in ("msg", "typing", "read", "note")]
+    await visitor.no_frame("msg", within=0.3, text="intrus")
+    await agent.no_frame("msg", within=0.1, text="intrus")
+    await agent.no_frame("note", within=0.1)
+
+
+async def test_a_plain_agent_cannot_read_supervisor_data(server: Chatd, redis_server: Any) -> None:
+    agent = await make_agent(server, redis_server.url)
+    async with httpx.AsyncClient() as http:
+        r = await http.get(server.http + "/api/stats", headers={"Authorization": f"Bearer {agent.token}"})
+    assert r.status_code == 403 and r.json()["error"] == "forbidden"
+
+
+def mutate(rng: random.Random, frame: dict[str, Any]) -> Any:
+    choice = rng.randrange(6)
+    f = dict(frame)
+    if choice == 0:
+        f[rng.choice(list(f))] = rng.choice([None, 0, -1, 2**70, "", "x" * 5000, [], {}, True, 1.5])
+    elif choice == 1:
+        f.pop(rng.choice(list(f)))
+    elif choice == 2:
+        f["type"] = rng.choice(["hello", "start", "send", "", "SEND", "close\x00", "ping"])
+    elif choice == 3:
+        f["session"] = rng.choice(["../../etc", "*", "{m}", "a" * 65, "s:{x}:ch", "\u202e"])
+    elif choice == 4:
+        return rng.randbytes(rng.randrange(1, 200))
+    else:
+        f["resume"] = rng.choice([{"session": "x", "after": -5}, [1, 2], {"after": "0"}, "zz"])
+    return f
+
+
+async def test_live_endpoints_survive_random_and_mutated_frames(chatd_factory: Any, redis_server: Any) -> None:
+    server = chatd_factory()
+    rng = random.Random(8)
+    visitor, agent, sid = await connect_pair(server, redis_server.url)
+    worker = psutil.Process(server.proc.pid).children()[0]  # type: ignore[union-attr]
+    rss_before = worker.memory_info().rss
+    seeds = ([{"type": "send", "session": sid, "cid": "c", "text": "t"}, {"type": "typing", "session": sid, "on": True},
+              {"type": "read", "session": sid, "seq": 1}, {"type": "start", "topic": "general"}],
+             [{"type": "note", "session": sid, "cid": "n", "text": "t"}, {"type": "transfer", "session": sid, "to_topic": "x"},
+              {"type": "status", "status": "available"}])
+    sent = 0
+    for role, client, frames in (("visitor", visitor, seeds[0]), ("agent", agent, seeds[1])):
+        for sub in ("chatd.v1.json", "chatd.v1.msgpack"):
+            fuzz = client if sub == client.subprotocol else None
+            if fuzz is None:
+                if role == "visitor":
+                    fuzz = await make_visitor(server, sub, token=visitor.token)
+                else:
+                    fuzz = await Client.connect(server.ws, "agent", sub)
+                    await fuzz.send({"type": "hello", "token": agent.token})
+                    await fuzz.recv("welcome")
+            for i in range(400):
+                m = mutate(rng, rng.choice(frames))
+                if isinstance(m, bytes):
+                    await fuzz.send_raw(m if sub.endswith("msgpack") else m.decode("latin-1"))
+                else:
+                    try:
+                        await fuzz.send(m)
+                    except (TypeError, ValueError, OverflowError):
+                        await fuzz.send_raw(json.dumps(m, default=str) if sub.endswith("json") else msgpack.packb(str(m)))
+                sent += 1
+                if i % 50 == 49:  # still answering, and only with documented errors
+                    await fuzz.send({"type": "ping"})
+                    try:
+                        await fuzz.recv("pong", timeout=5)
+                    except Closed:
+                        break  # closed for abuse (1008): allowed; reconnect
+            errors = [f["code"] for f in fuzz.frames if f.get("type") == "error"]
+            assert set(errors) <= DOCUMENTED
+    assert server.proc.poll() is None and worker.is_running()
+    assert "Traceback" not in server.output()
+    assert worker.memory_info().rss - rss_before < 50 * 2**20
+    # the real chat still works
+    fresh = await make_visitor(server, token=visitor.token)
+    await fresh.send({"type": "send", "session": sid, "cid": "after-fuzz", "text": "toujours là"})
+    await fresh.recv("ack", cid="after-fuzz")
+    assert sent >= 1600
+
+
+async def test_logs_hold_no_address_and_no_message_text(chatd_factory: Any, redis_server: Any) -> None:
+    server = chatd_factory(env={"CHATD_LOG_LEVEL": "debug"})
+    visitor, agent, sid = await connect_pair(server, redis_server.url)
+    secret_text = "mon adresse est 12 rue des Lilas"
+    await visitor.send({"type": "send", "session": sid, "cid": "p1", "text": secret_text})
+    await agent.recv("msg", cid="p1")
+    await visitor.send_raw(b"\xc1garbage")
+    await visitor.recv("error")
+    await agent.send({"type": "close", "session": sid, "disposition": "answered"})
+    await visitor.recv("closed")
+    await asyncio.sleep(0.3)
+    log = server.output()
+    assert secret_text not in log and "Lilas" not in log
+    assert "127.0.0.1 -" not in log and "WebSocket /ws" not in log  # uvicorn's per-handshake lines
+    assert visitor.token not in log and agent.token not in log  # type: ignore[attr-defined]
+
+
+async def test_pages_carry_security_headers(server: Chatd) -> None:
+    async with httpx.AsyncClient() as http:
+        for path in ("/", "/console/", "/api/topics", "/widget.js"):
+            r = await http.get(server.http + path)
+            assert r.headers["x-content-type-options"] == "nosniff", path
+            assert r.headers["referrer-policy"] == "no-referrer", path
+        page = await http.get(server.http + "/")
+        csp = page.headers["content-security-policy"]
+        assert "script-src 'self'" in csp and "frame-ancestors 'none'" in csp
+        assert page.headers["x-frame-options"] == "DENY"
+
+
+async def test_too_many_connections_from_one_address_are_refused(chatd_factory: Any) -> None:
+    server = chatd_factory(env={"CHATD_MAX_CONN_PER_IP": "3"})
+    held = [await Client.connect(server.ws, "visitor") for _ in range(3)]
+    import websockets
+
+    with pytest.raises(websockets.InvalidStatus) as info:
+        await websockets.connect(server.ws + "/ws/visitor", subprotocols=["chatd.v1.json"])  # type: ignore[list-item]
+    assert info.value.response.status_code == 403
+    await held[0].close()
+    await asyncio.sleep(0.2)
+    again = await Client.connect(server.ws, "visitor")  # a slot came free
+    await again.send({"type": "hello"})
+    await again.recv("welcome")
+
+
+async def test_new_chats_per_address_are_limited_across_processes(chatd_factory: Any) -> None:
+    a = chatd_factory(env={"CHATD_SESSIONS_PER_IP_HOUR": "2"})
+    b = chatd_factory(env={"CHATD_SESSIONS_PER_IP_HOUR": "2"})
+    for server in (a, b):
+        v = await make_visitor(server)
+        await start_chat(v)
+    late = await make_visitor(a)
+    await late.send({"type": "start", "topic": "general"})
+    err = await late.recv("error")
+    assert err["code"] == "rate_limited"
+
+
+async def test_an_idle_connection_is_closed(chatd_factory: Any) -> None:
+    server = chatd_factory(env={"CHATD_IDLE_TIMEOUT": "1", "CHATD_TICK": "0.2"})
+    visitor = await make_visitor(server)
+    closed = await visitor.closed(timeout=5)
+    assert closed.code == 1001
