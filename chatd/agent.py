@@ -27,6 +27,7 @@ class AgentHandlers:
             "hello": self.hello, "status": self.status, "accept": self.accept,
             "decline": self.decline, "send": self.send, "typing": self.typing, "read": self.read,
             "note": self.note, "transfer": self.transfer, "close": self.close, "ping": self.ping,
+            "block": self.block,
         }
 
     async def hello(self, conn: Connection, msg: m.AgentHello) -> None:
@@ -146,6 +147,18 @@ class AgentHandlers:
                                         msg.disposition)
         if status == "not_found":
             raise Refused(ErrorCode.NOT_FOUND, NOT_FOUND)
+        self.rt.matcher.kick()
+
+    async def block(self, conn: Connection, msg: m.Block) -> None:
+        """Bars the visitor of one of your chats (every process: the bar is in Redis), closes
+        the chat as abusive and ends the visitor's connections to it."""
+        info = await self.store.session(msg.session)
+        if info.get("agent") != conn.identity or info.get("state") != "active":
+            raise Refused(ErrorCode.NOT_FOUND, NOT_FOUND)
+        assert self.rt.auth is not None
+        await self.rt.auth.block(info["visitor"], msg.hours or 24)
+        await self.store.close(msg.session, "agent", conn.identity, "agent_closed", "abusive")
+        conn.send({"type": "blocked", "session": msg.session, "hours": msg.hours or 24})
         self.rt.matcher.kick()
 
     async def ping(self, conn: Connection, msg: m.Ping) -> None:

@@ -60,11 +60,14 @@ def _digest(token: str) -> str:
 
 
 class Auth:
-    def __init__(self, store: Store, secret: str, token_ttl_s: float) -> None:
+    def __init__(self, store: Store, secret: str, token_ttl_s: float,
+                 previous: tuple[str, ...] = ()) -> None:
         self.store = store
         self.redis = store.redis
         self.keys = store.keys
-        self._key = hashlib.sha256(("chatd-visitor:" + secret).encode()).digest()
+        self._key = _visitor_key(secret)
+        # rotation: tokens signed with a previous secret stay valid until they expire
+        self._old_keys = [_visitor_key(p) for p in previous]
         self.token_ttl_s = int(token_ttl_s)
 
     # -- accounts -----------------------------------------------------------------------------
@@ -172,7 +175,8 @@ class Auth:
         if len(parts) != 4 or parts[0] != "v1":
             return None
         body = ".".join(parts[:3])
-        if not hmac.compare_digest(self._sign(body), parts[3]):
+        if not any(hmac.compare_digest(self._sign(body, key), parts[3])
+                   for key in [self._key, *self._old_keys]):
             return None
         try:
             exp = int(parts[2])
@@ -182,9 +186,21 @@ class Auth:
             return None
         return parts[1]
 
-    def _sign(self, body: str) -> str:
-        mac = hmac.new(self._key, body.encode(), hashlib.sha256).digest()[:18]
+    def _sign(self, body: str, key: bytes | None = None) -> str:
+        mac = hmac.new(key or self._key, body.encode(), hashlib.sha256).digest()[:18]
         return base64.urlsafe_b64encode(mac).decode().rstrip("=")
+
+    # -- blocking -----------------------------------------------------------------------------
+
+    async def block(self, vid: str, hours: int) -> None:
+        await self.redis.set(self.keys.blocked(vid), 1, ex=hours * 3600)
+
+    async def is_blocked(self, vid: str) -> bool:
+        return bool(await self.redis.exists(self.keys.blocked(vid)))
+
+
+def _visitor_key(secret: str) -> bytes:
+    return hashlib.sha256(("chatd-visitor:" + secret).encode()).digest()
 
 
 def _verify(pw_hash: str, password: str) -> bool:

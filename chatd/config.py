@@ -55,6 +55,7 @@ class Settings:
     data_dir: Path = Path("chatd-data")
     key_prefix: str = "chatd"  # every Redis key and channel starts with it
     secret: str | None = None  # None: generated once and kept in Redis
+    secret_previous: tuple[str, ...] = ()  # still accepted (rotation); keep them >= 24 h
     public_url: str | None = None  # the server's own origin, e.g. https://chat.example.fr
     allowed_origins: tuple[str, ...] = ()  # visitor Origins; empty: the server's own origin
     offer_timeout: float = 30.0  # seconds an agent has to accept an offer
@@ -170,6 +171,7 @@ _PARSERS: dict[str, Callable[[str, str], Any]] = {
     "data_dir": lambda n, r: Path(_str(n, r)),
     "key_prefix": _prefix,
     "secret": _secret,
+    "secret_previous": lambda n, r: tuple(_secret(n, x) for x in r.split(",") if x),
     "public_url": _origin,
     "allowed_origins": _origins,
     "offer_timeout": _positive_float,

@@ -65,7 +65,8 @@ class Runtime:
             try:
                 secret = await self.store.shared_secret(self.settings.secret)
                 await self.store.publish_topics(self.settings.topics)
-                self.auth = Auth(self.store, secret, self.settings.agent_session_hours * 3600)
+                self.auth = Auth(self.store, secret, self.settings.agent_session_hours * 3600,
+                                 self.settings.secret_previous)
                 self.ready.set()
                 return
             except (RedisError, OSError) as exc:

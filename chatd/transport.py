@@ -21,7 +21,7 @@ from . import metrics
 from .agent import Closing
 from .connection import Connection
 from .limits import TokenBucket
-from .visitor import Refused
+from .visitor import Blocked, Refused
 
 if TYPE_CHECKING:
     from .runtime import Runtime
@@ -187,7 +187,7 @@ async def _read_loop(rt: Runtime, conn: Connection, receive: Any) -> None:
                 conn.hello_done = True
         except Refused as exc:
             _error(conn, exc.code, exc.message, ref)
-        except Closing:
+        except (Closing, Blocked):
             conn.close(CloseCode.POLICY, "unauthorized")
             return
         except (RedisError, OSError) as exc:

@@ -31,6 +31,10 @@ class Refused(Exception):
 NOT_FOUND = "no such session, or not yours"
 
 
+class Blocked(Exception):
+    """The visitor is barred: the transport closes the connection with 1008."""
+
+
 class VisitorHandlers:
     def __init__(self, rt: Runtime) -> None:
         self.rt = rt
@@ -51,6 +55,10 @@ class VisitorHandlers:
         if vid is None:
             vid, token = auth.new_visitor()
         else:
+            if await auth.is_blocked(vid):
+                conn.send(error(ErrorCode.FORBIDDEN, "this conversation was ended by the gendarmerie",
+                                "hello"))
+                raise Blocked()
             token = auth.visitor_token(vid)  # sliding expiry
         conn.identity = vid
         sessions = await self.store.visitor_sessions(vid)
@@ -77,6 +85,9 @@ class VisitorHandlers:
         topic = self.rt.topics.get(msg.topic)
         if topic is None:
             raise Refused(ErrorCode.BAD_MESSAGE, f"unknown topic {msg.topic!r}")
+        assert self.rt.auth is not None
+        if await self.rt.auth.is_blocked(conn.identity):
+            raise Refused(ErrorCode.FORBIDDEN, "this conversation was ended by the gendarmerie")
         if not await allow_new_session(self.store, conn.ip, self.rt.settings.sessions_per_ip_hour):
             raise Refused(ErrorCode.RATE_LIMITED, "too many new chats from this network; try later")
         sid = secrets.token_urlsafe(12)

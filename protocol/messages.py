@@ -172,6 +172,16 @@ class AgentClose(Message):
     disposition: str
 
 
+@dataclass(frozen=True, slots=True)
+class Block(Message):
+    """An agent bars an abusive visitor from starting or resuming chats for a while."""
+
+    TYPE = "block"
+    FIELDS = (f.session(), Field("hours", "int", False, lo=1, hi=720))
+    session: str
+    hours: int | None = None
+
+
 def _table(*classes: type[Message]) -> dict[str, type[Message]]:
     return {c.TYPE: c for c in classes}
 
@@ -182,5 +192,6 @@ VISITOR: dict[str, type[Message]] = _table(
 )
 #: What an agent may send, by ``type``.
 AGENT: dict[str, type[Message]] = _table(
-    AgentHello, Status, Accept, Decline, Send, Typing, Read, Note, Transfer, AgentClose, Ping
+    AgentHello, Status, Accept, Decline, Send, Typing, Read, Note, Transfer, AgentClose, Block,
+    Ping,
 )

@@ -204,3 +204,57 @@ async def test_an_idle_connection_is_closed(chatd_factory: Any) -> None:
     visitor = await make_visitor(server)
     closed = await visitor.closed(timeout=5)
     assert closed.code == 1001
+
+
+async def test_secret_rotation_accepts_the_previous_secret(chatd_factory: Any, redis_server: Any) -> None:
+    old, new = "old-secret-0123456789abcdef", "new-secret-0123456789abcdef"
+    first = chatd_factory(env={"CHATD_SECRET": old})
+    visitor = await make_visitor(first)
+    sid = await start_chat(visitor)
+    first.stop()
+    rotated = chatd_factory(env={"CHATD_SECRET": new, "CHATD_SECRET_PREVIOUS": old}, port=first.port)
+    back = await make_visitor(rotated, token=visitor.token)
+    assert [s["session"] for s in back.welcome["sessions"]] == [sid]  # same citizen, same chat
+    assert back.welcome["token"] != visitor.token  # re-signed with the new secret
+    renewed = back.welcome["token"]
+    rotated.stop()
+    after = chatd_factory(env={"CHATD_SECRET": new}, port=first.port)  # grace period over
+    stale = await Client.connect(after.ws, "visitor")
+    await stale.send({"type": "hello", "token": visitor.token})
+    assert (await stale.recv("error"))["code"] == "unauthorized"
+    assert (await stale.recv("welcome"))["sessions"] == []  # a stranger now
+    good = await make_visitor(after, token=renewed)
+    assert [s["session"] for s in good.welcome["sessions"]] == [sid]
+
+
+async def test_a_forged_token_signed_with_another_secret_is_refused(server: Chatd) -> None:
+    from chatd.auth import Auth
+
+    forged = Auth.__new__(Auth)
+    forged._key = __import__("hashlib").sha256(b"chatd-visitor:guessed-secret-123456").digest()
+    token = Auth.visitor_token(forged, "victimvisitorid")
+    client = await Client.connect(server.ws, "visitor")
+    await client.send({"type": "hello", "token": token})
+    assert (await client.recv("error"))["code"] == "unauthorized"
+
+
+async def test_an_agent_can_block_an_abusive_visitor_on_every_process(chatd_factory: Any,
+                                                                     redis_server: Any) -> None:
+    a = chatd_factory()
+    b = chatd_factory()
+    visitor, agent, sid = await connect_pair(a, redis_server.url)
+    stranger = await make_visitor(a)
+    await stranger.send({"type": "block", "session": sid})  # not an agent message
+    assert (await stranger.recv("error"))["code"] == "bad_message"
+    other = await make_agent(a, redis_server.url)
+    await other.send({"type": "block", "session": sid})  # not their chat
+    assert (await other.recv("error"))["code"] == "not_found"
+    await agent.send({"type": "block", "session": sid, "hours": 2})
+    assert (await agent.recv("blocked", session=sid))["hours"] == 2
+    closed = await visitor.recv("closed", session=sid)
+    assert closed["by"] == "agent"
+    for server in (a, b):  # the bar holds on every process
+        again = await Client.connect(server.ws, "visitor")
+        await again.send({"type": "hello", "token": visitor.token})
+        assert (await again.recv("error"))["code"] == "forbidden"
+        assert (await again.closed()).code == 1008
