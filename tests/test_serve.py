@@ -286,3 +286,24 @@ async def test_closed_sessions_expire_after_retention(chatd_factory, redis_serve
     ttl = await rds.ttl(f"{prefix}:s:{{{sid}}}")
     assert 86_000 < ttl <= 86_400
     assert 86_000 < await rds.ttl(f"{prefix}:s:{{{sid}}}:m") <= 86_400
+
+
+async def test_a_topic_can_keep_its_chats_for_less_time(chatd_factory, redis_server, rds, prefix: str,
+                                                       tmp_path: Path) -> None:
+    topics = tmp_path / "topics.toml"
+    topics.write_text('[[topic]]\nid = "violence"\nlabel_fr = "Violences"\npriority = 30\n'
+                      'retention_days = 0.5\n[[topic]]\nid = "general"\nlabel_fr = "Général"\n')
+    server = chatd_factory(env={"CHATD_TOPICS_FILE": str(topics), "CHATD_RETENTION_DAYS": "30"})
+    from conftest import make_agent
+
+    agent = await make_agent(server, redis_server.url, capacity=4)
+    ttls = {}
+    for topic in ("violence", "general"):
+        v = await make_visitor(server)
+        sid = await start_chat(v, topic)
+        await agent.recv("offer", session=sid)
+        await v.send({"type": "close", "session": sid})
+        await v.recv("closed", session=sid)
+        ttls[topic] = await rds.ttl(f"{prefix}:s:{{{sid}}}:m")
+    assert 43_000 < ttls["violence"] <= 43_200  # half a day
+    assert 29 * 86_400 < ttls["general"] <= 30 * 86_400

@@ -66,7 +66,8 @@ class Store:
         return str(value)
 
     async def publish_topics(self, topics: Iterable[Topic]) -> None:
-        mapping = {t.id: f"{t.priority},{t.weight},{t.reserved}" for t in topics}
+        mapping = {t.id: f"{t.priority},{t.weight},{t.reserved},"
+                         f"{int((t.retention_days or 0) * 86_400_000)}" for t in topics}
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.delete(self.keys.topics)
             pipe.hset(self.keys.topics, mapping=mapping)

@@ -137,6 +137,10 @@ local function close_session(sid, by, reason, disposition, retention_ms)
   redis.call('HSET', skey, 'state', 'closed', 'closed_at', NOW, 'by', by, 'reason', reason,
              'disposition', disposition or '')
   redis.call('ZADD', k_closed(), NOW, sid)
+  -- a topic may keep its chats for less (or more) time than the deployment's default
+  local spec = redis.call('HGET', k_topics(), topic)
+  local own = spec and tonumber(string.match(spec, '^-?%d+,%d+,%d+,(%d+)$'))
+  if own and own > 0 then retention_ms = own end
   for _, key in ipairs({skey, k_messages(sid), k_notes(sid), k_cids(sid)}) do
     redis.call('PEXPIRE', key, retention_ms)
   end

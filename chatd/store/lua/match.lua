@@ -28,7 +28,7 @@ if free_total <= 0 then return 0 end
 local traw = redis.call('HGETALL', k_topics())
 local topics = {}
 for i = 1, #traw, 2 do
-  local prio, weight, reserved = string.match(traw[i + 1], '^(-?%d+),(%d+),(%d+)$')
+  local prio, weight, reserved = string.match(traw[i + 1], '^(-?%d+),(%d+),(%d+)')
   topics[#topics + 1] = {id = traw[i], prio = tonumber(prio), weight = tonumber(weight),
                          reserved = tonumber(reserved)}
 end
