@@ -71,6 +71,7 @@ class Settings:
     frame_burst: int = 30
     max_conn_per_ip: int = 200
     sessions_per_ip_hour: int = 30
+    sessions_per_token_hour: int = 10  # new chats per visitor token per hour
     max_frame: int = 65536  # bytes
     hello_timeout: float = 10.0  # seconds
     idle_timeout: float = 60.0  # seconds without any frame (keepalive pings count)
@@ -187,6 +188,7 @@ _PARSERS: dict[str, Callable[[str, str], Any]] = {
     "frame_burst": _int_in(1, 1_000_000),
     "max_conn_per_ip": _int_in(1, 10_000_000),
     "sessions_per_ip_hour": _int_in(1, 10_000_000),
+    "sessions_per_token_hour": _int_in(1, 10_000_000),
     "max_frame": _int_in(1024, 16 * 1024 * 1024),
     "hello_timeout": _positive_float,
     "idle_timeout": _positive_float,

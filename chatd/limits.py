@@ -63,3 +63,8 @@ async def allow_new_session(store: Store, ip: str, per_hour: int) -> bool:
     # the address itself is not written to Redis: visitors are anonymous
     name = f"ip:{hashlib.sha256(ip.encode()).hexdigest()[:20]}:{hour}"
     return await store.count(name, 3700) <= per_hour
+
+
+async def allow_new_session_for(store: Store, vid: str, per_hour: int) -> bool:
+    """Counts a new chat against the visitor token's hourly allowance, across every process."""
+    return await store.count(f"vt:{vid}:{int(time.time() // 3600)}", 3700) <= per_hour

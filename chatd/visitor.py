@@ -13,7 +13,7 @@ from protocol.outbound import ack, error
 
 from . import metrics
 from .connection import Connection
-from .limits import allow_new_session
+from .limits import allow_new_session, allow_new_session_for
 
 if TYPE_CHECKING:
     from .runtime import Runtime
@@ -88,7 +88,10 @@ class VisitorHandlers:
         assert self.rt.auth is not None
         if await self.rt.auth.is_blocked(conn.identity):
             raise Refused(ErrorCode.FORBIDDEN, "this conversation was ended by the gendarmerie")
-        if not await allow_new_session(self.store, conn.ip, self.rt.settings.sessions_per_ip_hour):
+        settings = self.rt.settings
+        if not await allow_new_session_for(self.store, conn.identity, settings.sessions_per_token_hour):
+            raise Refused(ErrorCode.RATE_LIMITED, "too many new chats; try later")
+        if not await allow_new_session(self.store, conn.ip, settings.sessions_per_ip_hour):
             raise Refused(ErrorCode.RATE_LIMITED, "too many new chats from this network; try later")
         sid = secrets.token_urlsafe(12)
         lang = msg.lang or self.rt.settings.default_lang

@@ -23,6 +23,7 @@ BENCH_ENV = {
     # benchmarks raise the abuse limits: one generator is thousands of clients on one address
     "CHATD_FRAME_RATE": "100000", "CHATD_FRAME_BURST": "100000",
     "CHATD_MAX_CONN_PER_IP": "1000000", "CHATD_SESSIONS_PER_IP_HOUR": "10000000",
+    "CHATD_SESSIONS_PER_TOKEN_HOUR": "10000000",
     "CHATD_IDLE_TIMEOUT": "3600", "CHATD_HELLO_TIMEOUT": "60", "CHATD_OUTBOX_SIZE": "4096",
     "CHATD_LOG_LEVEL": "warning", "CHATD_TICK": "0.5",
 }

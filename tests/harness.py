@@ -96,6 +96,7 @@ class Chatd:
             "CHATD_SECRET": "test-secret-" + prefix + "-0123456789",
             "CHATD_FRAME_RATE": "1000", "CHATD_FRAME_BURST": "1000",
             "CHATD_SESSIONS_PER_IP_HOUR": "100000", "CHATD_MAX_CONN_PER_IP": "100000",
+            "CHATD_SESSIONS_PER_TOKEN_HOUR": "100000",
             "CHATD_LOG_LEVEL": "info",
             **(env or {}),
         }

@@ -315,3 +315,38 @@ async def test_external_redis_over_tls_with_an_acl_user(chatd_factory: Any, pref
     finally:
         redis.terminate()
         redis.wait(10)
+
+
+async def test_new_chats_per_visitor_token_are_limited(chatd_factory: Any, redis_server: Any) -> None:
+    server = chatd_factory(env={"CHATD_SESSIONS_PER_TOKEN_HOUR": "2"})
+    visitor = await make_visitor(server)
+    for _ in range(2):
+        sid = await start_chat(visitor)
+        await visitor.send({"type": "close", "session": sid})
+        await visitor.recv("closed", session=sid)
+    await visitor.send({"type": "start", "topic": "general"})
+    assert (await visitor.recv("error"))["code"] == "rate_limited"
+    other = await make_visitor(server)  # another citizen on the same network is not affected
+    await start_chat(other)
+
+
+async def test_disabling_an_account_closes_its_sockets_on_every_process(chatd_factory: Any,
+                                                                        redis_server: Any) -> None:
+    import subprocess
+    import sys
+
+    from harness import ROOT
+
+    a = chatd_factory()
+    b = chatd_factory()
+    on_a = await make_agent(a, redis_server.url)
+    on_b = await make_agent(b, redis_server.url, login=on_a.login, create=False)  # type: ignore[attr-defined]
+    r = subprocess.run([sys.executable, "-m", "chatd", "agents", "disable", on_a.login,  # type: ignore[attr-defined]
+                        "--redis-url", redis_server.url], capture_output=True, text=True, cwd=ROOT,
+                       env={**__import__("os").environ, "CHATD_KEY_PREFIX": a.prefix}, timeout=60)
+    assert r.returncode == 0, r.stderr
+    for client in (on_a, on_b):
+        assert (await client.closed()).code == 1008
+    async with httpx.AsyncClient() as http:
+        login = await http.post(a.http + "/api/login", json={"login": on_a.login, "password": "correct horse battery"})  # type: ignore[attr-defined]
+    assert login.status_code == 401
