@@ -74,6 +74,7 @@ class Settings:
     sessions_per_token_hour: int = 10  # new chats per visitor token per hour
     max_frame: int = 65536  # bytes
     hello_timeout: float = 10.0  # seconds
+    handshake_timeout: float = 10.0  # seconds for a new TCP connection to send its request headers
     idle_timeout: float = 60.0  # seconds without any frame (keepalive pings count)
     outbox_size: int = 512  # frames queued per connection before it is closed as too slow
     send_timeout: float = 10.0  # seconds one socket write may take
@@ -191,6 +192,7 @@ _PARSERS: dict[str, Callable[[str, str], Any]] = {
     "sessions_per_token_hour": _int_in(1, 10_000_000),
     "max_frame": _int_in(1024, 16 * 1024 * 1024),
     "hello_timeout": _positive_float,
+    "handshake_timeout": _positive_float,
     "idle_timeout": _positive_float,
     "outbox_size": _int_in(8, 1_000_000),
     "send_timeout": _positive_float,

@@ -56,10 +56,12 @@ def run_worker(settings: Settings, redis_url: str, sock: socket.socket) -> None:
     import uvicorn
 
     from .app import create_app
+    from .http_protocol import with_deadline
 
     app = create_app(settings, redis_url)
     config = uvicorn.Config(
-        app, lifespan="on", loop="uvloop", http="httptools", ws="websockets-sansio",
+        app, lifespan="on", loop="uvloop", http=with_deadline(settings.handshake_timeout),
+        ws="websockets-sansio",
         ws_max_size=settings.max_frame, ws_per_message_deflate=False,
         ws_ping_interval=20.0, ws_ping_timeout=20.0, log_config=None, access_log=False,
         server_header=False, timeout_graceful_shutdown=5, backlog=2048,

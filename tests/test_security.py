@@ -350,3 +350,17 @@ async def test_disabling_an_account_closes_its_sockets_on_every_process(chatd_fa
     async with httpx.AsyncClient() as http:
         login = await http.post(a.http + "/api/login", json={"login": on_a.login, "password": "correct horse battery"})  # type: ignore[attr-defined]
     assert login.status_code == 401
+
+
+async def test_a_silent_tcp_connection_is_dropped(chatd_factory: Any) -> None:
+    server = chatd_factory(env={"CHATD_HANDSHAKE_TIMEOUT": "1"})
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+    started = asyncio.get_running_loop().time()
+    assert await asyncio.wait_for(reader.read(100), 5) == b""  # closed by the server
+    assert asyncio.get_running_loop().time() - started < 3
+    writer.close()
+    # a slow but complete request still works, and so does keep-alive afterwards
+    async with httpx.AsyncClient() as http:
+        assert (await http.get(server.http + "/healthz")).status_code == 200
+        await asyncio.sleep(1.5)
+        assert (await http.get(server.http + "/healthz")).status_code == 200
