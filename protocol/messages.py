@@ -15,7 +15,6 @@ from typing import Any, ClassVar
 from . import fields as f
 from .fields import Field, Resume
 
-DISPOSITION_RE_DOC = "a short code such as answered, redirected_17, abusive"
 
 
 @dataclass(frozen=True, slots=True)
