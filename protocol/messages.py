@@ -16,7 +16,6 @@ from . import fields as f
 from .fields import Field, Resume
 
 
-
 @dataclass(frozen=True, slots=True)
 class Message:
     TYPE: ClassVar[str] = ""
