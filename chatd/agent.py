@@ -11,7 +11,7 @@ from protocol.outbound import error, note_ack
 
 from . import metrics, texts
 from .connection import Connection
-from .visitor import NOT_FOUND, Refused, _answer_append, relay_ephemeral
+from .visitor import NOT_FOUND, Refused, answer_append, relay_ephemeral
 
 if TYPE_CHECKING:
     from .runtime import Runtime
@@ -103,7 +103,7 @@ class AgentHandlers:
     async def send(self, conn: Connection, msg: m.Send) -> None:
         status, seq = await self.store.append(msg.session, "msg", "agent", conn.identity,
                                               msg.text, msg.cid)
-        _answer_append(conn, msg.session, msg.cid, status, seq)
+        answer_append(conn, msg.session, msg.cid, status, seq)
         if status == "ok":
             metrics.MESSAGES_BY["agent"].inc()
 

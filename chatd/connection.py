@@ -50,7 +50,7 @@ class Connection:
         self.closed = False
         self.cursors: dict[str, int] = {}  # session -> last seq delivered to this client
         self.ncursors: dict[str, int] = {}  # session -> last note nseq delivered (agents)
-        self.catching: set[str] = set()  # sessions with a backfill under way
+        self.catching: dict[str, asyncio.Future[None]] = {}  # session -> backfill under way
         self.attached: set[str] = set()  # sessions this connection receives
         self.ending: set[str] = set()  # sessions whose `closed` is on its way
         self.creating: set[str] = set()  # sessions subscribed to but not yet in Redis

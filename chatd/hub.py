@@ -66,15 +66,7 @@ class Hub:
     async def attach(self, conn: Connection, sid: str, after: int | None) -> None:
         """Start delivering a session to a connection from seq ``after`` (None: not yet)."""
         conn.attached.add(sid)
-        conns = self.sessions.get(sid)
-        if conns is None:
-            conns = self.sessions[sid] = set()
-            channel = self.keys.session_channel(sid)
-            self._channel_owner[channel] = ("s", sid)
-            conns.add(conn)
-            await self.fanout.subscribe(channel)
-        else:
-            conns.add(conn)
+        await self._join(self.sessions, sid, self.keys.session_channel(sid), "s", conn)
         if after is not None:
             self.start_from(conn, sid, after)
 
@@ -88,28 +80,37 @@ class Hub:
         conn.ncursors.pop(sid, None)
         conn.waiting.pop(sid, None)
         conn.positions.pop(sid, None)
-        conns = self.sessions.get(sid)
-        if conns is None:
-            return
-        conns.discard(conn)
-        if not conns:
-            del self.sessions[sid]
+        if self._leave(self.sessions, sid, self.keys.session_channel(sid), conn):
             self.max_seq.pop(sid, None)
-            channel = self.keys.session_channel(sid)
-            self._channel_owner.pop(channel, None)
-            asyncio.ensure_future(self.fanout.unsubscribe(channel))
 
     async def add_agent(self, conn: Connection) -> None:
         login = conn.identity
-        conns = self.agents.get(login)
+        await self._join(self.agents, login, self.keys.agent_channel(login), "a", conn)
+
+    async def _join(self, table: dict[str, set[Connection]], key: str, channel: str,
+                    kind: str, conn: Connection) -> None:
+        """The first local connection to a session or agent subscribes its channel."""
+        conns = table.get(key)
+        if conns is not None:
+            conns.add(conn)
+            return
+        table[key] = {conn}
+        self._channel_owner[channel] = (kind, key)
+        await self.fanout.subscribe(channel)
+
+    def _leave(self, table: dict[str, set[Connection]], key: str, channel: str,
+               conn: Connection) -> bool:
+        """The last local connection to leave unsubscribes; True when it was the last."""
+        conns = table.get(key)
         if conns is None:
-            conns = self.agents[login] = set()
-            channel = self.keys.agent_channel(login)
-            self._channel_owner[channel] = ("a", login)
-            conns.add(conn)
-            await self.fanout.subscribe(channel)
-        else:
-            conns.add(conn)
+            return False
+        conns.discard(conn)
+        if conns:
+            return False
+        del table[key]
+        self._channel_owner.pop(channel, None)
+        asyncio.ensure_future(self.fanout.unsubscribe(channel))
+        return True
 
     def add_visitor(self, conn: Connection) -> None:
         self.visitors.add(conn)
@@ -130,14 +131,7 @@ class Hub:
             self.detach(conn, sid)
         self.visitors.discard(conn)
         if conn.role == "agent" and conn.identity:
-            conns = self.agents.get(conn.identity)
-            if conns is not None:
-                conns.discard(conn)
-                if not conns:
-                    del self.agents[conn.identity]
-                    channel = self.keys.agent_channel(conn.identity)
-                    self._channel_owner.pop(channel, None)
-                    asyncio.ensure_future(self.fanout.unsubscribe(channel))
+            self._leave(self.agents, conn.identity, self.keys.agent_channel(conn.identity), conn)
         for task in list(conn.tasks):
             task.cancel()
 
@@ -159,7 +153,8 @@ class Hub:
     async def _catch_up(self, conn: Connection, sid: str) -> None:
         if sid in conn.catching:
             return
-        conn.catching.add(sid)
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        conn.catching[sid] = done  # others (a close) can wait for this backfill to finish
         try:
             while not conn.closed:
                 cur = conn.cursors.get(sid)
@@ -180,7 +175,8 @@ class Hub:
         except Exception as exc:  # Redis away: the resync after reconnect retries
             log.warning("backfill of a session failed: %s", type(exc).__name__)
         finally:
-            conn.catching.discard(sid)
+            del conn.catching[sid]
+            done.set_result(None)
 
     async def resync(self) -> None:
         """After a pub/sub gap (and periodically): bring every live session up to its stream's
@@ -305,8 +301,9 @@ class Hub:
             except Exception:
                 seq = 0
             self.max_seq[sid] = max(self.max_seq.get(sid, 0), seq)
-            while sid in conn.catching:
-                await asyncio.sleep(0.01)
+            running = conn.catching.get(sid)
+            if running is not None:
+                await running
             if conn.cursors.get(sid, seq) < seq:
                 await self._catch_up(conn, sid)
         conn.push(data.for_(conn.subprotocol))

@@ -165,9 +165,10 @@ async def _read_loop(rt: Runtime, conn: Connection, receive: Any) -> None:
                 return
             continue
         bad = 0
+        ref = getattr(msg, "cid", None) or msg.TYPE
         scale = max(1, len(conn.attached)) if conn.role == "agent" else 1
         if not conn.bucket.take(scale):
-            _error(conn, ErrorCode.RATE_LIMITED, "slow down", getattr(msg, "cid", None) or msg.TYPE)
+            _error(conn, ErrorCode.RATE_LIMITED, "slow down", ref)
             if conn.bucket.strikes >= MAX_RATE_STRIKES:
                 conn.close(CloseCode.POLICY, "flood")
                 return
@@ -180,7 +181,6 @@ async def _read_loop(rt: Runtime, conn: Connection, receive: Any) -> None:
         elif msg.TYPE == "hello":
             _error(conn, ErrorCode.BAD_MESSAGE, "hello was already said", "hello")
             continue
-        ref = getattr(msg, "cid", None) or msg.TYPE
         try:
             await handlers.table[msg.TYPE](conn, msg)
             if msg.TYPE == "hello":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 import time
 from typing import TYPE_CHECKING
@@ -89,9 +90,13 @@ class VisitorHandlers:
         if await self.rt.auth.is_blocked(conn.identity):
             raise Refused(ErrorCode.FORBIDDEN, "this conversation was ended by the gendarmerie")
         settings = self.rt.settings
-        if not await allow_new_session_for(self.store, conn.identity, settings.sessions_per_token_hour):
+        # both counters in one batch (one round trip), not one after the other
+        token_ok, ip_ok = await asyncio.gather(
+            allow_new_session_for(self.store, conn.identity, settings.sessions_per_token_hour),
+            allow_new_session(self.store, conn.ip, settings.sessions_per_ip_hour))
+        if not token_ok:
             raise Refused(ErrorCode.RATE_LIMITED, "too many new chats; try later")
-        if not await allow_new_session(self.store, conn.ip, settings.sessions_per_ip_hour):
+        if not ip_ok:
             raise Refused(ErrorCode.RATE_LIMITED, "too many new chats from this network; try later")
         sid = secrets.token_urlsafe(12)
         lang = msg.lang or self.rt.settings.default_lang
@@ -119,7 +124,7 @@ class VisitorHandlers:
     async def send(self, conn: Connection, msg: m.Send) -> None:
         status, seq = await self.store.append(msg.session, "msg", "visitor", conn.identity,
                                               msg.text, msg.cid)
-        _answer_append(conn, msg.session, msg.cid, status, seq)
+        answer_append(conn, msg.session, msg.cid, status, seq)
         if status == "ok":
             metrics.MESSAGES_BY["visitor"].inc()
 
@@ -154,7 +159,7 @@ class VisitorHandlers:
         conn.send({"type": "pong"})
 
 
-def _answer_append(conn: Connection, sid: str, cid: str, status: str, seq: int) -> None:
+def answer_append(conn: Connection, sid: str, cid: str, status: str, seq: int) -> None:
     if status in ("ok", "dup"):
         conn.send(ack(cid, sid, seq))
     elif status == "closed":

@@ -8,7 +8,7 @@ import asyncio
 from typing import Any
 
 from redis.asyncio import Redis
-from redis.exceptions import NoScriptError, RedisError
+from redis.exceptions import RedisError
 
 MAX_BATCH = 512
 
@@ -58,5 +58,3 @@ class Batcher:
             else:
                 fut.set_result(result)
 
-
-__all__ = ["Batcher", "NoScriptError"]

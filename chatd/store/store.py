@@ -207,12 +207,6 @@ class Store:
             index[topic] = {sid: i + 1 for i, sid in enumerate(members)}
         return [index[t].get(s) for t, s in entries]
 
-    async def agent_sessions(self, login: str) -> set[str]:
-        return set(await self.redis.smembers(self.keys.agent_sessions(login)))
-
-    async def agent_state(self, login: str) -> dict[str, str]:
-        return await self.redis.hgetall(self.keys.agent(login))  # type: ignore[no-any-return]
-
     async def handling_ms(self) -> dict[str, int]:
         raw = await self.redis.hgetall(self.keys.handling)
         return {k: int(v) for k, v in raw.items()}
