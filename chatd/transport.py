@@ -73,8 +73,14 @@ async def websocket_endpoint(rt: Runtime, scope: dict[str, Any], receive: Any, s
     role = {"/ws/visitor": "visitor", "/ws/agent": "agent"}.get(path)
     offered = scope.get("subprotocols") or []
     sub = next((p for p in offered if p in protocol.SUBPROTOCOLS), None)
-    if role is None or sub is None or not rt.ready.is_set():
+    if role is None or sub is None:
         return await refuse(send, receive)
+    if not rt.ready.is_set():
+        # a worker just started (or Redis is away): give its set-up a moment, then refuse
+        try:
+            await asyncio.wait_for(rt.ready.wait(), 2.0)
+        except asyncio.TimeoutError:
+            return await refuse(send, receive)
     origin = header(scope, b"origin")
     if origin is not None:
         origin = origin.lower()
