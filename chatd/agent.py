@@ -67,13 +67,15 @@ class AgentHandlers:
         if info.get("agent") != conn.identity or info.get("state") != "active":
             self.hub.detach(conn, sid)
             return
+        # who read what and when, written before the transcript is shown
+        await self.store.audit(conn.identity, conn.agent.role, sid, "assigned")
         created = int(info.get("created", 0))
         assigned_at = int(info.get("assigned_at", 0) or 0)
         conn.send({
             "type": "assigned", "session": sid,
             "visitor": {"topic": info.get("topic"), "lang": info.get("lang"),
                         "waited_s": max(0, (assigned_at - created) // 1000),
-                        "started": created},
+                        "started": created, **_earlier_chats(info)},
             "history": [{"seq": e.seq, "from": e.sender, "text": e.text, "ts": e.ts,
                          **({"cid": e.cid} if e.cid else {})} for e in history],
             "notes": [{"nseq": n.nseq, "from_agent": n.agent, "text": n.text, "ts": n.ts}
@@ -167,6 +169,18 @@ class AgentHandlers:
 
 class Closing(Exception):
     """The connection must end (policy): the transport closes it with 1008."""
+
+
+def _earlier_chats(info: dict[str, str]) -> dict[str, Any]:
+    """How many chats this visitor (same browser token) had before, and how the last one ended:
+    a gendarme should know that the previous chat was cut short or closed as abusive."""
+    out: dict[str, Any] = {"earlier_chats": int(info.get("earlier", 0) or 0)}
+    parts = (info.get("prev") or "").split("|")
+    if len(parts) == 4 and parts[0]:
+        closed_at, topic, reason, disposition = parts
+        out["previous"] = {"closed_at": int(closed_at), "topic": topic, "reason": reason,
+                           **({"disposition": disposition} if disposition else {})}
+    return out
 
 
 def _refuse_offer_status(status: Any) -> None:

@@ -15,6 +15,8 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 from urllib.parse import urlsplit
 
+from .canned import DEFAULT_CANNED, Canned, CannedError, load_canned
+
 
 class ConfigError(Exception):
     """A setting has a bad value; the message is one line meant for the operator."""
@@ -82,6 +84,8 @@ class Settings:
     tick: float = 1.0  # seconds between housekeeping runs (offers, liveness, matching)
     topics_file: Path | None = None
     topics: tuple[Topic, ...] = DEFAULT_TOPICS
+    canned_file: Path | None = None  # the shared canned answers (TOML [[answer]] tables)
+    canned: tuple[Canned, ...] = DEFAULT_CANNED
     log_level: str = "info"
     log_ips: bool = False  # write client addresses to logs (off: visitors are anonymous)
     cookie_secure: bool = False  # mark the session cookie Secure (behind HTTPS)
@@ -199,6 +203,7 @@ _PARSERS: dict[str, Callable[[str, str], Any]] = {
     "agent_session_hours": _positive_float,
     "tick": _positive_float,
     "topics_file": lambda n, r: Path(_str(n, r)),
+    "canned_file": lambda n, r: Path(_str(n, r)),
     "log_level": _choice("debug", "info", "warning", "error"),
     "log_ips": _bool,
     "cookie_secure": _bool,
@@ -228,6 +233,12 @@ def load(environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings
     settings = Settings(**values)
     if settings.topics_file is not None:
         settings = settings.replace(topics=load_topics(settings.topics_file))
+    if settings.canned_file is not None:
+        try:
+            canned = load_canned(settings.canned_file, env_name("canned_file"))
+        except CannedError as exc:
+            raise ConfigError(str(exc)) from None
+        settings = settings.replace(canned=canned)
     return settings
 
 

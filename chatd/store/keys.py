@@ -23,6 +23,7 @@ PATTERNS: dict[str, str] = {
     "closed": "P:closed",
     "visitor_sessions": "P:v:<vid>:sessions",
     "audit": "P:audit",
+    "canned": "P:canned:<login>",
     # matching state, one slot
     "topics": "P:{m}:topics",
     "queue": "P:{m}:q:<topic>",

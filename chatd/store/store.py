@@ -7,6 +7,7 @@ event uses one time everywhere.
 
 from __future__ import annotations
 
+import json
 import secrets
 import time
 from dataclasses import dataclass
@@ -242,6 +243,87 @@ class Store:
         out["notes"] = [{"nseq": n.nseq, "from_agent": n.agent, "text": n.text, "ts": n.ts}
                         for n in await self.notes(sid, 0)]
         return out
+
+    # -- console: audit trail, open chats, personal canned answers ------------------------------
+
+    async def audit(self, who: str, role: str, sid: str, how: str) -> None:
+        """Records that ``who`` was shown the transcript of ``sid`` (``how``: ``assigned``,
+        ``transcript``). Kept for the retention period times two, trimmed to a million entries."""
+        await self.redis.xadd(self.keys.audit, {"who": who, "role": role, "session": sid,
+                                                "how": how, "ts": now_ms()},
+                              maxlen=1_000_000, approximate=True)
+
+    async def audit_entries(self, count: int = 100, session: str | None = None) -> list[dict[str, Any]]:
+        """The newest entries first (``session``: only those about that chat, among the last
+        10,000)."""
+        rows = await self.redis.xrevrange(self.keys.audit, "+", "-",
+                                          count=10_000 if session else count)
+        out = []
+        for _id, f in rows:
+            if session and f.get("session") != session:
+                continue
+            out.append({"who": f.get("who"), "role": f.get("role"), "session": f.get("session"),
+                        "how": f.get("how"), "ts": int(f.get("ts", 0))})
+            if len(out) >= count:
+                break
+        return out
+
+    async def open_sessions(self, limit: int = 500) -> list[dict[str, Any]]:
+        """Chats not closed yet, oldest first: queued, offered or active."""
+        sids = await self.redis.zrange(self.keys.open, 0, limit - 1)
+        names = ("state", "topic", "lang", "agent", "agent_name", "created", "assigned_at", "seq")
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for sid in sids:
+                pipe.hmget(self.keys.session(sid), *names)
+            rows = await pipe.execute()
+        out = []
+        for sid, row in zip(sids, rows):
+            info = dict(zip(names, row))
+            if info["state"] in (None, "closed"):
+                continue
+            out.append({"session": sid, "state": info["state"], "topic": info["topic"],
+                        "lang": info["lang"], "agent": info["agent"] or None,
+                        "agent_name": info["agent_name"] or None,
+                        "created": int(info["created"] or 0),
+                        "assigned_at": int(info["assigned_at"] or 0) or None,
+                        "messages": int(info["seq"] or 0)})
+        return out
+
+    async def agents_overview(self) -> list[dict[str, Any]]:
+        """Every account with its live status and load (what a transfer or a supervisor needs)."""
+        logins = sorted(await self.redis.smembers(self.keys.accounts))
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for login in logins:
+                pipe.hmget(self.keys.agent(login), "status", "load", "cap")
+                pipe.hmget(self.keys.account(login), "name", "role", "topics", "langs", "disabled")
+            rows = await pipe.execute()
+        out = []
+        for i, login in enumerate(logins):
+            (status, load, cap), (name, role, topics, langs, disabled) = rows[2 * i], rows[2 * i + 1]
+            if name is None or disabled == "1":
+                continue
+            out.append({"login": login, "name": name, "role": role,
+                        "status": status or "offline", "load": int(load or 0),
+                        "capacity": int(cap or 0),
+                        "topics": [t for t in (topics or "").split(",") if t],
+                        "langs": [x for x in (langs or "").split(",") if x]})
+        return out
+
+    async def personal_canned(self, login: str) -> list[dict[str, Any]]:
+        raw = await self.redis.hgetall(self.keys.canned(login))
+        items = [json.loads(v) for v in raw.values()]
+        return sorted(items, key=lambda c: c["title"].lower())
+
+    async def add_canned(self, login: str, answer: dict[str, Any], limit: int) -> bool:
+        """False when the agent already has ``limit`` answers."""
+        key = self.keys.canned(login)
+        if await self.redis.hlen(key) >= limit:
+            return False
+        await self.redis.hset(key, answer["id"], json.dumps(answer))
+        return True
+
+    async def delete_canned(self, login: str, answer_id: str) -> bool:
+        return bool(await self.redis.hdel(self.keys.canned(login), answer_id))
 
     async def purge(self, older_than_ms: int) -> int:
         """Deletes closed sessions closed before ``older_than_ms`` (epoch ms), transcripts too."""

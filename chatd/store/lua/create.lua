@@ -5,14 +5,25 @@
 --          position is 1-based among the topic's waiting visitors (0: already offered)
 local sid, vid, topic, lang, prio, weight, text, cid =
   ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8], ARGV[9], ARGV[10]
+-- the visitor's last chat, so that the next gendarme knows how it ended
+local earlier, prev, prev_at = 0, '', -1
 for _, other in ipairs(redis.call('SMEMBERS', k_visitor_sessions(vid))) do
-  local state = redis.call('HGET', k_session(other), 'state')
+  local state, closed_at, otopic, reason, disposition = unpack(redis.call('HMGET',
+    k_session(other), 'state', 'closed_at', 'topic', 'reason', 'disposition'))
   if state and state ~= 'closed' then return {'conflict', 0} end
+  if state then
+    earlier = earlier + 1
+    local at = tonumber(closed_at) or 0
+    if at > prev_at then
+      prev_at = at
+      prev = at .. '|' .. (otopic or '') .. '|' .. (reason or '') .. '|' .. (disposition or '')
+    end
+  end
 end
 local skey = k_session(sid)
 redis.call('HSET', skey, 'state', 'queued', 'topic', topic, 'lang', lang, 'prio', prio,
            'weight', weight, 'visitor', vid, 'created', NOW, 'qscore', NOW, 'seq', 0, 'nseq', 0,
-           'agent', '', 'offer_agent', '', 'declined', '')
+           'agent', '', 'offer_agent', '', 'declined', '', 'earlier', earlier, 'prev', prev)
 redis.call('ZADD', k_queue(topic), NOW, sid)
 redis.call('ZADD', k_open(), NOW, sid)
 redis.call('ZADD', k_visitors_seen(), NOW, sid)

@@ -1,0 +1,215 @@
+"""The HTTP API behind the agent console and the supervisor page (docs/protocol.md, "HTTP").
+
+Every endpoint names who may call it; a failure is an ``ApiError`` that becomes one JSON
+``{error, message}`` with the protocol's codes, never a traceback. State-changing calls (POST,
+DELETE) are refused from other origins (CSRF) and must carry JSON, which a cross-site form
+cannot send without a pre-flight: with the SameSite=Strict cookie, that is three locks.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import time
+from typing import TYPE_CHECKING, Any, Awaitable, Callable
+
+from redis.exceptions import RedisError
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from protocol import ErrorCode
+
+from .auth import Account
+from .canned import PERSONAL_MAX, CannedError, checked
+from .transport import cookie_token, own_origin
+
+if TYPE_CHECKING:
+    from .runtime import Runtime
+
+SECURITY_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "X-Frame-Options": "DENY",
+    "Cross-Origin-Opener-Policy": "same-origin",
+}
+_STATUS = {ErrorCode.BAD_MESSAGE: 400, ErrorCode.UNAUTHORIZED: 401, ErrorCode.FORBIDDEN: 403,
+           ErrorCode.NOT_FOUND: 404, ErrorCode.CONFLICT: 409, ErrorCode.UNAVAILABLE: 503,
+           ErrorCode.TOO_LARGE: 413}
+NOT_FOUND = "no such chat"
+
+
+class ApiError(Exception):
+    def __init__(self, code: ErrorCode, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+def json_response(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse(data, status_code=status,
+                        headers={**SECURITY_HEADERS, "Cache-Control": "no-store", **(headers or {})})
+
+
+def error_response(exc: ApiError) -> JSONResponse:
+    return json_response({"error": exc.code.value, "message": exc.message}, _STATUS[exc.code])
+
+
+def bearer(request: Request) -> str | None:
+    value = request.headers.get("authorization", "")
+    return value[7:] if value.lower().startswith("bearer ") else None
+
+
+def request_token(request: Request) -> str | None:
+    return bearer(request) or cookie_token(request.scope)
+
+
+def check_same_origin(rt: Runtime, request: Request) -> None:
+    """CSRF: a state-changing call from a browser must come from our own pages."""
+    origin = request.headers.get("origin")
+    if origin is None:
+        ok = request.headers.get("sec-fetch-site") in (None, "same-origin", "none")
+    else:
+        ok = origin.lower() == own_origin(rt, request.scope)
+    if not ok:
+        raise ApiError(ErrorCode.FORBIDDEN, "cross-site request")
+
+
+Handler = Callable[[Request, Account], Awaitable[Any]]
+
+
+def endpoint(rt: Runtime, handler: Handler, supervisor: bool = False) -> Callable[[Request], Awaitable[Response]]:
+    """Wraps a handler: signed-in account (cookie or Bearer), role, CSRF for writes, errors."""
+
+    async def run(request: Request) -> Response:
+        try:
+            if request.method in ("POST", "PUT", "DELETE"):
+                check_same_origin(rt, request)
+                if request.headers.get("content-type", "").split(";")[0].strip() != "application/json":
+                    raise ApiError(ErrorCode.BAD_MESSAGE, "send JSON (Content-Type: application/json)")
+            if not rt.ready.is_set() or rt.auth is None:
+                raise ApiError(ErrorCode.UNAVAILABLE, "retry")
+            account = await rt.auth.token_account(request_token(request))
+            if account is None:
+                raise ApiError(ErrorCode.UNAUTHORIZED, "sign in first")
+            if supervisor and not account.is_supervisor:
+                raise ApiError(ErrorCode.FORBIDDEN, "supervisors only")
+            result = await handler(request, account)
+        except ApiError as exc:
+            return error_response(exc)
+        except RedisError:
+            return error_response(ApiError(ErrorCode.UNAVAILABLE, "retry"))
+        if isinstance(result, Response):
+            return result
+        return json_response(result)
+
+    return run
+
+
+async def _body(request: Request) -> dict[str, Any]:
+    raw = await request.body()
+    if len(raw) > 16384:
+        raise ApiError(ErrorCode.TOO_LARGE, "body over 16 KiB")
+    try:
+        body = json.loads(raw)
+    except ValueError:
+        raise ApiError(ErrorCode.BAD_MESSAGE, "body is not JSON") from None
+    if not isinstance(body, dict):
+        raise ApiError(ErrorCode.BAD_MESSAGE, "expected a JSON object")
+    return body
+
+
+def routes(rt: Runtime) -> list[Route]:
+    store = rt.store
+
+    async def me(request: Request, account: Account) -> Any:
+        return {"agent": account.profile()}
+
+    async def agents(request: Request, account: Account) -> Any:
+        """Colleagues with their status and load: whom a chat can be transferred to."""
+        return {"agents": [{k: a[k] for k in ("login", "name", "status", "load", "capacity", "topics")}
+                           for a in await store.agents_overview()]}
+
+    async def sessions(request: Request, account: Account) -> Any:
+        return {"sessions": await store.open_sessions(), "server_time": int(time.time() * 1000)}
+
+    async def transcript(request: Request, account: Account) -> Any:
+        """A chat's whole transcript: supervisors any chat, an agent only a chat they hold.
+        Every read is written to the audit trail before anything is shown."""
+        sid = request.path_params["sid"]
+        info = await store.session(sid) if len(sid) <= 64 else {}
+        if not info or (not account.is_supervisor and info.get("agent") != account.login):
+            raise ApiError(ErrorCode.NOT_FOUND, NOT_FOUND)
+        await store.audit(account.login, account.role, sid, "transcript")
+        return await store.transcript(sid)
+
+    async def audit(request: Request, account: Account) -> Any:
+        try:
+            limit = min(1000, max(1, int(request.query_params.get("limit", "100"))))
+        except ValueError:
+            raise ApiError(ErrorCode.BAD_MESSAGE, "limit: a whole number") from None
+        return {"entries": await store.audit_entries(limit, request.query_params.get("session"))}
+
+    async def canned(request: Request, account: Account) -> Any:
+        return {"shared": [c.public() for c in rt.settings.canned],
+                "mine": await store.personal_canned(account.login)}
+
+    async def canned_add(request: Request, account: Account) -> Any:
+        body = await _body(request)
+        try:
+            answer = checked("p-" + secrets.token_hex(6), body.get("title"), body.get("text"))
+        except CannedError as exc:
+            raise ApiError(ErrorCode.BAD_MESSAGE, str(exc)) from None
+        if not await store.add_canned(account.login, answer.public(), PERSONAL_MAX):
+            raise ApiError(ErrorCode.CONFLICT, f"at most {PERSONAL_MAX} personal answers")
+        return json_response(answer.public(), 201)
+
+    async def canned_delete(request: Request, account: Account) -> Any:
+        if not await store.delete_canned(account.login, request.path_params["cid"][:64]):
+            raise ApiError(ErrorCode.NOT_FOUND, "no such answer")
+        return {"ok": True}
+
+    async def stats(request: Request, account: Account) -> Any:
+        return await _stats(rt)
+
+    return [
+        Route("/api/me", endpoint(rt, me)),
+        Route("/api/agents", endpoint(rt, agents)),
+        Route("/api/sessions", endpoint(rt, sessions, supervisor=True)),
+        Route("/api/sessions/{sid}", endpoint(rt, transcript)),
+        Route("/api/audit", endpoint(rt, audit, supervisor=True)),
+        Route("/api/canned", endpoint(rt, canned)),
+        Route("/api/canned", endpoint(rt, canned_add), methods=["POST"]),
+        Route("/api/canned/{cid}", endpoint(rt, canned_delete), methods=["DELETE"]),
+        Route("/api/stats", endpoint(rt, stats, supervisor=True)),
+    ]
+
+
+async def _stats(rt: Runtime) -> dict[str, Any]:
+    keys = rt.store.keys
+    r = rt.redis
+    now = int(time.time() * 1000)
+    topics = rt.settings.topics
+    async with r.pipeline(transaction=False) as pipe:
+        for t in topics:
+            pipe.zcard(keys.queue(t.id))
+            pipe.zrange(keys.queue(t.id), 0, 0)
+        pipe.zcard(keys.open)
+        pipe.zcard(keys.offers)
+        res = await pipe.execute()
+    heads = {t.id: res[2 * i + 1][0] for i, t in enumerate(topics) if res[2 * i + 1]}
+    async with r.pipeline(transaction=False) as pipe:
+        for sid in heads.values():
+            pipe.hget(keys.session(sid), "created")
+        created = dict(zip(heads, await pipe.execute()))
+    queues = {}
+    for i, t in enumerate(topics):
+        wait = max(0, (now - int(created.get(t.id) or now)) // 1000) if t.id in created else 0
+        queues[t.id] = {"waiting": res[2 * i], "longest_wait_s": wait}
+    agents = await rt.store.agents_overview()
+    by_status: dict[str, int] = {}
+    for a in agents:
+        by_status[a["status"]] = by_status.get(a["status"], 0) + 1
+    return {"queues": queues, "longest_wait_s": max((q["longest_wait_s"] for q in queues.values()), default=0),
+            "agents_by_status": by_status, "agents": agents, "active_sessions": res[-2],
+            "offers_pending": res[-1], "server_time": now}
