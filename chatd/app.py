@@ -137,6 +137,7 @@ def create_app(settings: Settings, redis_url: str) -> Any:
         Route("/demo.css", static("demo.css", "text/css; charset=utf-8")),
         Route("/console/", static("console.html", "text/html; charset=utf-8", PAGE_CSP)),
         Route("/console/console.js", static("console.js", "text/javascript; charset=utf-8")),
+        Route("/console/console.css", static("console.css", "text/css; charset=utf-8")),
         Route("/healthz", healthz),
         Route("/readyz", readyz),
         Route("/metrics", metrics_endpoint),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import shutil
 from typing import Any, AsyncIterator, Callable, Iterator
 
 import httpx
@@ -29,6 +30,23 @@ def redis_server() -> Iterator[RedisServer]:
 @pytest.fixture
 def prefix() -> str:
     return new_prefix()
+
+
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+@pytest.fixture(scope="session")
+async def browser() -> AsyncIterator[Any]:
+    """Debian's Chromium driven by Playwright (no browser download at run time)."""
+    from playwright.async_api import async_playwright
+
+    executable = shutil.which("chromium") or shutil.which("chromium-browser")
+    assert executable, "Debian's chromium is needed: ./scripts/test installs it"
+    async with async_playwright() as p:
+        b = await p.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
+        yield b
+        await b.close()
 
 
 @pytest.fixture
@@ -66,12 +84,8 @@ async def make_agent(server: Chatd, redis_url: str, login: str | None = None, *,
     """Create an account (unless it exists), sign in over HTTP, connect, hello, set status."""
     login = login or f"agent{next(_logins)}"
     if create:
-        client = aioredis.Redis.from_url(redis_url, decode_responses=True)
-        store = Store(client, Settings(key_prefix=server.prefix))
-        auth = Auth(store, "unused-secret-for-accounts", 3600)
-        await auth.add_account(login, login.title(), role, list(langs), list(topics), capacity,
-                               PASSWORD)
-        await client.aclose()
+        await create_account(server, redis_url, login, capacity=capacity, langs=langs,
+                             topics=topics, role=role)
     token = await login_token(server, login)
     agent = await Client.connect(server.ws, "agent", subprotocol)
     await agent.send({"type": "hello", "token": token})
@@ -82,6 +96,22 @@ async def make_agent(server: Chatd, redis_url: str, login: str | None = None, *,
         await agent.send({"type": "status", "status": "available"})
         await agent.recv("agent_status", status="available")
     return agent
+
+
+async def create_account(server: Chatd, redis_url: str, login: str | None = None, *,
+                         capacity: int = 3, langs: tuple[str, ...] = ("fr",),
+                         topics: tuple[str, ...] = (), role: str = "agent",
+                         name: str | None = None) -> str:
+    """An account with the test PASSWORD, written the way `chatd agents add` writes it."""
+    login = login or f"agent{next(_logins)}"
+    client = aioredis.Redis.from_url(redis_url, decode_responses=True)
+    try:
+        auth = Auth(Store(client, Settings(key_prefix=server.prefix)), "unused-secret", 3600)
+        await auth.add_account(login, name or login.title(), role, list(langs), list(topics),
+                               capacity, PASSWORD)
+    finally:
+        await client.aclose()
+    return login
 
 
 async def login_token(server: Chatd, login: str) -> str:

@@ -4,9 +4,8 @@ real agent on the other side (the protocol test client)."""
 from __future__ import annotations
 
 import asyncio
-import shutil
 from pathlib import Path
-from typing import Any, AsyncIterator
+from typing import Any
 
 import pytest
 
@@ -17,20 +16,6 @@ pytestmark = [pytest.mark.asyncio, pytest.mark.browser]
 
 ARTIFACTS = ROOT / "test-artifacts"
 EXIT_URL = "https://meteofrance.com/"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-
-
-@pytest.fixture(scope="session")
-async def browser() -> AsyncIterator[Any]:
-    from playwright.async_api import async_playwright
-
-    executable = shutil.which("chromium") or shutil.which("chromium-browser")
-    assert executable, "Debian's chromium is needed: ./scripts/test installs it"
-    async with async_playwright() as p:
-        b = await p.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
-        yield b
-        await b.close()
 
 
 async def open_widget(browser: Any, server: Chatd, width: int = 1280, height: int = 800,

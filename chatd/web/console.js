@@ -1,1 +1,899 @@
+/* chatd agent console (served at /console/, same origin as the API).
+ *
+ * Speaks chatd.v1.json on /ws/agent with the HttpOnly session cookie (docs/protocol.md). Several
+ * chats at once, one open at a time; each chat has its own letter and colour everywhere it
+ * appears, and the composer is bound to the chat it was opened for, so a reply cannot go to the
+ * wrong person. Nothing typed is lost: sends and notes wait in an outbox (sessionStorage) until
+ * acknowledged and are resent with the same cid after a reconnect; the server answers a resent
+ * cid with the original seq and creates nothing. User text is only ever set as text.
+ */
+(function () {
+  "use strict";
 
+  var COLORS = ["#0b5cad", "#7a2e9e", "#1d6b35", "#a33b00", "#8a1538", "#006b6b", "#5b4a00", "#3d3d99"];
+  var LETTERS = "ABCDEFGHJKLMNPQRSTUVWXYZ";
+  var OUTBOX_KEY = "chatd.console.outbox";
+  var LATE_S = 120;  // a visitor waiting this long for a reply is shown in red
+  var REASONS = {
+    visitor_closed: "La personne a terminé la conversation.",
+    agent_closed: "Conversation clôturée.",
+    quick_exit: "La personne est partie rapidement (sortie rapide).",
+    visitor_left: "La personne n'est pas revenue.",
+    expired: "Conversation expirée."
+  };
+  var DISPOSITIONS = {
+    answered: "réponse apportée", redirected_17: "orientée vers le 17",
+    redirected_pre_plainte: "orientée vers la pré-plainte", redirected_brigade: "orientée vers une brigade",
+    no_reply: "sans réponse", abusive: "abusive"
+  };
+
+  var $ = function (id) { return document.getElementById(id); };
+  function el(tag, attrs, text) {
+    var e = document.createElement(tag);
+    if (attrs) for (var k in attrs) if (attrs[k] !== undefined && attrs[k] !== null) e.setAttribute(k, attrs[k]);
+    if (text !== undefined && text !== null) e.textContent = text;
+    return e;
+  }
+
+  var S = {
+    me: null, ws: null, online: false, status: "away", load: null, capacity: null,
+    chats: {}, order: [], current: null, offers: {}, topics: {}, canned: { shared: [], mine: [] },
+    outbox: loadOutbox(), retry: 0, timer: null, pingTimer: null, signedOut: false,
+    pendingAccept: {}, typingOn: false, typingTimer: null, svTimer: null, seenStatus: false
+  };
+
+  // ---- helpers ------------------------------------------------------------------------------
+  function loadOutbox() {
+    try { return JSON.parse(sessionStorage.getItem(OUTBOX_KEY)) || []; } catch (e) { return []; }
+  }
+  function saveOutbox() {
+    try { sessionStorage.setItem(OUTBOX_KEY, JSON.stringify(S.outbox)); } catch (e) { /* private mode */ }
+  }
+  function newCid() {
+    var a = new Uint8Array(9);
+    crypto.getRandomValues(a);
+    return "c" + Array.prototype.map.call(a, function (b) { return ("0" + b.toString(16)).slice(-2); }).join("");
+  }
+  function toast(text) {
+    var p = el("p", null, text);
+    $("toast").appendChild(p);
+    setTimeout(function () { p.remove(); }, 5000);
+  }
+  function ago(ms) {
+    var s = Math.max(0, Math.floor(ms / 1000));
+    if (s < 60) return s + " s";
+    var m = Math.floor(s / 60);
+    if (m < 60) return m + " min " + (s % 60 < 10 ? "0" : "") + (s % 60) + " s";
+    return Math.floor(m / 60) + " h " + (m % 60) + " min";
+  }
+  function clock(ts) {
+    var d = new Date(ts);
+    return ("0" + d.getHours()).slice(-2) + ":" + ("0" + d.getMinutes()).slice(-2);
+  }
+  function topicLabel(id) { return (S.topics[id] && S.topics[id].label.fr) || id || "?"; }
+  function fold(s) { return (s || "").normalize("NFD").replace(/[\u0300-\u036f]/g, "").toLowerCase(); }
+
+  function api(method, path, body) {
+    var opts = { method: method, credentials: "same-origin", headers: {} };
+    if (body !== undefined) {
+      opts.headers["Content-Type"] = "application/json";
+      opts.body = JSON.stringify(body);
+    }
+    return fetch(path, opts).then(function (r) {
+      return r.json().catch(function () { return {}; }).then(function (data) {
+        if (r.status === 401 && S.me && path !== "/api/login") { expired(); }
+        if (!r.ok) { var err = new Error(data.message || ("HTTP " + r.status)); err.code = data.error; err.status = r.status; throw err; }
+        return data;
+      });
+    });
+  }
+
+  // ---- sign-in ------------------------------------------------------------------------------
+  function showSignin(info) {
+    $("app").hidden = true;
+    $("signin").hidden = false;
+    $("signin-info").hidden = !info;
+    $("signin-info").textContent = info || "";
+    $("password").value = "";
+    $("login").focus();
+  }
+  function expired() {
+    if (S.signedOut) return;
+    stop("Votre session a expiré ou a été fermée. Reconnectez-vous.");
+  }
+  function stop(info) {
+    S.signedOut = true;
+    S.me = null;
+    clearTimeout(S.timer);
+    clearInterval(S.pingTimer);
+    clearInterval(S.svTimer);
+    if (S.ws) { try { S.ws.close(1000); } catch (e) { /* already closed */ } }
+    S.ws = null;
+    S.chats = {}; S.order = []; S.current = null; S.offers = {};
+    $("chatlist").textContent = ""; $("offers").textContent = "";
+    showSignin(info);
+  }
+
+  $("signin-form").addEventListener("submit", function (ev) {
+    ev.preventDefault();
+    var err = $("signin-error");
+    err.hidden = true;
+    $("signin-info").hidden = true;
+    api("POST", "/api/login", { login: $("login").value.trim(), password: $("password").value })
+      .then(function (data) { begin(data.agent); })
+      .catch(function (e) {
+        err.textContent = e.status === 401 ? "Identifiant ou mot de passe incorrect."
+          : "Connexion impossible pour le moment. Réessayez dans un instant.";
+        err.hidden = false;
+        $("password").value = "";
+        $("password").focus();
+      });
+  });
+
+  $("signout").addEventListener("click", function () {
+    var pending = S.outbox.length;
+    if (pending && !confirm(pending + " message(s) ne sont pas encore partis. Se déconnecter quand même ?")) return;
+    S.outbox = []; saveOutbox();
+    api("POST", "/api/logout", {}).catch(function () { /* signed out locally anyway */ })
+      .then(function () { stop("Vous êtes déconnecté·e."); });
+  });
+
+  function begin(agent) {
+    S.me = agent;
+    S.signedOut = false;
+    S.capacity = agent.capacity;
+    $("signin").hidden = true;
+    $("app").hidden = false;
+    $("me").textContent = agent.name;
+    $("tab-supervision").hidden = !(agent.role === "supervisor" || agent.role === "admin");
+    renderLoad();
+    loadCanned();
+    connect();
+  }
+
+  // ---- the WebSocket ------------------------------------------------------------------------
+  function setLink(state, text) {
+    $("link").dataset.state = state;
+    $("link").textContent = text;
+  }
+  function connect() {
+    if (S.signedOut) return;
+    setLink("connecting", "Connexion…");
+    var ws = new WebSocket((location.protocol === "https:" ? "wss://" : "ws://") + location.host + "/ws/agent", "chatd.v1.json");
+    S.ws = ws;
+    ws.onopen = function () {
+      var resume = [];
+      S.order.forEach(function (sid) {
+        var c = S.chats[sid];
+        if (!c.closed) resume.push({ session: sid, after: c.lastSeq });
+      });
+      ws.send(JSON.stringify(resume.length ? { type: "hello", resume: resume } : { type: "hello" }));
+    };
+    ws.onmessage = function (ev) {
+      var msg;
+      try { msg = JSON.parse(ev.data); } catch (e) { return; }
+      if (ws === S.ws) handle(msg);
+    };
+    ws.onclose = function (ev) {
+      if (ws !== S.ws) return;
+      S.online = false;
+      clearInterval(S.pingTimer);
+      if (ev.code === 1008 || S.signedOut) { expired(); return; }
+      setLink("offline", "Hors ligne — reconnexion…");
+      var delay = Math.min(10000, 500 * Math.pow(2, S.retry++)) * (0.7 + Math.random() * 0.6);
+      S.timer = setTimeout(connect, delay);
+    };
+  }
+  function send(frame) {
+    if (S.ws && S.online) { S.ws.send(JSON.stringify(frame)); return true; }
+    return false;
+  }
+  function flushOutbox() {
+    S.outbox.forEach(function (item) {
+      send(item.kind === "note" ? { type: "note", session: item.session, cid: item.cid, text: item.text }
+        : { type: "send", session: item.session, cid: item.cid, text: item.text });
+    });
+  }
+
+  // ---- what the server says ------------------------------------------------------------------
+  function handle(m) {
+    switch (m.type) {
+      case "welcome": return onWelcome(m);
+      case "assigned": return onAssigned(m);
+      case "msg": return onMsg(m);
+      case "ack": return onAck(m);
+      case "note": return onNote(m);
+      case "typing": return onTyping(m);
+      case "read": return onRead(m);
+      case "closed": return onClosed(m);
+      case "released": return onReleased(m);
+      case "offer": return onOffer(m);
+      case "offer_revoked": return removeOffer(m.session, m.reason);
+      case "agent_status": return onStatus(m);
+      case "blocked": toast("La personne est bloquée pour " + m.hours + " h."); return;
+      case "error": return onError(m);
+    }
+  }
+
+  function onWelcome(m) {
+    S.online = true;
+    S.retry = 0;
+    setLink("online", "En ligne");
+    S.me = m.agent;
+    S.status = m.status === "available" ? "available" : "away";
+    $("availability").value = S.status;
+    var live = {};
+    (m.sessions || []).forEach(function (s) { live[s.session] = true; });
+    S.order.forEach(function (sid) {  // chats that ended or moved while we were away
+      var c = S.chats[sid];
+      if (!live[sid] && !c.closed) { c.closed = { by: "system", reason: "gone" }; renderChatItem(c); }
+    });
+    if (S.current) renderCurrent();
+    flushOutbox();
+    renderLoad();
+    clearInterval(S.pingTimer);
+    S.pingTimer = setInterval(function () { send({ type: "ping" }); }, 20000);
+  }
+
+  function chatFor(sid) {
+    var c = S.chats[sid];
+    if (c) return c;
+    var used = {};
+    S.order.forEach(function (id) { used[S.chats[id].letter] = true; });
+    var i = 0;
+    while (used[LETTERS[i % LETTERS.length]] && i < LETTERS.length) i++;
+    c = S.chats[sid] = {
+      sid: sid, letter: LETTERS[i % LETTERS.length], color: COLORS[i % COLORS.length], visitor: {},
+      messages: [], lastSeq: 0, notes: [], unread: 0, waitingSince: null, closed: null,
+      typing: false, draft: "", visitorRead: 0, readSent: 0
+    };
+    S.order.push(sid);
+    return c;
+  }
+
+  function onAssigned(m) {
+    var fresh = !S.chats[m.session];
+    var c = chatFor(m.session);
+    c.closed = null;
+    c.visitor = m.visitor || {};
+    (m.history || []).forEach(function (h) { addMessage(c, h); });
+    (m.notes || []).forEach(function (n) { addNote(c, n); });
+    delete S.offers[m.session];
+    var o = document.querySelector("#offers li[data-session='" + m.session + "']");
+    if (o) o.remove();
+    renderOffersCount();
+    renderChatItem(c);
+    renderLoad();
+    if (!S.current || (fresh && S.pendingAccept[m.session])) openChat(m.session);
+    else if (S.current === m.session) renderCurrent();
+    delete S.pendingAccept[m.session];
+  }
+
+  function addMessage(c, h) {
+    if (h.seq <= c.lastSeq && c.messages.some(function (x) { return x.seq === h.seq; })) return false;
+    // the echo of one of our sends replaces its pending copy
+    var pending = h.cid ? c.messages.filter(function (x) { return x.cid === h.cid && !x.seq; })[0] : null;
+    if (pending) { pending.seq = h.seq; pending.ts = h.ts; }
+    else c.messages.push({ seq: h.seq, from: h.from, text: h.text, ts: h.ts, cid: h.cid });
+    c.messages.sort(function (a, b) { return (a.seq || Infinity) - (b.seq || Infinity); });
+    c.lastSeq = Math.max(c.lastSeq, h.seq);
+    if (h.from === "visitor") { if (!c.waitingSince) c.waitingSince = h.ts; }
+    else if (h.from === "agent") c.waitingSince = null;
+    return true;
+  }
+
+  function onMsg(m) {
+    var c = S.chats[m.session];
+    if (!c) return;
+    if (!addMessage(c, m)) return;
+    if (m.cid) dropFromOutbox(m.cid);
+    if (m.from === "visitor") {
+      c.typing = false;
+      if (S.current !== m.session || document.hidden) c.unread++;
+    }
+    renderChatItem(c);
+    if (S.current === m.session) { renderCurrent(); markRead(c); }
+    attention();
+  }
+
+  function onAck(m) {
+    dropFromOutbox(m.cid);
+    var c = S.chats[m.session];
+    if (!c) return;
+    if (m.seq !== undefined) {
+      var mine = c.messages.filter(function (x) { return x.cid === m.cid; })[0];
+      if (mine && !mine.seq) { mine.seq = m.seq; c.lastSeq = Math.max(c.lastSeq, m.seq); }
+    } else if (m.nseq !== undefined) {
+      c.notes.forEach(function (n) { if (n.cid === m.cid && !n.nseq) n.nseq = m.nseq; });
+    }
+    if (S.current === m.session) renderCurrent();
+  }
+
+  function dropFromOutbox(cid) {
+    var before = S.outbox.length;
+    S.outbox = S.outbox.filter(function (x) { return x.cid !== cid; });
+    if (S.outbox.length !== before) saveOutbox();
+  }
+
+  function addNote(c, n) {
+    if (n.nseq && c.notes.some(function (x) { return x.nseq === n.nseq; })) return;
+    var pending = n.cid ? c.notes.filter(function (x) { return x.cid === n.cid; })[0] : null;
+    if (pending) { pending.nseq = n.nseq; pending.ts = n.ts; return; }
+    c.notes.push({ nseq: n.nseq, from_agent: n.from_agent, text: n.text, ts: n.ts, cid: n.cid });
+    c.notes.sort(function (a, b) { return (a.nseq || Infinity) - (b.nseq || Infinity); });
+  }
+  function onNote(m) {
+    var c = S.chats[m.session];
+    if (!c) return;
+    addNote(c, m);
+    if (m.cid) dropFromOutbox(m.cid);
+    if (S.current === m.session) renderNotes();
+  }
+
+  function onTyping(m) {
+    var c = S.chats[m.session];
+    if (!c || m.from !== "visitor") return;
+    c.typing = !!m.on;
+    clearTimeout(c.typingTimer);
+    if (c.typing) c.typingTimer = setTimeout(function () { c.typing = false; if (S.current === c.sid) $("typing").hidden = true; }, 8000);
+    if (S.current === m.session) $("typing").hidden = !c.typing;
+  }
+
+  function onRead(m) {
+    var c = S.chats[m.session];
+    if (!c || m.from !== "visitor") return;
+    c.visitorRead = Math.max(c.visitorRead, m.seq);
+    if (S.current === m.session) renderMessages();
+  }
+
+  function onClosed(m) {
+    var c = S.chats[m.session];
+    if (!c) return;
+    c.closed = { by: m.by, reason: m.reason };
+    c.typing = false;
+    c.waitingSince = null;
+    S.outbox = S.outbox.filter(function (x) { return x.session !== m.session || x.kind === "note"; });
+    saveOutbox();
+    renderChatItem(c);
+    renderLoad();
+    if (S.current === m.session) renderCurrent();
+  }
+
+  function onReleased(m) {
+    var c = S.chats[m.session];
+    if (!c) return;
+    toast("Conversation " + c.letter + " " + (m.reason === "transferred" ? "transférée." : "reprise par un collègue."));
+    removeChat(m.session);
+  }
+
+  function removeChat(sid) {
+    var li = document.querySelector("#chatlist li[data-session='" + sid + "']");
+    if (li) li.remove();
+    delete S.chats[sid];
+    S.order = S.order.filter(function (x) { return x !== sid; });
+    if (S.current === sid) { S.current = null; openChat(S.order[0] || null); }
+    renderLoad();
+  }
+
+  function onStatus(m) {
+    S.status = m.status === "available" ? "available" : "away";
+    $("availability").value = S.status;
+    if (m.load !== undefined) S.load = m.load;
+    if (m.capacity !== undefined) S.capacity = m.capacity;
+    renderLoad();
+  }
+
+  function onError(m) {
+    if (m.code === "unauthorized") { expired(); return; }
+    var item = S.outbox.filter(function (x) { return x.cid === m.ref; })[0];
+    if (item) {
+      if (m.code === "unavailable" || m.code === "rate_limited") { setTimeout(flushOutbox, 2000); return; }
+      dropFromOutbox(item.cid);  // refused for good (chat closed or gone): say so, keep the text
+      var c = S.chats[item.session];
+      if (c) {
+        c.messages = c.messages.filter(function (x) { return x.cid !== item.cid || x.seq; });
+        c.notes = c.notes.filter(function (x) { return x.cid !== item.cid || x.nseq; });
+        if (S.current === c.sid) { renderCurrent(); if (!c.closed && !$("input").value) $("input").value = item.text; }
+      }
+      toast("Non envoyé : " + m.message);
+      return;
+    }
+    if (m.ref === "accept" || m.ref === "decline") {
+      Object.keys(S.pendingAccept).forEach(function (sid) { removeOffer(sid, "taken"); delete S.pendingAccept[sid]; });
+      toast("Cette demande n'est plus disponible.");
+      return;
+    }
+    if (m.code === "unavailable") {  // Redis away: the outbox is resent after a pause
+      setTimeout(flushOutbox, 2000);
+      setLink("offline", "Service momentanément indisponible…");
+      setTimeout(function () { if (S.online) setLink("online", "En ligne"); }, 2500);
+      return;
+    }
+    if (m.ref === "transfer") { toast("Transfert impossible : " + m.message); return; }
+    if (m.code === "rate_limited") { toast("Trop d'envois d'un coup : patientez un instant."); return; }
+    if (m.code === "not_found") { toast("Conversation introuvable."); return; }
+    if (m.code === "conflict") { toast("Action impossible : " + m.message); return; }
+    toast("Erreur : " + m.message);
+  }
+
+  // ---- offers -------------------------------------------------------------------------------
+  function onOffer(m) {
+    var now = Date.now();
+    var o = S.offers[m.session] = { sid: m.session, topic: m.topic, lang: m.lang, since: now - m.waited_s * 1000,
+      deadline: now + m.expires_in_s * 1000, preview: m.preview, from: m.from_agent };
+    var li = el("li", { "data-chatd": "offer", "data-session": m.session });
+    var head = el("div");
+    head.appendChild(el("strong", null, topicLabel(o.topic)));
+    head.appendChild(document.createTextNode(" · " + (o.lang || "").toUpperCase()));
+    li.appendChild(head);
+    if (o.from) li.appendChild(el("div", { "class": "muted" }, "Transfert de " + o.from));
+    if (o.preview) li.appendChild(el("p", { "class": "preview" }, "« " + o.preview + " »"));
+    var timing = el("div");
+    timing.appendChild(el("span", { "class": "waited" }));
+    timing.appendChild(document.createTextNode(" · "));
+    timing.appendChild(el("span", { "class": "countdown", "aria-label": "temps pour accepter" }));
+    li.appendChild(timing);
+    var actions = el("div", { "class": "actions" });
+    var acc = el("button", { type: "button", "data-chatd": "accept" }, "Accepter");
+    var dec = el("button", { type: "button", "data-chatd": "decline", "class": "small" }, "Refuser");
+    acc.addEventListener("click", function () { accept(m.session); });
+    dec.addEventListener("click", function () { decline(m.session); });
+    actions.appendChild(acc); actions.appendChild(dec);
+    li.appendChild(actions);
+    var old = document.querySelector("#offers li[data-session='" + m.session + "']");
+    if (old) old.remove();
+    $("offers").appendChild(li);
+    tickOffer(o, li);
+    renderOffersCount();
+    ring(o);
+  }
+  function tickOffer(o, li) {
+    var left = Math.max(0, Math.ceil((o.deadline - Date.now()) / 1000));
+    li.querySelector(".waited").textContent = "attend depuis " + ago(Date.now() - o.since);
+    li.querySelector(".countdown").textContent = left + " s pour accepter";
+  }
+  function removeOffer(sid, reason) {
+    if (!S.offers[sid]) return;
+    delete S.offers[sid];
+    var li = document.querySelector("#offers li[data-session='" + sid + "']");
+    if (li) li.remove();
+    renderOffersCount();
+    if (reason === "expired") toast("Une demande a expiré et repart dans la file.");
+  }
+  function accept(sid) {
+    S.pendingAccept[sid] = true;
+    send({ type: "accept", session: sid });
+  }
+  function decline(sid) {
+    send({ type: "decline", session: sid });
+    removeOffer(sid, "declined");
+  }
+  function oldestOffer() {
+    var list = Object.keys(S.offers).map(function (k) { return S.offers[k]; });
+    list.sort(function (a, b) { return a.deadline - b.deadline; });
+    return list[0];
+  }
+  function renderOffersCount() {
+    var n = Object.keys(S.offers).length;
+    $("offers-count").textContent = n;
+    $("offers-count").dataset.n = n;
+    attention();
+  }
+  function ring(o) {
+    if ($("sound").checked) {
+      try {
+        var ctx = new (window.AudioContext || window.webkitAudioContext)();
+        var osc = ctx.createOscillator(), gain = ctx.createGain();
+        osc.frequency.value = 660; gain.gain.value = 0.08;
+        osc.connect(gain); gain.connect(ctx.destination);
+        osc.start(); osc.stop(ctx.currentTime + 0.25);
+        osc.onended = function () { ctx.close(); };
+      } catch (e) { /* no audio device */ }
+    }
+    if (document.hidden && window.Notification && Notification.permission === "granted") {
+      try { new Notification("Nouvelle demande", { body: topicLabel(o.topic), tag: "chatd-offer" }); } catch (e) { /* not allowed */ }
+    }
+  }
+
+  // ---- chats --------------------------------------------------------------------------------
+  function renderChatItem(c) {
+    var li = document.querySelector("#chatlist li[data-session='" + c.sid + "']");
+    if (!li) {
+      li = el("li", { "data-chatd": "chat", "data-session": c.sid, tabindex: "0", role: "button" });
+      li.appendChild(el("span", { "class": "badge", "aria-hidden": "true" }));
+      var mid = el("div");
+      mid.appendChild(el("div", { "class": "name" }));
+      mid.appendChild(el("div", { "class": "waiting" }));
+      li.appendChild(mid);
+      li.appendChild(el("span", { "class": "unread" }));
+      li.addEventListener("click", function () { openChat(c.sid); });
+      li.addEventListener("keydown", function (ev) { if (ev.key === "Enter" || ev.key === " ") { ev.preventDefault(); openChat(c.sid); } });
+      $("chatlist").appendChild(li);
+    }
+    var badge = li.querySelector(".badge");
+    badge.textContent = c.letter;
+    badge.style.background = c.color;
+    li.querySelector(".name").textContent = "Conversation " + c.letter + " · " + topicLabel(c.visitor.topic);
+    var w = li.querySelector(".waiting");
+    if (c.closed) { w.textContent = "terminée"; w.className = "waiting"; }
+    else if (c.waitingSince) {
+      var s = (Date.now() - c.waitingSince) / 1000;
+      w.textContent = "attend votre réponse depuis " + ago(Date.now() - c.waitingSince);
+      w.className = "waiting" + (s > LATE_S ? " late" : "");
+    } else { w.textContent = "à jour"; w.className = "waiting"; }
+    var u = li.querySelector(".unread");
+    u.textContent = c.unread ? c.unread : "";
+    u.hidden = !c.unread;
+    u.setAttribute("aria-label", c.unread + " non lu(s)");
+    li.classList.toggle("closed", !!c.closed);
+    li.setAttribute("aria-current", S.current === c.sid ? "true" : "false");
+    li.setAttribute("aria-label", "Conversation " + c.letter + ", " + topicLabel(c.visitor.topic) +
+      (c.unread ? ", " + c.unread + " non lu(s)" : "") + (c.closed ? ", terminée" : ""));
+  }
+
+  function openChat(sid) {
+    var prev = S.chats[S.current];
+    if (prev) { prev.draft = $("input").value; stopTyping(prev); }
+    S.current = sid;
+    S.order.forEach(function (id) { renderChatItem(S.chats[id]); });
+    $("empty").hidden = !!sid;
+    $("chat-open").hidden = !sid;
+    $("notes-panel").hidden = !sid;
+    if (!sid) return;
+    var c = S.chats[sid];
+    c.unread = 0;
+    $("input").value = c.draft || "";
+    renderCurrent();
+    renderChatItem(c);
+    renderCanned();
+    markRead(c);
+    attention();
+  }
+
+  function renderCurrent() {
+    var c = S.chats[S.current];
+    if (!c) return;
+    var v = c.visitor;
+    document.querySelector(".chat").style.setProperty("--chat-color", c.color);
+    $("chat-badge").textContent = c.letter;
+    $("chat-badge").style.background = c.color;
+    $("chat-title").textContent = "Conversation " + c.letter + " · " + topicLabel(v.topic);
+    var ctx = ["langue " + (v.lang || "?").toUpperCase()];
+    if (v.waited_s !== undefined) ctx.push("a attendu " + ago(v.waited_s * 1000));
+    if (v.started) ctx.push("arrivée à " + clock(v.started));
+    if (v.earlier_chats) ctx.push(v.earlier_chats + " conversation(s) avant");
+    if (v.previous) {
+      ctx.push("la dernière (" + topicLabel(v.previous.topic) + ") : " +
+        (v.previous.disposition ? (DISPOSITIONS[v.previous.disposition] || v.previous.disposition) : (REASONS[v.previous.reason] || v.previous.reason)));
+    }
+    $("chat-context").textContent = ctx.join(" · ");
+    $("reply-label").textContent = "Réponse à la conversation " + c.letter + " (" + topicLabel(v.topic) + ")";
+    $("typing").hidden = !c.typing;
+    var closed = !!c.closed;
+    $("composer").hidden = closed;
+    $("transfer").disabled = closed;
+    $("close").disabled = closed;
+    $("note-form").hidden = closed;
+    var banner = $("closed-banner");
+    banner.hidden = !closed;
+    banner.textContent = "";
+    if (closed) {
+      banner.appendChild(document.createTextNode(c.closed.reason === "gone" ? "Cette conversation s'est terminée ou a été reprise pendant la coupure. "
+        : (REASONS[c.closed.reason] || "Conversation terminée.") + " "));
+      var rm = el("button", { type: "button", "class": "small" }, "Retirer de la liste");
+      rm.addEventListener("click", function () { removeChat(c.sid); });
+      banner.appendChild(rm);
+    }
+    renderMessages();
+    renderNotes();
+  }
+
+  function renderMessages() {
+    var c = S.chats[S.current];
+    var ol = $("messages");
+    ol.textContent = "";
+    c.messages.forEach(function (x) {
+      var li = el("li", { "data-chatd": "message", "data-from": x.from }, x.text);
+      var meta = (x.from === "visitor" ? "Personne" : x.from === "agent" ? "Gendarme" : "Information") + " · " + clock(x.ts || Date.now());
+      if (x.from === "agent") meta += " · " + (!x.seq ? "en attente d'envoi" : x.seq <= c.visitorRead ? "lu" : "envoyé");
+      li.appendChild(el("span", { "class": "meta" }, meta));
+      ol.appendChild(li);
+    });
+    ol.scrollTop = ol.scrollHeight;
+  }
+
+  function renderNotes() {
+    var c = S.chats[S.current];
+    var ol = $("notes");
+    ol.textContent = "";
+    if (!c) return;
+    c.notes.forEach(function (n) {
+      var li = el("li", { "data-chatd": "note" }, n.text);
+      li.appendChild(el("span", { "class": "meta" }, (n.from_agent || "moi") + " · " + clock(n.ts || Date.now()) + (n.nseq ? "" : " · en attente")));
+      ol.appendChild(li);
+    });
+  }
+
+  function markRead(c) {
+    if (document.hidden || S.current !== c.sid || c.closed) return;
+    var lastVisitor = 0;
+    c.messages.forEach(function (x) { if (x.from === "visitor" && x.seq) lastVisitor = x.seq; });
+    if (lastVisitor > c.readSent && send({ type: "read", session: c.sid, seq: lastVisitor })) c.readSent = lastVisitor;
+  }
+
+  function renderLoad() {
+    var open = S.order.filter(function (sid) { return !S.chats[sid].closed; }).length;
+    var load = S.load !== null ? Math.max(S.load, open) : open;
+    $("load").textContent = "Charge " + load + " / " + (S.capacity || (S.me && S.me.capacity) || "?");
+  }
+
+  function attention() {
+    var n = Object.keys(S.offers).length;
+    S.order.forEach(function (sid) { n += S.chats[sid].unread; });
+    document.title = (n ? "(" + n + ") " : "") + "Console — Brigade numérique";
+  }
+
+  // ---- composing ----------------------------------------------------------------------------
+  function sendReply() {
+    var sid = S.current, c = S.chats[sid];
+    var text = $("input").value.trim();
+    if (!c || c.closed || !text) return;
+    if ([...text].length > 4000) { toast("Message trop long (4000 caractères au plus)."); return; }
+    var cid = newCid();
+    S.outbox.push({ kind: "send", session: sid, cid: cid, text: text });
+    saveOutbox();
+    c.messages.push({ seq: 0, from: "agent", text: text, ts: Date.now(), cid: cid });
+    c.waitingSince = null;
+    $("input").value = "";
+    c.draft = "";
+    stopTyping(c);
+    send({ type: "send", session: sid, cid: cid, text: text });
+    renderMessages();
+    renderChatItem(c);
+  }
+  $("composer").addEventListener("submit", function (ev) { ev.preventDefault(); sendReply(); });
+  $("input").addEventListener("keydown", function (ev) {
+    if (ev.key === "Enter" && !ev.shiftKey && !ev.isComposing) { ev.preventDefault(); sendReply(); }
+  });
+  $("input").addEventListener("input", function () {
+    var c = S.chats[S.current];
+    if (!c || c.closed) return;
+    if (!S.typingOn) { S.typingOn = true; send({ type: "typing", session: c.sid, on: true }); }
+    clearTimeout(S.typingTimer);
+    S.typingTimer = setTimeout(function () { stopTyping(c); }, 4000);
+  });
+  function stopTyping(c) {
+    clearTimeout(S.typingTimer);
+    if (S.typingOn && c) send({ type: "typing", session: c.sid, on: false });
+    S.typingOn = false;
+  }
+
+  $("note-form").addEventListener("submit", function (ev) {
+    ev.preventDefault();
+    var c = S.chats[S.current], text = $("note-input").value.trim();
+    if (!c || !text) return;
+    var cid = newCid();
+    S.outbox.push({ kind: "note", session: c.sid, cid: cid, text: text });
+    saveOutbox();
+    c.notes.push({ nseq: 0, from_agent: S.me.login, text: text, ts: Date.now(), cid: cid });
+    $("note-input").value = "";
+    send({ type: "note", session: c.sid, cid: cid, text: text });
+    renderNotes();
+  });
+
+  // ---- transfer and close -------------------------------------------------------------------
+  $("transfer").addEventListener("click", function () {
+    var sid = S.current;
+    if (!sid) return;
+    var sel = $("transfer-target");
+    sel.textContent = "";
+    var agents = el("optgroup", { label: "Un gendarme disponible" });
+    var topics = el("optgroup", { label: "Un sujet (file d'attente)" });
+    Object.keys(S.topics).forEach(function (id) {
+      topics.appendChild(el("option", { value: "topic:" + id }, topicLabel(id)));
+    });
+    sel.appendChild(agents);
+    sel.appendChild(topics);
+    api("GET", "/api/agents").then(function (data) {
+      data.agents.forEach(function (a) {
+        if (a.login === S.me.login) return;
+        var free = a.status !== "offline" && a.load < a.capacity;
+        var opt = el("option", { value: "agent:" + a.login }, a.name + " — " + (a.status === "available" ? "disponible" : a.status === "away" ? "absent·e" : "hors ligne") + " (" + a.load + "/" + a.capacity + ")");
+        if (!free) opt.disabled = true;
+        agents.appendChild(opt);
+      });
+    }).catch(function () { /* topics remain */ });
+    $("transfer-dialog").dataset.session = sid;
+    $("transfer-dialog").showModal();
+  });
+  $("transfer-dialog").addEventListener("close", function () {
+    var d = $("transfer-dialog");
+    if (d.returnValue !== "ok") return;
+    var v = $("transfer-target").value, sid = d.dataset.session;
+    if (!v || !S.chats[sid]) return;
+    var frame = { type: "transfer", session: sid };
+    if (v.indexOf("agent:") === 0) frame.to_agent = v.slice(6); else frame.to_topic = v.slice(6);
+    send(frame);
+  });
+
+  $("close").addEventListener("click", function () {
+    if (!S.current) return;
+    $("close-dialog").dataset.session = S.current;
+    $("close-dialog").showModal();
+  });
+  $("close-dialog").addEventListener("close", function () {
+    var d = $("close-dialog");
+    if (d.returnValue !== "ok") return;
+    var sid = d.dataset.session;
+    if (S.chats[sid]) send({ type: "close", session: sid, disposition: $("disposition").value });
+  });
+
+  // ---- availability, sound, notifications ---------------------------------------------------
+  $("availability").addEventListener("change", function () {
+    S.status = $("availability").value;
+    send({ type: "status", status: S.status });
+  });
+  try { $("sound").checked = localStorage.getItem("chatd.console.sound") === "1"; } catch (e) { /* none */ }
+  $("sound").addEventListener("change", function () {
+    try { localStorage.setItem("chatd.console.sound", $("sound").checked ? "1" : "0"); } catch (e) { /* none */ }
+  });
+  $("notify").addEventListener("click", function () {
+    if (!window.Notification) { toast("Ce navigateur n'affiche pas de notifications."); return; }
+    Notification.requestPermission().then(function (p) {
+      toast(p === "granted" ? "Notifications activées." : "Notifications refusées par le navigateur.");
+    });
+  });
+
+  // ---- canned answers -----------------------------------------------------------------------
+  function loadCanned() {
+    api("GET", "/api/canned").then(function (data) { S.canned = data; renderCanned(); }).catch(function () { /* retried at next sign-in */ });
+  }
+  function renderCanned() {
+    var q = fold($("canned-search").value.trim());
+    var c = S.chats[S.current];
+    var topic = c && c.visitor.topic;
+    var all = S.canned.mine.map(function (x) { return Object.assign({ mine: true }, x); }).concat(S.canned.shared);
+    var list = all.filter(function (x) { return !q || fold(x.title + " " + x.text).indexOf(q) !== -1; });
+    list.sort(function (a, b) {
+      var ra = a.topics && a.topics.indexOf(topic) !== -1 ? 0 : 1, rb = b.topics && b.topics.indexOf(topic) !== -1 ? 0 : 1;
+      return ra - rb;
+    });
+    var ul = $("canned-list");
+    ul.textContent = "";
+    list.forEach(function (x) {
+      var li = el("li", { "data-chatd": "canned" });
+      var b = el("button", { type: "button", title: "Insérer dans la réponse" });
+      b.appendChild(el("strong", null, x.title));
+      if (x.mine) b.appendChild(el("span", { "class": "mine" }, " · personnelle"));
+      b.appendChild(el("span", { "class": "text" }, x.text));
+      b.addEventListener("click", function () { insertCanned(x.text); });
+      li.appendChild(b);
+      if (x.mine) {
+        var del = el("button", { type: "button", "class": "small" }, "Supprimer");
+        del.addEventListener("click", function () {
+          api("DELETE", "/api/canned/" + encodeURIComponent(x.id), {}).then(loadCanned).catch(function (e) { toast(e.message); });
+        });
+        li.appendChild(del);
+      }
+      ul.appendChild(li);
+    });
+  }
+  function insertCanned(text) {
+    var input = $("input");
+    if (!S.current || S.chats[S.current].closed) { toast("Ouvrez d'abord une conversation."); return; }
+    var start = input.selectionStart || 0, end = input.selectionEnd || 0, v = input.value;
+    input.value = v.slice(0, start) + text + v.slice(end);
+    input.focus();
+    input.selectionStart = input.selectionEnd = start + text.length;
+  }
+  $("canned-search").addEventListener("input", renderCanned);
+  $("canned-search").addEventListener("keydown", function (ev) {
+    if (ev.key === "Enter") {
+      ev.preventDefault();
+      var first = document.querySelector("#canned-list li button");
+      if (first) first.click();
+    }
+  });
+  $("canned-open").addEventListener("click", function () { $("canned-search").focus(); });
+  $("canned-form").addEventListener("submit", function (ev) {
+    ev.preventDefault();
+    api("POST", "/api/canned", { title: $("canned-new-title").value, text: $("canned-new-text").value })
+      .then(function () { $("canned-new-title").value = ""; $("canned-new-text").value = ""; loadCanned(); toast("Réponse enregistrée."); })
+      .catch(function (e) { toast("Non enregistrée : " + e.message); });
+  });
+
+  // ---- keyboard -----------------------------------------------------------------------------
+  document.addEventListener("keydown", function (ev) {
+    if (!ev.altKey || $("app").hidden) return;
+    var k = ev.key.toLowerCase(), o;
+    if (k === "a" && (o = oldestOffer())) { ev.preventDefault(); accept(o.sid); }
+    else if (k === "d" && (o = oldestOffer())) { ev.preventDefault(); decline(o.sid); }
+    else if (k === "r") { ev.preventDefault(); $("canned-search").focus(); }
+    else if (/^[1-9]$/.test(k) && S.order[+k - 1]) { ev.preventDefault(); openChat(S.order[+k - 1]); $("input").focus(); }
+  });
+  document.addEventListener("visibilitychange", function () {
+    var c = S.chats[S.current];
+    if (!document.hidden && c) { c.unread = 0; renderChatItem(c); markRead(c); attention(); }
+  });
+
+  // ---- every second: countdowns and waiting timers ------------------------------------------
+  setInterval(function () {
+    Object.keys(S.offers).forEach(function (sid) {
+      var li = document.querySelector("#offers li[data-session='" + sid + "']");
+      if (li) tickOffer(S.offers[sid], li);
+    });
+    S.order.forEach(function (sid) { renderChatItem(S.chats[sid]); });
+  }, 1000);
+
+  // ---- supervision --------------------------------------------------------------------------
+  function showView(name) {
+    $("view-chats").hidden = name !== "chats";
+    $("view-supervision").hidden = name !== "supervision";
+    $("tab-chats").setAttribute("aria-pressed", name === "chats");
+    $("tab-supervision").setAttribute("aria-pressed", name === "supervision");
+    clearInterval(S.svTimer);
+    if (name === "supervision") { refreshSupervision(); S.svTimer = setInterval(refreshSupervision, 2000); }
+  }
+  $("tab-chats").addEventListener("click", function () { showView("chats"); });
+  $("tab-supervision").addEventListener("click", function () { showView("supervision"); });
+
+  function cells(tr, values) { values.forEach(function (v) { tr.appendChild(el("td", null, v)); }); return tr; }
+  function refreshSupervision() {
+    Promise.all([api("GET", "/api/stats"), api("GET", "/api/sessions")]).then(function (r) {
+      var stats = r[0], open = r[1].sessions;
+      var q = $("sv-queues");
+      q.textContent = "";
+      Object.keys(stats.queues).forEach(function (id) {
+        var s = stats.queues[id];
+        var tr = cells(el("tr", { "data-topic": id }), [topicLabel(id), String(s.waiting), s.waiting ? ago(s.longest_wait_s * 1000) : "—"]);
+        if (s.longest_wait_s > LATE_S) tr.lastChild.className = "late";
+        q.appendChild(tr);
+      });
+      $("sv-summary").textContent = stats.active_sessions + " conversation(s) ouvertes · " + stats.offers_pending + " demande(s) proposée(s)";
+      var a = $("sv-agents");
+      a.textContent = "";
+      stats.agents.forEach(function (g) {
+        var label = { available: "disponible", away: "absent·e", offline: "hors ligne" }[g.status] || g.status;
+        a.appendChild(cells(el("tr", { "data-agent": g.login, "data-status": g.status }), [g.name, label, g.load + " / " + g.capacity]));
+      });
+      var t = $("sv-open");
+      t.textContent = "";
+      open.forEach(function (s) {
+        var state = { queued: "en attente", offered: "proposée", active: "en cours" }[s.state] || s.state;
+        var tr = cells(el("tr", { "data-session": s.session }), [topicLabel(s.topic), state, s.agent_name || s.agent || "—", ago(stats.server_time - s.created)]);
+        var td = el("td");
+        var b = el("button", { type: "button", "class": "small" }, "Lire");
+        b.addEventListener("click", function () { readTranscript(s.session); });
+        td.appendChild(b);
+        tr.appendChild(td);
+        t.appendChild(tr);
+      });
+      $("sv-updated").textContent = "· mis à jour à " + new Date().toLocaleTimeString("fr-FR");
+    }).catch(function (e) { if (e.status !== 401) $("sv-updated").textContent = "· mise à jour impossible"; });
+  }
+  function readTranscript(sid) {
+    api("GET", "/api/sessions/" + encodeURIComponent(sid)).then(function (t) {
+      var ol = $("sv-messages");
+      ol.textContent = "";
+      t.messages.forEach(function (x) {
+        var li = el("li", { "data-from": x.from }, x.text);
+        li.appendChild(el("span", { "class": "meta" }, x.from + " · " + clock(x.ts)));
+        ol.appendChild(li);
+      });
+      t.notes.forEach(function (n) {
+        var li = el("li", { "data-from": "system" }, "Note de " + n.from_agent + " : " + n.text);
+        ol.appendChild(li);
+      });
+      $("sv-transcript-title").textContent = "Lecture seule · " + topicLabel(t.topic) + " · " + (t.agent || "sans gendarme");
+      $("sv-transcript").hidden = false;
+    }).catch(function (e) { toast(e.code === "not_found" ? "Conversation introuvable." : e.message); });
+  }
+  $("sv-close-transcript").addEventListener("click", function () { $("sv-transcript").hidden = true; });
+
+  // ---- start --------------------------------------------------------------------------------
+  fetch("/api/topics").then(function (r) { return r.json(); }).then(function (list) {
+    list.forEach(function (t) { S.topics[t.id] = t; });
+  }).catch(function () { /* labels fall back to ids */ }).then(function () {
+    return api("GET", "/api/me").then(function (d) { begin(d.agent); });
+  }).catch(function () { showSignin(); });
+})();
