@@ -499,15 +499,16 @@
   function renderChatItem(c) {
     var li = document.querySelector("#chatlist li[data-session='" + c.sid + "']");
     if (!li) {
-      li = el("li", { "data-chatd": "chat", "data-session": c.sid, tabindex: "0", role: "button" });
-      li.appendChild(el("span", { "class": "badge", "aria-hidden": "true" }));
-      var mid = el("div");
-      mid.appendChild(el("div", { "class": "name" }));
-      mid.appendChild(el("div", { "class": "waiting" }));
-      li.appendChild(mid);
-      li.appendChild(el("span", { "class": "unread" }));
-      li.addEventListener("click", function () { openChat(c.sid); });
-      li.addEventListener("keydown", function (ev) { if (ev.key === "Enter" || ev.key === " ") { ev.preventDefault(); openChat(c.sid); } });
+      li = el("li", { "data-chatd": "chat", "data-session": c.sid });
+      var b = el("button", { type: "button", "class": "chat-button" });
+      b.appendChild(el("span", { "class": "badge", "aria-hidden": "true" }));
+      var mid = el("span", { "class": "mid" });
+      mid.appendChild(el("span", { "class": "name" }));
+      mid.appendChild(el("span", { "class": "waiting" }));
+      b.appendChild(mid);
+      b.appendChild(el("span", { "class": "unread" }));
+      b.addEventListener("click", function () { openChat(c.sid); });
+      li.appendChild(b);
       $("chatlist").appendChild(li);
     }
     var badge = li.querySelector(".badge");
@@ -522,13 +523,11 @@
       w.className = "waiting" + (s > LATE_S ? " late" : "");
     } else { w.textContent = "à jour"; w.className = "waiting"; }
     var u = li.querySelector(".unread");
-    u.textContent = c.unread ? c.unread : "";
+    u.textContent = c.unread ? c.unread + " non lu" + (c.unread > 1 ? "s" : "") : "";
     u.hidden = !c.unread;
-    u.setAttribute("aria-label", c.unread + " non lu(s)");
     li.classList.toggle("closed", !!c.closed);
-    li.setAttribute("aria-current", S.current === c.sid ? "true" : "false");
-    li.setAttribute("aria-label", "Conversation " + c.letter + ", " + topicLabel(c.visitor.topic) +
-      (c.unread ? ", " + c.unread + " non lu(s)" : "") + (c.closed ? ", terminée" : ""));
+    li.classList.toggle("current", S.current === c.sid);
+    li.querySelector("button").setAttribute("aria-current", S.current === c.sid ? "true" : "false");
   }
 
   function openChat(sid) {
@@ -798,7 +797,10 @@
   $("canned-form").addEventListener("submit", function (ev) {
     ev.preventDefault();
     api("POST", "/api/canned", { title: $("canned-new-title").value, text: $("canned-new-text").value })
-      .then(function () { $("canned-new-title").value = ""; $("canned-new-text").value = ""; loadCanned(); toast("Réponse enregistrée."); })
+      .then(function () {
+        $("canned-new-title").value = ""; $("canned-new-text").value = ""; $("canned-search").value = "";
+        loadCanned(); toast("Réponse enregistrée.");
+      })
       .catch(function (e) { toast("Non enregistrée : " + e.message); });
   });
 
@@ -877,7 +879,7 @@
       ol.textContent = "";
       t.messages.forEach(function (x) {
         var li = el("li", { "data-from": x.from }, x.text);
-        li.appendChild(el("span", { "class": "meta" }, x.from + " · " + clock(x.ts)));
+        li.appendChild(el("span", { "class": "meta" }, ({ visitor: "Personne", agent: "Gendarme", system: "Information" }[x.from] || x.from) + " · " + clock(x.ts)));
         ol.appendChild(li);
       });
       t.notes.forEach(function (n) {
