@@ -4,6 +4,7 @@ real citizens on the other side (the protocol test client)."""
 from __future__ import annotations
 
 import asyncio
+import re
 from typing import Any
 
 import httpx
@@ -28,6 +29,8 @@ async def open_console(browser: Any, server: Chatd, width: int = 1400, height: i
     page = await context.new_page()
     page.errors = []  # type: ignore[attr-defined]
     page.on("pageerror", lambda e: page.errors.append(str(e)))  # type: ignore[attr-defined]
+    page.on("console", lambda m: page.errors.append(m.text)  # type: ignore[attr-defined]
+            if "Content Security Policy" in m.text else None)
     await page.goto(server.http + "/console/")
     return page
 
@@ -178,9 +181,19 @@ async def test_two_chats_at_once_without_cross_talk(browser: Any, server: Chatd,
     await c(page, "message").filter(has_text="D'accord merci").wait_for()
     await c(page, "chat", data_session=sb).click()
     assert await c(page, "input").input_value() == "brouillon pour B"
-    # the citizen sees "read" once the agent has the chat open
+    # the citizen sees "read" once the agent has the chat open; the agent sees typing and reads
     await c(page, "chat", data_session=sa).click()
     await va.recv("read", session=sa)
+    await va.send({"type": "typing", "session": sa, "on": True})
+    await page.get_by_text("La personne écrit").wait_for()
+    await va.send({"type": "read", "session": sa, "seq": 3})
+    await c(page, "message", data_from="agent").locator(".meta").filter(has_text=re.compile(r"· lu$")).wait_for()
+    # an internal note stays with the agents, shown apart from the conversation
+    await page.locator("#note-input").fill("Victime probable d'un smishing")
+    await page.get_by_role("button", name="Ajouter la note").click()
+    await c(page, "note").filter(has_text="smishing").filter(has_text=login).wait_for()
+    assert await c(page, "message").filter(has_text="smishing").count() == 0
+    await va.no_frame(within=0.5, text="Victime probable d'un smishing")
     ARTIFACTS.mkdir(exist_ok=True)
     await page.screenshot(path=str(ARTIFACTS / "console-two-chats.png"))
     texts_a = [f["text"] for f in va.frames if f.get("type") == "msg"]
