@@ -136,3 +136,16 @@ async def test_supervisor_stats_list_agents_with_their_load(server: Chatd, redis
     assert (row["status"], row["load"], row["capacity"]) == ("available", 3, 3)
     assert stats["queues"]["violence"]["waiting"] == 0 and stats["offers_pending"] == 1
     assert stats["agents_by_status"]["away"] >= 1
+
+
+async def test_the_operator_maintains_the_shared_answers_in_a_file(chatd_factory: Any, redis_server: Any,
+                                                                   tmp_path: Any) -> None:
+    faq = tmp_path / "faq.toml"
+    faq.write_text('[[answer]]\nid = "horaires"\ntitle = "Horaires"\n'
+                   'text = "La brigade de Vannes ouvre à 8 h."\ntopics = ["general"]\n', encoding="utf-8")
+    server = chatd_factory(env={"CHATD_CANNED_FILE": str(faq)})
+    agent = await make_agent(server, redis_server.url, available=False)
+    async with httpx.AsyncClient(base_url=server.http) as http:
+        shared = (await http.get("/api/canned", headers=bearer(agent))).json()["shared"]
+    assert shared == [{"id": "horaires", "title": "Horaires", "text": "La brigade de Vannes ouvre à 8 h.",
+                       "topics": ["general"]}]

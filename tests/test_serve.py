@@ -166,6 +166,8 @@ async def test_a_killed_worker_is_replaced(chatd_factory) -> None:
     ([], {"CHATD_SECRET": "short"}, "CHATD_SECRET: must be at least 16 characters long"),
     ([], {"CHATD_ASSIGN_MODE": "random"}, "CHATD_ASSIGN_MODE: expected one of offer, direct"),
     ([], {"CHATD_TOPICS_FILE": "/nonexistent.toml"}, "CHATD_TOPICS_FILE: cannot read /nonexistent.toml"),
+    ([], {"CHATD_CANNED_FILE": "/nonexistent.toml"}, "CHATD_CANNED_FILE: cannot read /nonexistent.toml"),
+    ([], {"CHATD_CANNED_FILE": str(ROOT / "pyproject.toml")}, "has no [[answer]] tables"),
 ])
 async def test_bad_settings_exit_with_one_clear_line(args: list[str], env: dict[str, str], message: str) -> None:
     r = chatd_cli("serve", *args, env=env)
