@@ -63,12 +63,11 @@ class AgentHandlers:
     async def send_assigned(self, conn: Connection, sid: str) -> None:
         """The `assigned` frame with the whole history, then live delivery from there on."""
         await self.hub.attach(conn, sid, None)
-        info, history, notes = await self.store.whole(sid)
-        if info.get("agent") != conn.identity or info.get("state") != "active":
+        opened = await self.store.open_chat(sid, conn.identity, conn.agent.role, "assigned")
+        if opened is None:
             self.hub.detach(conn, sid)
             return
-        # who read what and when, written before the transcript is shown
-        await self.store.audit(conn.identity, conn.agent.role, sid, "assigned")
+        info, history, notes = opened
         created = int(info.get("created", 0))
         assigned_at = int(info.get("assigned_at", 0) or 0)
         conn.send({

@@ -99,14 +99,15 @@ class Store:
         rows = await self.redis.xrange(self.keys.notes(sid), f"0-{after + 1}", "+", count=1000)
         return _notes(rows)
 
-    async def whole(self, sid: str) -> tuple[dict[str, str], list[Entry], list[NoteEntry]]:
-        """A session's hash, messages and notes in one round trip (an agent's `assigned`)."""
-        async with self.redis.pipeline(transaction=False) as pipe:
-            pipe.hgetall(self.keys.session(sid))
-            pipe.xrange(self.keys.messages(sid), "-", "+", count=5000)
-            pipe.xrange(self.keys.notes(sid), "-", "+", count=1000)
-            info, rows, notes = await pipe.execute()
-        return info, _entries(rows), _notes(notes)
+    async def open_chat(self, sid: str, login: str, role: str,
+                        how: str) -> tuple[dict[str, str], list[Entry], list[NoteEntry]] | None:
+        """A chat's hash, messages and notes for the agent who holds it, audited (one call);
+        None when it is not theirs (any more)."""
+        res = await self._run("open_chat", sid, login, role, how)
+        if not res:
+            return None
+        flat, rows, notes = res
+        return dict(zip(flat[::2], flat[1::2])), _entries(_pairs(rows)), _notes(_pairs(notes))
 
     async def states(self, sids: list[str]) -> list[dict[str, str]]:
         """What a connection must agree with: state, owner, last seq, how it ended."""
@@ -338,6 +339,11 @@ class Store:
                 pipe.zrem(self.keys.closed, sid)
                 await pipe.execute()
         return len(sids)
+
+
+def _pairs(rows: list[Any]) -> list[Any]:
+    """Stream entries as a script returns them ([id, [field, value, ...]]) as XRANGE gives them."""
+    return [(i, dict(zip(f[::2], f[1::2]))) for i, f in rows]
 
 
 def _entries(rows: list[Any]) -> list[Entry]:
