@@ -126,6 +126,8 @@ class Store:
 
     async def visitor_sessions(self, vid: str) -> list[dict[str, Any]]:
         sids = sorted(await self.redis.smembers(self.keys.visitor_sessions(vid)))
+        if not sids:
+            return []
         out = []
         async with self.redis.pipeline(transaction=False) as pipe:
             for sid in sids:
