@@ -11,7 +11,7 @@ from collections import defaultdict
 
 import pytest
 
-from conftest import make_agent, make_visitor
+from conftest import create_account, make_agent, make_visitor
 from harness import Chatd, Client, Closed
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.slow]
@@ -46,8 +46,14 @@ async def test_randomized_matching_with_a_crash(chatd_factory, redis_server, rds
     async def agent_life(i: int) -> None:
         cap = rng.randint(1, 3)
         await asyncio.sleep(rng.random() * 4)
-        srv = rng.choice(alive())
-        client = await make_agent(srv, redis_server.url, login=f"st{i}", capacity=cap)
+        await create_account(servers[0], redis_server.url, f"st{i}", capacity=cap)
+        while True:  # the process may die during sign-in: another one will do
+            try:
+                client = await make_agent(rng.choice(alive()), redis_server.url, login=f"st{i}",
+                                          capacity=cap, create=False)
+                break
+            except Exception:
+                await asyncio.sleep(0.1)
         rec.capacity[client.login] = cap  # type: ignore[attr-defined]
         login = client.login  # type: ignore[attr-defined]
         token = client.token  # type: ignore[attr-defined]
