@@ -1,6 +1,6 @@
-"""Canned answers: the brigade's shared FAQ (a TOML file the operator maintains, or a built-in
-starter set) and each agent's personal answers (kept in Redis, so they follow the agent from one
-workstation to the next).
+"""Canned answers: the brigade's shared FAQ (``CHATD_CANNED_FILE``, a TOML file the operator
+maintains and config reads once, or a built-in starter set) and each agent's personal answers
+(kept in Redis, so they follow the agent from one workstation to the next).
 
 Answers are plain text that the console inserts into the input for the agent to edit: nothing
 is sent without the agent pressing Send.
@@ -8,9 +8,7 @@ is sent without the agent pressing Send.
 
 from __future__ import annotations
 
-import tomllib
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 TITLE_MAX = 120
@@ -76,17 +74,8 @@ DEFAULT_CANNED: tuple[Canned, ...] = (
 )
 
 
-def load_canned(path: Path, setting: str) -> tuple[Canned, ...]:
-    """``[[answer]]`` tables with id, title, text and optional topics (a list of topic ids)."""
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise CannedError(f"{setting}: cannot read {path}: {exc.strerror}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise CannedError(f"{setting}: {path} is not valid TOML: {exc}") from None
-    items = data.get("answer")
-    if not isinstance(items, list) or not items:
-        raise CannedError(f"{setting}: {path} has no [[answer]] tables")
+def canned_from_tables(items: list[Any]) -> tuple[Canned, ...]:
+    """The operator's ``[[answer]]`` tables (id, title, text, optional topics), checked."""
     out: list[Canned] = []
     seen: set[str] = set()
     for i, item in enumerate(items, 1):
@@ -94,11 +83,11 @@ def load_canned(path: Path, setting: str) -> tuple[Canned, ...]:
             answer = checked(str(item["id"]), item["title"], item["text"],
                              tuple(str(t) for t in item.get("topics", ())))
         except (KeyError, TypeError):
-            raise CannedError(f"{setting}: answer #{i} in {path} needs id, title and text") from None
+            raise CannedError(f"answer #{i} needs id, title and text") from None
         except CannedError as exc:
-            raise CannedError(f"{setting}: answer #{i} in {path}: {exc}") from None
+            raise CannedError(f"answer #{i}: {exc}") from None
         if answer.id in seen:
-            raise CannedError(f"{setting}: answer id {answer.id!r} is listed twice in {path}")
+            raise CannedError(f"answer id {answer.id!r} is listed twice")
         seen.add(answer.id)
         out.append(answer)
     return tuple(out)

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 from urllib.parse import urlsplit
 
-from .canned import DEFAULT_CANNED, Canned, CannedError, load_canned
+from .canned import DEFAULT_CANNED, Canned, CannedError, canned_from_tables
 
 
 class ConfigError(Exception):
@@ -234,27 +234,35 @@ def load(environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings
     if settings.topics_file is not None:
         settings = settings.replace(topics=load_topics(settings.topics_file))
     if settings.canned_file is not None:
+        name = env_name("canned_file")
+        items = read_tables(settings.canned_file, name, "answer")
         try:
-            canned = load_canned(settings.canned_file, env_name("canned_file"))
+            canned = canned_from_tables(items)
         except CannedError as exc:
-            raise ConfigError(str(exc)) from None
+            raise ConfigError(f"{name}: {settings.canned_file}: {exc}") from None
         settings = settings.replace(canned=canned)
     return settings
+
+
+def read_tables(path: Path, setting: str, table: str) -> list[Any]:
+    """The ``[[table]]`` entries of a TOML settings file; a one-line ConfigError otherwise."""
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"{setting}: cannot read {path}: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{setting}: {path} is not valid TOML: {exc}") from None
+    items = data.get(table)
+    if not isinstance(items, list) or not items or not all(isinstance(i, dict) for i in items):
+        raise ConfigError(f"{setting}: {path} has no [[{table}]] tables")
+    return items
 
 
 def load_topics(path: Path) -> tuple[Topic, ...]:
     """Topics from a TOML file: ``[[topic]]`` tables with id, label_fr, label_en, priority,
     weight, reserved, retention_days. ``general`` is added when missing, as the contract promises it."""
     name = env_name("topics_file")
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ConfigError(f"{name}: cannot read {path}: {exc.strerror}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{name}: {path} is not valid TOML: {exc}") from None
-    items = data.get("topic")
-    if not isinstance(items, list) or not items:
-        raise ConfigError(f"{name}: {path} has no [[topic]] tables")
+    items = read_tables(path, name, "topic")
     topics: list[Topic] = []
     seen: set[str] = set()
     for i, item in enumerate(items, 1):
