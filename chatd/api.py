@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import secrets
 import time
+from collections import Counter
 from typing import TYPE_CHECKING, Any, Awaitable, Callable
 
 from redis.exceptions import RedisError
@@ -22,7 +23,9 @@ from protocol import ErrorCode
 
 from .auth import Account
 from .canned import PERSONAL_MAX, CannedError, checked
+from .store.store import transcript_of
 from .transport import cookie_token, own_origin
+from .visitor import NOT_FOUND
 
 if TYPE_CHECKING:
     from .runtime import Runtime
@@ -36,7 +39,6 @@ SECURITY_HEADERS = {
 _STATUS = {ErrorCode.BAD_MESSAGE: 400, ErrorCode.UNAUTHORIZED: 401, ErrorCode.FORBIDDEN: 403,
            ErrorCode.NOT_FOUND: 404, ErrorCode.CONFLICT: 409, ErrorCode.UNAVAILABLE: 503,
            ErrorCode.TOO_LARGE: 413}
-NOT_FOUND = "no such chat"
 
 
 class ApiError(Exception):
@@ -127,8 +129,7 @@ def routes(rt: Runtime) -> list[Route]:
 
     async def agents(request: Request, account: Account) -> Any:
         """Colleagues with their status and load: whom a chat can be transferred to."""
-        return {"agents": [{k: a[k] for k in ("login", "name", "status", "load", "capacity", "topics")}
-                           for a in await store.agents_overview()]}
+        return {"agents": await _agents(rt)}
 
     async def sessions(request: Request, account: Account) -> Any:
         return {"sessions": await store.open_sessions(), "server_time": int(time.time() * 1000)}
@@ -137,11 +138,11 @@ def routes(rt: Runtime) -> list[Route]:
         """A chat's whole transcript: supervisors any chat, an agent only a chat they hold.
         Every read is written to the audit trail before anything is shown."""
         sid = request.path_params["sid"]
-        info = await store.session(sid) if len(sid) <= 64 else {}
-        if not info or (not account.is_supervisor and info.get("agent") != account.login):
+        opened = await store.open_chat(sid, account.login, account.role, "transcript",
+                                       any_chat=account.is_supervisor, limit=100_000)
+        if opened is None:
             raise ApiError(ErrorCode.NOT_FOUND, NOT_FOUND)
-        await store.audit(account.login, account.role, sid, "transcript")
-        return await store.transcript(sid)
+        return transcript_of(sid, *opened)
 
     async def audit(request: Request, account: Account) -> Any:
         try:
@@ -185,6 +186,16 @@ def routes(rt: Runtime) -> list[Route]:
     ]
 
 
+async def _agents(rt: Runtime) -> list[dict[str, Any]]:
+    """Every enabled account with its live status and load."""
+    assert rt.auth is not None  # endpoints run only once set up
+    accounts = [a for a in await rt.auth.accounts() if not a.disabled]
+    states = await rt.store.agent_states([a.login for a in accounts])
+    return [{"login": a.login, "name": a.name, "role": a.role, "status": status, "load": load,
+             "capacity": cap, "topics": list(a.topics), "langs": list(a.langs)}
+            for a, (status, load, cap) in zip(accounts, states)]
+
+
 async def _stats(rt: Runtime) -> dict[str, Any]:
     keys = rt.store.keys
     r = rt.redis
@@ -206,10 +217,8 @@ async def _stats(rt: Runtime) -> dict[str, Any]:
     for i, t in enumerate(topics):
         wait = max(0, (now - int(created.get(t.id) or now)) // 1000) if t.id in created else 0
         queues[t.id] = {"waiting": res[2 * i], "longest_wait_s": wait}
-    agents = await rt.store.agents_overview()
-    by_status: dict[str, int] = {}
-    for a in agents:
-        by_status[a["status"]] = by_status.get(a["status"], 0) + 1
+    agents = await _agents(rt)
+    by_status = Counter(a["status"] for a in agents)
     return {"queues": queues, "longest_wait_s": max((q["longest_wait_s"] for q in queues.values()), default=0),
-            "agents_by_status": by_status, "agents": agents, "active_sessions": res[-2],
+            "agents_by_status": dict(by_status), "agents": agents, "active_sessions": res[-2],
             "offers_pending": res[-1], "server_time": now}

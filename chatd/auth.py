@@ -101,12 +101,12 @@ class Auth:
         return _account(login, raw)
 
     async def accounts(self) -> list[Account]:
-        out = []
-        for login in sorted(await self.redis.smembers(self.keys.accounts)):
-            acct = await self.account(login)
-            if acct is not None:
-                out.append(acct)
-        return out
+        logins = sorted(await self.redis.smembers(self.keys.accounts))
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for login in logins:
+                pipe.hgetall(self.keys.account(login))
+            raws = await pipe.execute()
+        return [_account(login, raw) for login, raw in zip(logins, raws) if raw and "pw" in raw]
 
     async def disable(self, login: str) -> None:
         if not await self.redis.exists(self.keys.account(login)):

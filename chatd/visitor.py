@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import secrets
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import msgpack
 import protocol.messages as m
@@ -53,18 +53,17 @@ class VisitorHandlers:
         if msg.token and vid is None:
             conn.send(error(ErrorCode.UNAUTHORIZED, "token invalid or expired: a new one is issued",
                             "hello"))
-        fresh = vid is None
-        if vid is None:
+        if vid is None:  # a new identity has no chats yet: no lookup (most hellos in a surge)
             vid, token = auth.new_visitor()
+            sessions: list[dict[str, Any]] = []
         else:
             if await auth.is_blocked(vid):
                 conn.send(error(ErrorCode.FORBIDDEN, "this conversation was ended by the gendarmerie",
                                 "hello"))
                 raise Blocked()
             token = auth.visitor_token(vid)  # sliding expiry
+            sessions = await self.store.visitor_sessions(vid)
         conn.identity = vid
-        # a new identity has no chats yet: no round trip (most hellos under a surge)
-        sessions = [] if fresh else await self.store.visitor_sessions(vid)
         conn.send({"type": "welcome", "token": token, "sessions": sessions,
                    "server_time": int(time.time() * 1000)})
         self.hub.add_visitor(conn)

@@ -99,11 +99,11 @@ class Store:
         rows = await self.redis.xrange(self.keys.notes(sid), f"0-{after + 1}", "+", count=1000)
         return _notes(rows)
 
-    async def open_chat(self, sid: str, login: str, role: str,
-                        how: str) -> tuple[dict[str, str], list[Entry], list[NoteEntry]] | None:
-        """A chat's hash, messages and notes for the agent who holds it, audited (one call);
-        None when it is not theirs (any more)."""
-        res = await self._run("open_chat", sid, login, role, how)
+    async def open_chat(self, sid: str, login: str, role: str, how: str, any_chat: bool = False,
+                        limit: int = 5000) -> tuple[dict[str, str], list[Entry], list[NoteEntry]] | None:
+        """A chat's hash, messages and notes, audited in the same call: for the agent who holds
+        it, or (``any_chat``) a supervisor. None when there is no such chat or it is not theirs."""
+        res = await self._run("open_chat", sid, login, role, how, "1" if any_chat else "0", limit)
         if not res:
             return None
         flat, rows, notes = res
@@ -231,30 +231,13 @@ class Store:
         return list(await self.redis.zrangebyscore(self.keys.closed, since_ms, "+inf"))
 
     async def transcript(self, sid: str) -> dict[str, Any] | None:
+        """For an export (not audited: the operator's command, not someone's reading)."""
         info = await self.session(sid)
         if not info:
             return None
-        out: dict[str, Any] = {"session": sid}
-        for field in ("state", "topic", "lang", "created", "assigned_at", "closed_at", "by",
-                      "reason", "disposition", "rating", "comment", "agent", "prev_agent"):
-            value = info.get(field)
-            if value not in (None, ""):
-                out[field] = int(value) if field in ("created", "assigned_at", "closed_at",
-                                                     "rating") else value
-        out["messages"] = [{"seq": e.seq, "from": e.sender, "text": e.text, "ts": e.ts}
-                           for e in await self.history(sid, 0, 100_000)]
-        out["notes"] = [{"nseq": n.nseq, "from_agent": n.agent, "text": n.text, "ts": n.ts}
-                        for n in await self.notes(sid, 0)]
-        return out
+        return transcript_of(sid, info, await self.history(sid, 0, 100_000), await self.notes(sid, 0))
 
-    # -- console: audit trail, open chats, personal canned answers ------------------------------
-
-    async def audit(self, who: str, role: str, sid: str, how: str) -> None:
-        """Records that ``who`` was shown the transcript of ``sid`` (``how``: ``assigned``,
-        ``transcript``). Kept for the retention period times two, trimmed to a million entries."""
-        await self.redis.xadd(self.keys.audit, {"who": who, "role": role, "session": sid,
-                                                "how": how, "ts": now_ms()},
-                              maxlen=1_000_000, approximate=True)
+    # -- console: audit trail, open chats, agents, personal canned answers --------------------
 
     async def audit_entries(self, count: int = 100, session: str | None = None) -> list[dict[str, Any]]:
         """The newest entries first (``session``: only those about that chat, among the last
@@ -292,25 +275,13 @@ class Store:
                         "messages": int(info["seq"] or 0)})
         return out
 
-    async def agents_overview(self) -> list[dict[str, Any]]:
-        """Every account with its live status and load (what a transfer or a supervisor needs)."""
-        logins = sorted(await self.redis.smembers(self.keys.accounts))
+    async def agent_states(self, logins: list[str]) -> list[tuple[str, int, int]]:
+        """Live (status, load, capacity) of each login; ``offline`` when never seen."""
         async with self.redis.pipeline(transaction=False) as pipe:
             for login in logins:
                 pipe.hmget(self.keys.agent(login), "status", "load", "cap")
-                pipe.hmget(self.keys.account(login), "name", "role", "topics", "langs", "disabled")
             rows = await pipe.execute()
-        out = []
-        for i, login in enumerate(logins):
-            (status, load, cap), (name, role, topics, langs, disabled) = rows[2 * i], rows[2 * i + 1]
-            if name is None or disabled == "1":
-                continue
-            out.append({"login": login, "name": name, "role": role,
-                        "status": status or "offline", "load": int(load or 0),
-                        "capacity": int(cap or 0),
-                        "topics": [t for t in (topics or "").split(",") if t],
-                        "langs": [x for x in (langs or "").split(",") if x]})
-        return out
+        return [(status or "offline", int(load or 0), int(cap or 0)) for status, load, cap in rows]
 
     async def personal_canned(self, login: str) -> list[dict[str, Any]]:
         raw = await self.redis.hgetall(self.keys.canned(login))
@@ -341,6 +312,21 @@ class Store:
                 pipe.zrem(self.keys.closed, sid)
                 await pipe.execute()
         return len(sids)
+
+
+def transcript_of(sid: str, info: dict[str, str], history: list[Entry],
+                  notes: list[NoteEntry]) -> dict[str, Any]:
+    """A chat as exported and as shown read-only: its facts, messages and notes."""
+    out: dict[str, Any] = {"session": sid}
+    for field in ("state", "topic", "lang", "created", "assigned_at", "closed_at", "by",
+                  "reason", "disposition", "rating", "comment", "agent", "prev_agent"):
+        value = info.get(field)
+        if value not in (None, ""):
+            out[field] = int(value) if field in ("created", "assigned_at", "closed_at",
+                                                 "rating") else value
+    out["messages"] = [{"seq": e.seq, "from": e.sender, "text": e.text, "ts": e.ts} for e in history]
+    out["notes"] = [{"nseq": n.nseq, "from_agent": n.agent, "text": n.text, "ts": n.ts} for n in notes]
+    return out
 
 
 def _pairs(rows: list[Any]) -> list[Any]:

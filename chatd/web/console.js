@@ -39,7 +39,7 @@
     me: null, ws: null, online: false, status: "away", load: null, capacity: null,
     chats: {}, order: [], current: null, offers: {}, topics: {}, canned: { shared: [], mine: [] },
     outbox: loadOutbox(), retry: 0, timer: null, pingTimer: null, signedOut: false,
-    pendingAccept: {}, typingOn: false, typingTimer: null, svTimer: null, seenStatus: false
+    pendingAccept: {}, typingOn: false, typingTimer: null, svTimer: null
   };
 
   // ---- helpers ------------------------------------------------------------------------------
