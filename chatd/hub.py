@@ -57,6 +57,7 @@ class Hub:
         self.visitors: set[Connection] = set()
         self.connections: set[Connection] = set()  # every open connection, for the idle sweep
         self.max_seq: dict[str, int] = {}
+        self._held: dict[str, list[tuple[Any, dict[str, Any]]]] = {}  # sessions being created
         self._channel_owner: dict[str, tuple[str, str]] = {}  # channel -> ("s"|"a", id)
         self.fanout = Fanout(fanout_redis, self.keys.broadcast, self.on_event, self.resync)
         self.on_assigned_agent: Any = None  # set by the agent handlers: builds `assigned`
@@ -69,6 +70,19 @@ class Hub:
         await self._join(self.sessions, sid, self.keys.session_channel(sid), "s", conn)
         if after is not None:
             self.start_from(conn, sid, after)
+
+    async def attach_new(self, conn: Connection, sid: str) -> None:
+        """Subscribe to a session about to be created. Its events are held back until
+        ``created``: a fast match must not tell the visitor `assigned` before `queued`."""
+        conn.creating.add(sid)
+        self._held[sid] = []
+        await self.attach(conn, sid, None)
+
+    def created(self, conn: Connection, sid: str) -> None:
+        """The creation was answered: what happened meanwhile is delivered now, in order."""
+        conn.creating.discard(sid)
+        for kind, ev in self._held.pop(sid, ()):
+            self._session_event(sid, kind, ev)
 
     def start_from(self, conn: Connection, sid: str, after: int) -> None:
         conn.cursors[sid] = after
@@ -240,6 +254,10 @@ class Hub:
             self._agent_event(owner[1], kind, ev)
 
     def _session_event(self, sid: str, kind: Any, ev: dict[str, Any]) -> None:
+        held = self._held.get(sid)
+        if held is not None:
+            held.append((kind, ev))
+            return
         conns = self.sessions.get(sid)
         if not conns:
             return

@@ -101,25 +101,25 @@ class VisitorHandlers:
             raise Refused(ErrorCode.RATE_LIMITED, "too many new chats from this network; try later")
         sid = secrets.token_urlsafe(12)
         lang = msg.lang or self.rt.settings.default_lang
-        conn.creating.add(sid)
+        await self.hub.attach_new(conn, sid)  # subscribed first: seq 1 arrives live
         try:
-            await self.hub.attach(conn, sid, None)  # subscribed first: seq 1 arrives live
             conn.cursors[sid] = 0
             status, pos = await self.store.create_session(sid, conn.identity, topic, lang,
                                                           msg.text, None)
+            if status == "conflict":
+                self.hub.detach(conn, sid)
+                raise Refused(ErrorCode.CONFLICT, "you already have an open chat")
+            metrics.SESSIONS.inc()
+            conn.waiting[sid] = topic.id
+            # already offered (position 0): next in line, whatever happens
+            eta = self.rt.matcher.estimate(topic.id, pos) if pos else 0
+            pos = pos or 1
+            conn.positions[sid] = (pos, eta)
+            # every start is answered with `queued`, first: it is how the visitor learns the
+            # session id (an agent may already have taken the chat: that follows, in order)
+            conn.send({"type": "queued", "session": sid, "position": pos, "eta_s": eta})
         finally:
-            conn.creating.discard(sid)
-        if status == "conflict":
-            self.hub.detach(conn, sid)
-            raise Refused(ErrorCode.CONFLICT, "you already have an open chat")
-        metrics.SESSIONS.inc()
-        conn.waiting[sid] = topic.id
-        # already offered (position 0): next in line, whatever happens
-        eta = self.rt.matcher.estimate(topic.id, pos) if pos else 0
-        pos = pos or 1
-        conn.positions[sid] = (pos, eta)
-        # every start is answered with `queued`: it is how the visitor learns the session id
-        conn.send({"type": "queued", "session": sid, "position": pos, "eta_s": eta})
+            self.hub.created(conn, sid)
         self.rt.matcher.kick()
 
     async def send(self, conn: Connection, msg: m.Send) -> None:

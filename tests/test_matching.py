@@ -365,3 +365,21 @@ async def test_one_open_chat_per_visitor(fast: Chatd) -> None:
     assert (await visitor.recv("error"))["code"] == "conflict"
     await visitor.send({"type": "start", "topic": "astrology"})
     assert (await visitor.recv("error"))["code"] == "bad_message"
+
+
+async def test_queued_always_comes_before_assigned(chatd_factory, redis_server) -> None:
+    """A visitor learns their session from `queued`; a gendarme fast enough to take the chat
+    while the start is still being answered must not be announced first."""
+    env = {"CHATD_TICK": "0.005", "CHATD_ASSIGN_MODE": "direct"}
+    starts_here, matches_there = chatd_factory(env=env), chatd_factory(env=env)
+    for _ in range(4):
+        await make_agent(matches_there, redis_server.url, capacity=50)
+    visitors = [await make_visitor(starts_here) for _ in range(150)]
+    for v in visitors:  # all at once: the process answering them is busy, the other matches
+        await v.send({"type": "start", "topic": "general", "text": "Bonjour"})
+    wrong = 0
+    for v in visitors:
+        await v.recv("assigned", timeout=20)
+        kinds = [f["type"] for f in v.frames if f["type"] in ("queued", "assigned")]
+        wrong += kinds[0] != "queued"
+    assert wrong == 0, f"{wrong} of {len(visitors)} visitors heard `assigned` before `queued`"
