@@ -28,7 +28,7 @@ from .api import (
 )
 from .config import Settings
 from .runtime import Runtime
-from .transport import COOKIE, cookie_token, websocket_endpoint
+from .transport import COOKIE, Endpoint, cookie_token
 
 log = logging.getLogger("chatd")
 
@@ -58,6 +58,7 @@ def create_app(settings: Settings, redis_url: str) -> Any:
         from .visitor import VisitorHandlers
 
         rt.handlers = {"visitor": VisitorHandlers(rt), "agent": AgentHandlers(rt)}
+        rt.endpoint = Endpoint(rt)
         await rt.start()
         try:
             yield
@@ -149,13 +150,6 @@ def create_app(settings: Settings, redis_url: str) -> Any:
         Route("/api/logout", logout, methods=["POST"]),
         *api.routes(rt),
     ]
-    http_app = Starlette(routes=routes, lifespan=lifespan)
-
-    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] == "websocket":
-            await websocket_endpoint(rt, scope, receive, send)
-        else:
-            await http_app(scope, receive, send)
-
-    app.runtime = rt  # type: ignore[attr-defined]
+    app = Starlette(routes=routes, lifespan=lifespan)
+    app.state.runtime = rt  # WebSockets are served beside it: http_protocol, transport
     return app

@@ -1,10 +1,15 @@
-"""One client's WebSocket as the rest of chatd sees it: a bounded outbox and a writer task.
+"""One client's WebSocket: the websockets sans-I/O engine on the raw transport, and a bounded
+outbox.
 
-Fan-out never awaits a client: it calls ``push``, which only appends to the outbox. The writer
-task drains the outbox with a deadline on every write. A client that does not read fills its
-outbox and is closed with ``CloseCode.SLOW``; it loses nothing, because it resumes from the
-stream (docs/protocol.md, "Backpressure"). When a write stalls past the deadline the transport is
-aborted, because a plain close would wait for the peer to drain its buffer, forever.
+chatd takes the socket over from uvicorn at the upgrade (``http_protocol``), so a connection is
+this one object plus the engine: no ASGI queue, no reader task and no writer task while it is
+idle. Inbound messages are handled one after another by a task that exists only while some are
+waiting. Fan-out never awaits a client: ``push`` appends to the outbox, and the outbox is
+written once per turn of the event loop, a whole burst in one ``write``. A client that does not
+read makes the transport pause; its outbox then fills and it is closed with ``CloseCode.SLOW``
+(it loses nothing: it resumes from the stream, docs/protocol.md "Backpressure"). A write stalled
+past the deadline, or a close the peer never answers, aborts the TCP connection, because a plain
+close would wait for the peer to drain its buffer, forever.
 """
 
 from __future__ import annotations
@@ -12,42 +17,72 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from typing import Any, Awaitable, Callable
+from typing import Any, Awaitable, Protocol
 
-import protocol
-from protocol import CloseCode
+from websockets.frames import Opcode
+from websockets.protocol import Protocol as Engine
+from websockets.protocol import Side, State
+
+from protocol import CloseCode, ErrorCode, encode
+from protocol.outbound import error
 
 from . import metrics
 
 log = logging.getLogger("chatd.connection")
 
-Send = Callable[[dict[str, Any]], Awaitable[None]]
+CLOSE_WAIT = 5.0  # seconds a peer has to answer our close before the socket is dropped
+READ_AHEAD = 64  # inbound messages waiting to be handled before the socket stops being read
+_GONE = None  # the end marker in the inbox: the socket is closed
 
 
-class Connection:
+class Endpoint(Protocol):
+    """What handles a connection's messages (``transport``): one per process, not per socket."""
+
+    async def message(self, conn: Connection, data: str | bytes) -> None: ...
+
+    def ended(self, conn: Connection) -> None: ...
+
+
+class Connection(asyncio.Protocol):
     __slots__ = (
-        "role", "subprotocol", "identity", "name", "agent", "ip", "_send", "_outbox", "_wake",
-        "_limit", "_timeout", "close_code", "close_reason", "closed", "cursors", "ncursors",
-        "catching", "ending", "creating", "attached", "waiting", "positions", "writer", "tasks", "hello_done", "bucket", "_room", "last_seen",
+        "role", "subprotocol", "identity", "name", "agent", "ip", "endpoint", "transport",
+        "engine", "_outbox", "_flushing", "_paused", "_timer", "_hello_timer", "_inbox",
+        "_reading", "_parts", "_pending", "_limit", "_timeout", "_room", "live", "counted", "close_code",
+        "close_reason", "close_sent", "closed", "ended", "cursors", "ncursors", "catching", "ending", "creating", "attached",
+        "waiting", "positions", "tasks", "hello_done", "bad", "bucket", "last_seen",
+        "registry",
     )
 
-    def __init__(self, send: Send, role: str, subprotocol: str, ip: str,
-                 outbox_size: int, send_timeout: float) -> None:
+    def __init__(self, transport: Any, endpoint: Endpoint, role: str, subprotocol: str, ip: str,
+                 outbox_size: int, send_timeout: float, registry: set[Any]) -> None:
         self.role = role  # "visitor" | "agent"
         self.subprotocol = subprotocol
         self.identity = ""  # visitor id or agent login, set by hello
         self.name = ""
         self.agent: Any = None  # the Account of an agent connection
         self.ip = ip
-        self._send = send
-        self._outbox: deque[str | bytes] = deque()
-        self._wake = asyncio.Event()
-        self._room: asyncio.Event | None = None  # set while a backfill waits for the outbox
+        self.endpoint = endpoint
+        self.transport = transport
+        self.engine: Engine = None  # type: ignore[assignment]  # from the 101 on
+        self._outbox: list[str | bytes] = []
+        self._flushing = False  # a flush is scheduled for this turn of the loop
+        self._paused = False  # the transport's buffer is over its high-water mark
+        self._timer: asyncio.TimerHandle | None = None  # a write or close deadline
+        self._hello_timer: asyncio.TimerHandle | None = None
+        self._inbox: deque[str | bytes | None] | None = None
+        self._reading: asyncio.Task[None] | None = None
+        self._parts: list[Any] | None = None  # a fragmented message: its opcode, its pieces
+        self._pending: bytearray | None = None  # bytes received before the handshake ended
         self._limit = outbox_size
         self._timeout = send_timeout
+        self._room: asyncio.Event | None = None  # set while a backfill waits for the outbox
+        self.live = False  # the 101 response was sent
+        self.counted = False  # holds one of its address's connection slots
         self.close_code: int | None = None
         self.close_reason = ""
-        self.closed = False
+        self.close_sent = False
+        self.closed = False  # the hub has let go of it
+        self.ended = False
         self.cursors: dict[str, int] = {}  # session -> last seq delivered to this client
         self.ncursors: dict[str, int] = {}  # session -> last note nseq delivered (agents)
         self.catching: dict[str, asyncio.Future[None]] = {}  # session -> backfill under way
@@ -56,11 +91,146 @@ class Connection:
         self.creating: set[str] = set()  # sessions subscribed to but not yet in Redis
         self.waiting: dict[str, str] = {}  # queued session -> topic (visitors)
         self.positions: dict[str, tuple[int, int]] = {}  # last (position, eta) sent
-        self.writer: asyncio.Task[None] | None = None
         self.tasks: set[asyncio.Task[Any]] = set()
         self.hello_done = False
+        self.bad = 0  # bad frames in a row
         self.bucket: Any = None
-        self.last_seen = 0.0  # loop time of the last frame received (idle sweep)
+        self.last_seen = 0.0  # loop time of the last message received (idle sweep)
+        self.registry = registry  # uvicorn's open connections: it shuts them down on SIGTERM
+        registry.add(self)
+
+    # -- the handshake (transport) -----------------------------------------------------------
+
+    def open(self, response: Any, max_size: int, hello_timeout: float) -> None:
+        """Send the 101 response; the connection is live from here."""
+        self.live = True
+        self.engine = Engine(Side.SERVER, state=State.OPEN, max_size=max_size)
+        self.transport.write(response.serialize())
+        self._hello_timer = asyncio.get_running_loop().call_later(hello_timeout, self._no_hello)
+        if self._pending:
+            data, self._pending = bytes(self._pending), None
+            self.data_received(data)
+
+    def refuse(self, response: Any) -> None:
+        """Send an HTTP refusal (403, or 400 for a bad handshake) and close."""
+        self.close_code = self.close_code or CloseCode.POLICY
+        self.transport.write(response.serialize())
+        self.transport.close()
+
+    def _no_hello(self) -> None:
+        self._hello_timer = None
+        if not self.hello_done and self.close_code is None:
+            self.send(error(ErrorCode.UNAUTHORIZED, "say hello first (within the hello "
+                            "timeout)", None))
+            self.close(CloseCode.POLICY, "no hello")
+
+    def said_hello(self) -> None:
+        self.hello_done = True
+        if self._hello_timer is not None:
+            self._hello_timer.cancel()
+            self._hello_timer = None
+
+    # -- inbound -----------------------------------------------------------------------------
+
+    def data_received(self, data: bytes) -> None:
+        engine = self.engine
+        if not self.live:  # a client that did not wait for the 101
+            if self._pending is None:
+                self._pending = bytearray()
+            self._pending += data
+            if len(self._pending) > READ_AHEAD * 1024:
+                self.transport.abort()
+            return
+        engine.receive_data(data)
+        for event in engine.events_received():
+            op = event.opcode
+            if op is Opcode.TEXT or op is Opcode.BINARY or op is Opcode.CONT:
+                self._frame(event)
+            # pings are answered and closes acknowledged by the engine itself
+        self._write_engine()
+        if engine.state is State.CLOSED or engine.parser_exc is not None:
+            self.transport.close()  # a protocol error (e.g. 1009) was answered with a close
+
+    def _frame(self, frame: Any) -> None:
+        if frame.opcode is not Opcode.CONT:
+            if frame.fin:
+                self._deliver(frame.data, frame.opcode is Opcode.TEXT)
+            else:
+                self._parts = [frame.opcode, frame.data]
+            return
+        parts = self._parts
+        if parts is None:  # the engine refuses a continuation with nothing to continue
+            return
+        parts.append(frame.data)
+        if frame.fin:
+            self._parts = None
+            self._deliver(b"".join(parts[1:]), parts[0] is Opcode.TEXT)
+
+    def _deliver(self, payload: bytes, text: bool) -> None:
+        if self.close_code is not None:
+            return  # closing: what still arrives is not read
+        data: str | bytes = payload
+        if text:
+            try:
+                data = payload.decode()
+            except UnicodeDecodeError:
+                self.close(CloseCode.BAD_DATA, "invalid UTF-8")
+                return
+        self._enqueue(data)
+
+    def _enqueue(self, item: str | bytes | None) -> None:
+        if self._inbox is None:
+            self._inbox = deque()
+        self._inbox.append(item)
+        if len(self._inbox) > READ_AHEAD and item is not _GONE:
+            self.transport.pause_reading()
+        if self._reading is None:
+            self._reading = asyncio.ensure_future(self._read())
+
+    async def _read(self) -> None:
+        """Hands the waiting messages to the endpoint in order; ends when none is left."""
+        inbox = self._inbox
+        assert inbox is not None
+        try:
+            while inbox:
+                item = inbox.popleft()
+                if item is _GONE:
+                    self._end()
+                    return
+                if self.close_code is None:
+                    await self.endpoint.message(self, item)
+                if len(inbox) == READ_AHEAD // 2 and not self.transport.is_closing():
+                    self.transport.resume_reading()
+        finally:
+            self._reading = None
+            if not inbox:
+                self._inbox = None
+            elif not self.ended:  # cancelled (shutdown) or the endpoint raised: carry on
+                self._reading = asyncio.ensure_future(self._read())
+
+    def eof_received(self) -> bool | None:
+        return None  # the transport closes itself; connection_lost follows
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.registry.discard(self)
+        for timer in (self._timer, self._hello_timer):
+            if timer is not None:
+                timer.cancel()
+        self._timer = self._hello_timer = None
+        if self.close_code is None:
+            self.close_code = 1006
+        if self._room is not None:
+            self._room.set()
+        self._outbox = []
+        if self._reading is not None:
+            self._inbox.append(_GONE)  # type: ignore[union-attr]  # after what was received
+        else:
+            self._end()
+
+    def _end(self) -> None:
+        if not self.ended:
+            self.ended = True
+            self.endpoint.ended(self)
 
     # -- outbound ----------------------------------------------------------------------------
 
@@ -75,24 +245,106 @@ class Connection:
             self.close(CloseCode.SLOW, "too slow")
             return
         self._outbox.append(data)
-        self._wake.set()
-
-    async def wait_room(self) -> None:
-        """Backfills pace themselves on the client: wait until the outbox is half empty."""
-        while len(self._outbox) >= self._limit // 2 and self.close_code is None:
-            if self._room is None:
-                self._room = asyncio.Event()
-            self._room.clear()
-            await self._room.wait()
+        if not self._flushing and not self._paused:
+            self._flushing = True
+            asyncio.get_running_loop().call_soon(self._flush)
 
     def send(self, frame: dict[str, Any]) -> None:
-        self.push(protocol.encode(frame, self.subprotocol))
+        self.push(encode(frame, self.subprotocol))
 
     def close(self, code: int, reason: str = "") -> None:
         if self.close_code is None:
             self.close_code = code
             self.close_reason = reason
-            self._wake.set()
+            if not self._flushing:
+                self._flushing = True
+                asyncio.get_running_loop().call_soon(self._flush)
+
+    def shutdown(self) -> None:
+        """uvicorn's graceful shutdown (SIGTERM): clients reconnect to another process."""
+        if self.live:  # the close frame, then the socket: no waiting for the answer
+            self.close(CloseCode.RESTART, "restart")
+            self._flush()
+        self.transport.close()
+
+    async def wait_room(self) -> None:
+        """Backfills pace themselves on the client: wait until the outbox is half empty."""
+        while (len(self._outbox) >= self._limit // 2 or self._paused) and self.close_code is None:
+            if self._room is None:
+                self._room = asyncio.Event()
+            self._room.clear()
+            await self._room.wait()
+
+    def _flush(self) -> None:
+        self._flushing = False
+        if self.transport.is_closing():
+            self._outbox.clear()
+            return
+        engine = self.engine
+        outbox = self._outbox
+        if outbox and self.close_code != CloseCode.SLOW and not self._paused:
+            self._outbox = []
+            for data in outbox:
+                if type(data) is str:
+                    engine.send_text(data.encode())
+                else:
+                    engine.send_binary(data)  # type: ignore[arg-type]
+            self._write_engine()
+        if self.close_code is not None and not self.close_sent:
+            self.close_sent = True
+            self._outbox = []
+            if engine is not None and engine.state is State.OPEN:
+                engine.send_close(self.close_code, self.close_reason)
+                self._write_engine()
+            if self._timer is not None:
+                self._timer.cancel()
+            self._timer = asyncio.get_running_loop().call_later(CLOSE_WAIT, self.abort)
+        if self._room is not None and len(self._outbox) < self._limit // 2 and not self._paused:
+            self._room.set()
+
+    def _write_engine(self) -> None:
+        data = self.engine.data_to_send()
+        if not data:
+            return
+        if data[-1] == b"":  # the engine is done: the closing handshake is complete
+            self.transport.write(b"".join(data))
+            self.transport.close()
+        else:
+            self.transport.write(data[0] if len(data) == 1 else b"".join(data))
+
+    def ping(self) -> None:
+        """A keepalive for proxies and NATs; the engine ignores the pong."""
+        if self.live and self.engine.state is State.OPEN and not self.close_sent:
+            self.engine.send_ping(b"")
+            self._write_engine()
+
+    def pause_writing(self) -> None:
+        self._paused = True
+        if not self.close_sent and self._timer is None:
+            self._timer = asyncio.get_running_loop().call_later(self._timeout, self._stalled)
+
+    def resume_writing(self) -> None:
+        self._paused = False
+        if self._timer is not None and not self.close_sent:
+            self._timer.cancel()
+            self._timer = None
+        if self._outbox and not self._flushing:
+            self._flushing = True
+            asyncio.get_running_loop().call_soon(self._flush)
+        elif self._room is not None:
+            self._room.set()
+
+    def _stalled(self) -> None:
+        self._timer = None
+        log.warning("aborting a %s connection: a write stalled for %.0f s", self.role,
+                    self._timeout)
+        metrics.SLOW_CLOSES.inc()
+        self.abort()
+
+    def abort(self) -> None:
+        """Drop the TCP connection now."""
+        self._timer = None
+        self.transport.abort()
 
     def spawn(self, coro: Awaitable[Any]) -> None:
         """Run a task tied to this connection: cancelled when the connection ends."""
@@ -105,69 +357,3 @@ class Connection:
         if not task.cancelled() and task.exception() is not None:
             exc = task.exception()
             log.error("connection task failed: %s: %s", type(exc).__name__, exc)
-
-    async def run_writer(self) -> None:
-        send = self._send
-        outbox = self._outbox
-        direct = _direct_protocol(send)
-        try:
-            while True:
-                await self._wake.wait()
-                self._wake.clear()
-                while outbox and self.close_code != CloseCode.SLOW:
-                    if direct is not None:
-                        await self._write_batch(direct, outbox)
-                    else:
-                        data = outbox.popleft()
-                        event = ({"type": "websocket.send", "text": data} if type(data) is str
-                                 else {"type": "websocket.send", "bytes": data})
-                        await asyncio.wait_for(send(event), self._timeout)
-                    if self._room is not None and len(outbox) < self._limit // 2:
-                        self._room.set()
-                if self.close_code is not None:
-                    await asyncio.wait_for(
-                        send({"type": "websocket.close", "code": self.close_code,
-                              "reason": self.close_reason}), min(self._timeout, 2.0))
-                    return
-        except asyncio.TimeoutError:
-            if self._room is not None:
-                self._room.set()
-            log.warning("aborting a %s connection: a write stalled for %.0f s", self.role,
-                        self._timeout)
-            metrics.SLOW_CLOSES.inc()
-            self.abort()
-        except Exception:  # the peer went away mid-write: nothing to tell anyone
-            self.abort()
-
-    async def _write_batch(self, proto: Any, outbox: deque[str | bytes]) -> None:
-        """Frames every queued message and hands them to the socket in one write: one
-        system call for a burst instead of one per frame (uvicorn's ASGI send does one each)."""
-        if not proto.writable.is_set():  # the kernel buffer is full: wait, with a deadline
-            await asyncio.wait_for(proto.writable.wait(), self._timeout)
-        if proto.close_sent or proto.transport.is_closing():
-            raise ConnectionError("closed")
-        ws = proto.conn
-        for _ in range(min(len(outbox), 256)):
-            data = outbox.popleft()
-            if type(data) is str:
-                ws.send_text(data.encode())
-            else:
-                ws.send_binary(data)
-        proto.transport.write(b"".join(ws.data_to_send()))
-
-    def abort(self) -> None:
-        """Drop the TCP connection now (uvicorn: the protocol object behind ``send``)."""
-        proto = getattr(self._send, "__self__", None)
-        transport = getattr(proto, "transport", None)
-        if transport is not None:
-            transport.abort()
-
-
-def _direct_protocol(send: Send) -> Any:
-    """uvicorn's websockets-sansio protocol behind an ASGI ``send``, when it is that one."""
-    proto = getattr(send, "__self__", None)
-    if type(proto).__name__ != "WebSocketsSansIOProtocol":
-        return None
-    if not all(hasattr(proto, a) for a in ("conn", "transport", "writable", "close_sent")):
-        return None
-    return proto

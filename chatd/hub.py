@@ -23,6 +23,8 @@ from .store import Entry, Store
 
 log = logging.getLogger("chatd.hub")
 
+PING_EVERY = 20.0  # seconds: WebSocket keepalive pings to silent connections
+
 
 def msg_frame(sid: str, e: Entry) -> dict[str, Any]:
     return protocol.outbound.msg(sid, e.seq, e.sender, e.text, e.ts, e.cid)
@@ -56,6 +58,7 @@ class Hub:
         self.agents: dict[str, set[Connection]] = {}
         self.visitors: set[Connection] = set()
         self.connections: set[Connection] = set()  # every open connection, for the idle sweep
+        self._pinged = 0.0
         self.max_seq: dict[str, int] = {}
         self._held: dict[str, list[tuple[Any, dict[str, Any]]]] = {}  # sessions being created
         self._channel_owner: dict[str, tuple[str, str]] = {}  # channel -> ("s"|"a", id)
@@ -130,12 +133,20 @@ class Hub:
         self.visitors.add(conn)
 
     def close_idle(self, now: float, idle: float) -> int:
-        """Closes connections that sent nothing for ``idle`` seconds (1001)."""
+        """Closes connections that sent nothing for ``idle`` seconds (1001); every
+        ``PING_EVERY`` seconds, pings those silent that long (proxies and NATs drop quiet
+        sockets). One pass for all connections: no timer per connection."""
         n = 0
+        ping = now - self._pinged >= PING_EVERY
+        if ping:
+            self._pinged = now
         for conn in list(self.connections):
-            if now - conn.last_seen > idle and conn.close_code is None:
+            silent = now - conn.last_seen
+            if silent > idle and conn.close_code is None:
                 conn.close(CloseCode.GOING_AWAY, "idle")
                 n += 1
+            elif ping and silent >= PING_EVERY:
+                conn.ping()
         return n
 
     def remove(self, conn: Connection) -> None:

@@ -53,6 +53,7 @@ class Runtime:
         self.ready = asyncio.Event()
         self._setup: asyncio.Task[None] | None = None
         self.handlers: dict[str, Any] = {}
+        self.endpoint: Any = None  # transport.Endpoint, set with the handlers
 
     async def start(self) -> None:
         await self.hub.fanout.start()

@@ -34,6 +34,8 @@ def configure_logging(settings: Settings) -> None:
     # uvicorn writes client addresses and query strings at INFO: off unless asked for
     logging.getLogger("uvicorn.error").setLevel(level if settings.log_ips else logging.WARNING)
     logging.getLogger("uvicorn.access").disabled = True
+    # the WebSocket engine narrates every handshake at INFO
+    logging.getLogger("websockets").setLevel(max(level, logging.WARNING))
 
 
 def listening_socket(host: str, port: int) -> socket.socket:
@@ -56,14 +58,15 @@ def run_worker(settings: Settings, redis_url: str, sock: socket.socket) -> None:
     import uvicorn
 
     from .app import create_app
-    from .http_protocol import with_deadline
+    from .http_protocol import chatd_protocol
 
     app = create_app(settings, redis_url)
     config = uvicorn.Config(
-        app, lifespan="on", loop="uvloop", http=with_deadline(settings.handshake_timeout),
-        ws="websockets-sansio",
-        ws_max_size=settings.max_frame, ws_per_message_deflate=False,
-        ws_ping_interval=20.0, ws_ping_timeout=20.0, log_config=None, access_log=False,
+        # uvicorn hands WebSocket upgrades to chatd_protocol, which serves them itself; "ws"
+        # only tells uvicorn that upgrades are wanted
+        app, lifespan="on", loop="uvloop",
+        http=chatd_protocol(settings.handshake_timeout, app.state.runtime),
+        ws="websockets-sansio", log_config=None, access_log=False,
         server_header=False, timeout_graceful_shutdown=5, backlog=2048,
     )
     uvicorn.Server(config).run(sockets=[sock])

@@ -1,8 +1,9 @@
-"""The two WebSocket endpoints: handshake checks, then one reader loop and one writer task.
+"""The two WebSocket endpoints: the handshake checks, then each message to its handler.
 
-This is the only module that touches WebSocket I/O. It speaks raw ASGI rather than going through
-Starlette's router, to keep the per-frame path short and to reach uvicorn's transport for
-aborting a stalled client (docs/protocol.md, "Connections"; DESIGN, "Traps").
+uvicorn parses the upgrade request; from there the socket is chatd's (``Connection``): no ASGI
+scope, queue or task per connection, which is what made idle connections and handshakes cost
+(docs/benchmarks.md). The handshake itself (key, version, subprotocol) is the websockets
+library's; the rules on top of it are docs/protocol.md, "Connections".
 """
 
 from __future__ import annotations
@@ -16,6 +17,9 @@ import protocol
 from protocol import CloseCode, ErrorCode, ProtocolError
 from protocol.outbound import error
 from redis.exceptions import RedisError
+from websockets.datastructures import Headers
+from websockets.http11 import Request
+from websockets.server import ServerProtocol
 
 from . import metrics
 from .agent import Closing
@@ -40,6 +44,10 @@ def header(scope: dict[str, Any], name: bytes) -> str | None:
     return None
 
 
+def _all(scope: dict[str, Any], name: bytes) -> list[str]:
+    return [v.decode("latin-1") for k, v in scope.get("headers", ()) if k == name]
+
+
 def own_origin(rt: Runtime, scope: dict[str, Any]) -> str | None:
     if rt.settings.public_url:
         return rt.settings.public_url
@@ -62,25 +70,28 @@ def cookie_token(scope: dict[str, Any]) -> str | None:
     return morsel.value if morsel else None
 
 
-async def refuse(send: Any, receive: Any) -> None:
-    """Refuse a handshake: HTTP 403, no WebSocket."""
-    await receive()  # websocket.connect
-    await send({"type": "websocket.close", "code": CloseCode.POLICY})
+FORBIDDEN = 403
 
 
-async def websocket_endpoint(rt: Runtime, scope: dict[str, Any], receive: Any, send: Any) -> None:
-    path = scope["path"]
+def upgrade(rt: Runtime, scope: dict[str, Any], path: str, transport: Any,
+            registry: set[Any]) -> None:
+    """Takes a WebSocket upgrade request over from uvicorn (``http_protocol``): the checks of
+    docs/protocol.md "Handshake", then the 101 or a 403, on a ``Connection`` that owns the socket
+    from here on. Synchronous unless an agent's cookie must be looked up or the process is still
+    starting."""
     role = {"/ws/visitor": "visitor", "/ws/agent": "agent"}.get(path)
-    offered = scope.get("subprotocols") or []
+    offered = [p.strip() for v in _all(scope, b"sec-websocket-protocol")
+               for p in v.split(",")]
     sub = next((p for p in offered if p in protocol.SUBPROTOCOLS), None)
-    if role is None or sub is None:
-        return await refuse(send, receive)
-    if not rt.ready.is_set():
-        # a worker just started (or Redis is away): give its set-up a moment, then refuse
-        try:
-            await asyncio.wait_for(rt.ready.wait(), 2.0)
-        except asyncio.TimeoutError:
-            return await refuse(send, receive)
+    s = rt.settings
+    ip = (scope.get("client") or ("?", 0))[0]
+    counted = role is not None and sub is not None and rt.connections.acquire(ip)
+    conn = Connection(transport, rt.endpoint, role or "visitor", sub or "", ip, s.outbox_size,
+                      s.send_timeout, registry)
+    conn.counted = counted
+    transport.set_protocol(conn)
+    if not counted:
+        return conn.refuse(_forbidden())
     origin = header(scope, b"origin")
     if origin is not None:
         origin = origin.lower()
@@ -88,97 +99,93 @@ async def websocket_endpoint(rt: Runtime, scope: dict[str, Any], receive: Any, s
         if role == "agent":
             allowed = origin == own
         else:
-            allowed = origin in rt.settings.allowed_origins if rt.settings.allowed_origins \
-                else origin == own
+            allowed = origin in s.allowed_origins if s.allowed_origins else origin == own
         if not allowed:
-            return await refuse(send, receive)
-    client = scope.get("client") or ("?", 0)
-    ip = client[0]
-    if not rt.connections.acquire(ip):
-        return await refuse(send, receive)
-    try:
-        account = None
-        if role == "agent" and origin is not None:
-            # the cookie counts only on a same-origin handshake (checked above)
-            assert rt.auth is not None
-            try:
-                account = await rt.auth.token_account(cookie_token(scope))
-            except RedisError:
-                return await refuse(send, receive)
-        message = await receive()
-        if message["type"] != "websocket.connect":
-            return
-        await send({"type": "websocket.accept", "subprotocol": sub})
-        s = rt.settings
-        conn = Connection(send, role, sub, ip, s.outbox_size, s.send_timeout)
-        conn.agent = account
-        conn.bucket = TokenBucket(s.frame_rate, s.frame_burst)
-        metrics.CONNECTIONS.labels(role).inc()
-        conn.writer = asyncio.create_task(conn.run_writer())
+            return conn.refuse(_forbidden())
+    request = Request(path, Headers((k.decode("latin-1"), v.decode("latin-1"))
+                                    for k, v in scope["headers"]))
+    cookie = role == "agent" and origin is not None  # only on a same-origin handshake
+    if rt.ready.is_set() and not cookie:
+        return _accept(rt, conn, request, None)
+    conn.spawn(_accept_later(rt, conn, request, cookie_token(scope) if cookie else None))
+
+
+async def _accept_later(rt: Runtime, conn: Connection, request: Request,
+                        token: str | None) -> None:
+    if not rt.ready.is_set():
+        # a worker just started (or Redis is away): give its set-up a moment, then refuse
         try:
-            await _read_loop(rt, conn, receive)
-        finally:
-            rt.hub.remove(conn)
-            metrics.CONNECTIONS.labels(role).dec()
-            if conn.close_code is None:
-                conn.close(CloseCode.NORMAL)
-            try:
-                await asyncio.wait_for(conn.writer, 3.0)
-            except (asyncio.TimeoutError, Exception):
-                conn.abort()
-    finally:
-        rt.connections.release(ip)
+            await asyncio.wait_for(rt.ready.wait(), 2.0)
+        except asyncio.TimeoutError:
+            return conn.refuse(_forbidden())
+    account = None
+    if token is not None:
+        assert rt.auth is not None
+        try:
+            account = await rt.auth.token_account(token)
+        except RedisError:
+            return conn.refuse(_forbidden())
+    if not conn.ended and not conn.transport.is_closing():
+        _accept(rt, conn, request, account)
 
 
-async def _read_loop(rt: Runtime, conn: Connection, receive: Any) -> None:
-    handlers = rt.handlers[conn.role]
-    table = protocol.VISITOR if conn.role == "visitor" else protocol.AGENT
-    metric = metrics.FRAMES_IN.labels(conn.role)
+def _forbidden() -> Any:
+    return ServerProtocol().reject(FORBIDDEN, "")
+
+
+def _accept(rt: Runtime, conn: Connection, request: Request, account: Any) -> None:
+    # the websockets library checks the handshake (key, version, upgrade) and answers it
+    response = ServerProtocol(subprotocols=[conn.subprotocol]).accept(request)
+    if response.status_code != 101:  # not a valid WebSocket handshake (400, 426)
+        return conn.refuse(response)
     s = rt.settings
-    bad = 0
-    loop = asyncio.get_running_loop()
+    conn.agent = account
+    conn.bucket = TokenBucket(s.frame_rate, s.frame_burst)
+    conn.last_seen = asyncio.get_running_loop().time()
     rt.hub.connections.add(conn)
-    conn.last_seen = loop.time()
-    deadline = conn.last_seen + s.hello_timeout
-    while True:
-        if conn.hello_done:
-            message = await receive()  # idle connections are closed by the sweep (matching)
+    metrics.CONNECTIONS.labels(conn.role).inc()
+    conn.open(response, s.max_frame, s.hello_timeout)
+
+
+class Endpoint:
+    """Handles every connection's messages in this process: decode, limits, hello first, then
+    the role's handler. Errors are answered with an ``error`` frame and keep the connection."""
+
+    def __init__(self, rt: Runtime) -> None:
+        self.rt = rt
+        self.tables = {"visitor": protocol.VISITOR, "agent": protocol.AGENT}
+        self.frames_in = {r: metrics.FRAMES_IN.labels(r) for r in ("visitor", "agent")}
+
+    def ended(self, conn: Connection) -> None:
+        if conn.live:
+            self.rt.hub.remove(conn)
+            metrics.CONNECTIONS.labels(conn.role).dec()
         else:
-            try:
-                message = await asyncio.wait_for(receive(), max(deadline - loop.time(), 0.001))
-            except asyncio.TimeoutError:
-                conn.send(error(ErrorCode.UNAUTHORIZED, "say hello first (within "
-                                f"{s.hello_timeout:g} s)", None))
-                conn.close(CloseCode.POLICY, "no hello")
-                return
-        conn.last_seen = loop.time()
-        kind = message["type"]
-        if kind == "websocket.disconnect":
-            return
-        if conn.close_code is not None:
-            return
-        metric.inc()
-        data = message.get("text")
-        if data is None:
-            data = message.get("bytes", b"")
+            for task in list(conn.tasks):  # a handshake still waiting
+                task.cancel()
+        if conn.counted:
+            self.rt.connections.release(conn.ip)
+
+    async def message(self, conn: Connection, data: str | bytes) -> None:
+        rt = self.rt
+        conn.last_seen = asyncio.get_running_loop().time()
+        self.frames_in[conn.role].inc()
         try:
-            msg = protocol.decode(data, conn.subprotocol, table)
+            msg = protocol.decode(data, conn.subprotocol, self.tables[conn.role])
         except ProtocolError as exc:
-            bad += 1
+            conn.bad += 1
             _error(conn, exc.code, exc.message, exc.ref)
-            if bad >= MAX_BAD_FRAMES:
+            if conn.bad >= MAX_BAD_FRAMES:
                 conn.close(CloseCode.POLICY, "too many bad frames")
-                return
-            continue
-        bad = 0
+            return
+        conn.bad = 0
         ref = getattr(msg, "cid", None) or msg.TYPE
         scale = max(1, len(conn.attached)) if conn.role == "agent" else 1
         if not conn.bucket.take(scale):
             _error(conn, ErrorCode.RATE_LIMITED, "slow down", ref)
             if conn.bucket.strikes >= MAX_RATE_STRIKES:
                 conn.close(CloseCode.POLICY, "flood")
-                return
-            continue
+            return
         if not conn.hello_done:
             if msg.TYPE != "hello":
                 _error(conn, ErrorCode.UNAUTHORIZED, "the first frame must be hello", msg.TYPE)
@@ -186,22 +193,20 @@ async def _read_loop(rt: Runtime, conn: Connection, receive: Any) -> None:
                 return
         elif msg.TYPE == "hello":
             _error(conn, ErrorCode.BAD_MESSAGE, "hello was already said", "hello")
-            continue
+            return
         try:
-            await handlers.table[msg.TYPE](conn, msg)
+            await rt.handlers[conn.role].table[msg.TYPE](conn, msg)
             if msg.TYPE == "hello":
-                conn.hello_done = True
+                conn.said_hello()
         except Refused as exc:
             _error(conn, exc.code, exc.message, ref)
         except (Closing, Blocked):
             conn.close(CloseCode.POLICY, "unauthorized")
-            return
         except (RedisError, OSError) as exc:
             _error(conn, ErrorCode.UNAVAILABLE, "service temporarily unavailable: retry", ref)
             log.warning("Redis error while handling %s: %s", msg.TYPE, type(exc).__name__)
             if msg.TYPE == "hello":
                 conn.close(CloseCode.GOING_AWAY, "unavailable")
-                return
         except Exception:
             log.exception("handler for %s failed", msg.TYPE)
             _error(conn, ErrorCode.UNAVAILABLE, "internal error: retry", ref)

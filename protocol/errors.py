@@ -35,9 +35,11 @@ class CloseCode(enum.IntEnum):
 
     NORMAL = 1000
     GOING_AWAY = 1001
+    BAD_DATA = 1007  # a text frame that is not UTF-8
     POLICY = 1008  # abuse, no hello in time, unauthorized, revoked credentials
     TOO_BIG = 1009  # a frame over CHATD_MAX_FRAME
     INTERNAL = 1011
+    RESTART = 1012  # the process is stopping (SIGTERM): reconnect, to another one
     SLOW = 4000  # the client did not read fast enough; it resumes without loss
     REPLACED = 4001  # not used yet: reserved for "another tab took over"
 

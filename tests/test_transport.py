@@ -198,3 +198,36 @@ async def test_concurrent_clients_do_not_block_each_other(server: Chatd) -> None
         await v.send({"type": "ping"})
     for v in visitors:
         await v.recv("pong")
+
+
+async def test_a_fragmented_message_is_put_back_together(server: Chatd) -> None:
+    visitor = await make_visitor(server, "chatd.v1.json")
+    text = json.dumps({"type": "ping", "pad": "é" * 300})
+    await visitor.ws.send([text[:100], text[100:400], text[400:]])  # three frames, one message
+    await visitor.recv("pong")
+
+
+async def test_a_text_frame_that_is_not_utf8_closes_with_1007(server: Chatd) -> None:
+    visitor = await make_visitor(server, "chatd.v1.json")
+    await visitor.ws.send(b'{"type": "ping", "x": "\xff\xfe"}', text=True)
+    assert (await visitor.closed()).code == 1007
+
+
+async def test_a_malformed_upgrade_is_refused_with_400(server: Chatd) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+    writer.write(b"GET /ws/visitor HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
+                 b"Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
+                 b"Sec-WebSocket-Protocol: chatd.v1.json\r\n\r\n")  # no Sec-WebSocket-Key
+    status = await asyncio.wait_for(reader.readline(), 5)
+    assert status.startswith(b"HTTP/1.1 400 ")
+    await asyncio.wait_for(reader.read(), 5)  # to the end: the server hangs up
+    writer.close()
+
+
+async def test_stopping_a_process_closes_its_sockets_with_1012(chatd_factory) -> None:
+    server = chatd_factory()
+    visitor = await make_visitor(server)
+    other = await make_visitor(server, "chatd.v1.json")
+    await asyncio.get_running_loop().run_in_executor(None, server.stop)
+    assert (await visitor.closed()).code == 1012
+    assert (await other.closed()).code == 1012
