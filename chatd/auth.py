@@ -195,8 +195,6 @@ class Auth:
     async def block(self, vid: str, hours: int) -> None:
         await self.redis.set(self.keys.blocked(vid), 1, ex=hours * 3600)
 
-    async def is_blocked(self, vid: str) -> bool:
-        return bool(await self.redis.exists(self.keys.blocked(vid)))
 
 
 def _visitor_key(secret: str) -> bytes:

@@ -57,7 +57,7 @@ class VisitorHandlers:
             vid, token = auth.new_visitor()
             sessions: list[dict[str, Any]] = []
         else:
-            if await auth.is_blocked(vid):
+            if await self.store.is_blocked(vid):
                 conn.send(error(ErrorCode.FORBIDDEN, "this conversation was ended by the gendarmerie",
                                 "hello"))
                 raise Blocked()
@@ -87,14 +87,14 @@ class VisitorHandlers:
         topic = self.rt.topics.get(msg.topic)
         if topic is None:
             raise Refused(ErrorCode.BAD_MESSAGE, f"unknown topic {msg.topic!r}")
-        assert self.rt.auth is not None
-        if await self.rt.auth.is_blocked(conn.identity):
-            raise Refused(ErrorCode.FORBIDDEN, "this conversation was ended by the gendarmerie")
         settings = self.rt.settings
-        # both counters in one batch (one round trip), not one after the other
-        token_ok, ip_ok = await asyncio.gather(
+        # the block and both counters in one batch (one round trip), not one after the other
+        blocked, token_ok, ip_ok = await asyncio.gather(
+            self.store.is_blocked(conn.identity),
             allow_new_session_for(self.store, conn.identity, settings.sessions_per_token_hour),
             allow_new_session(self.store, conn.ip, settings.sessions_per_ip_hour))
+        if blocked:
+            raise Refused(ErrorCode.FORBIDDEN, "this conversation was ended by the gendarmerie")
         if not token_ok:
             raise Refused(ErrorCode.RATE_LIMITED, "too many new chats; try later")
         if not ip_ok:

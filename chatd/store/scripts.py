@@ -36,6 +36,10 @@ class Scripts:
         }
         self._batch = Batcher(redis)
 
+    async def command(self, *args: Any) -> Any:
+        """A plain command, in the same pipeline as the scripts of this turn of the loop."""
+        return await self._batch.call(*args)
+
     async def run(self, name: str, *argv: Any) -> Any:
         script = self._scripts[name]
         try:

@@ -147,6 +147,11 @@ class Store:
     async def rate(self, sid: str, vid: str, rating: int, comment: str | None) -> str:
         return str(await self._run("rate", sid, vid, rating, comment or ""))
 
+    async def is_blocked(self, vid: str) -> bool:
+        """Whether a gendarme ended this visitor's chats (``Auth.block``): batched, as it is
+        asked on every new chat."""
+        return bool(await self.scripts.command("EXISTS", self.keys.blocked(vid)))
+
     async def count(self, name: str, window_s: int) -> int:
         """Counts an event in a window shared by every process (rate limits)."""
         return int(await self._run("count", name, window_s))
