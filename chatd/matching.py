@@ -23,6 +23,7 @@ from .store import Store
 log = logging.getLogger("chatd.matching")
 
 DEFAULT_HANDLING_S = 300  # assumed chat length before any chat of a topic has closed
+POSITIONS_EVERY = 1.0  # seconds: queue positions are re-sent at most this often (contract)
 
 
 class Matcher:
@@ -33,7 +34,8 @@ class Matcher:
         self._kick = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self.redis_ok = True
-        self.handling: dict[str, int] = {}  # topic -> ms, refreshed each tick
+        self.handling: dict[str, int] = {}  # topic -> ms, refreshed with the positions
+        self._positions_at = 0.0
         self.capacity = 0  # slots of available agents, refreshed each tick
 
     def kick(self) -> None:
@@ -81,7 +83,10 @@ class Matcher:
                 if gone or requeued or closed:
                     log.info("liveness: %d agent(s) offline, %d chat(s) re-queued, "
                              "%d chat(s) closed (visitor left)", gone, requeued, closed)
-                await self._send_positions()
+                now = asyncio.get_running_loop().time()
+                if now - self._positions_at >= POSITIONS_EVERY:  # not every tick if ticks are fast
+                    self._positions_at = now
+                    await self._send_positions()
                 self.hub.close_idle(asyncio.get_running_loop().time(), self.settings.idle_timeout)
                 if not self.redis_ok:
                     log.warning("Redis answers again")

@@ -196,6 +196,21 @@ async def test_queue_positions_move_as_people_ahead_are_served(fast: Chatd, redi
     await visitors[2].recv("queued", position=2, timeout=3)
 
 
+async def test_queue_updates_come_at_most_once_a_second_even_with_fast_ticks(fast: Chatd) -> None:
+    ahead = [await make_visitor(fast) for _ in range(5)]
+    ahead_sids = [await start_chat(v) for v in ahead]
+    watcher = await make_visitor(fast)
+    await start_chat(watcher)
+    await asyncio.sleep(1.1)  # the arrival's own update is past
+    before = len([f for f in watcher.frames if f["type"] == "queued"])
+    for v, sid in zip(ahead, ahead_sids):  # the line moves every 0.25 s, ticks come every 0.2 s
+        await v.send({"type": "close", "session": sid})
+        await asyncio.sleep(0.25)
+    await watcher.recv("queued", position=1, timeout=3)  # it does learn where it stands
+    updates = [f for f in watcher.frames if f["type"] == "queued"][before:]
+    assert len(updates) <= 3, [u["position"] for u in updates]
+
+
 async def test_transfer_to_a_topic_puts_the_chat_at_the_front(fast: Chatd, redis_server) -> None:
     a1 = await make_agent(fast, redis_server.url, capacity=1, topics=("general",))
     visitor = await make_visitor(fast)
