@@ -91,7 +91,9 @@ def upgrade(rt: Runtime, scope: dict[str, Any], path: str, transport: Any,
     conn.counted = counted
     transport.set_protocol(conn)
     if not counted:
-        return conn.refuse(_forbidden())
+        why = ("no such endpoint" if role is None else "no chatd subprotocol" if sub is None
+               else "too many connections from this address")
+        return _refuse(rt, conn, path, why)
     origin = header(scope, b"origin")
     if origin is not None:
         origin = origin.lower()
@@ -101,43 +103,47 @@ def upgrade(rt: Runtime, scope: dict[str, Any], path: str, transport: Any,
         else:
             allowed = origin in s.allowed_origins if s.allowed_origins else origin == own
         if not allowed:
-            return conn.refuse(_forbidden())
+            return _refuse(rt, conn, path, "origin not allowed")
     request = Request(path, Headers((k.decode("latin-1"), v.decode("latin-1"))
                                     for k, v in scope["headers"]))
     cookie = role == "agent" and origin is not None  # only on a same-origin handshake
     if rt.ready.is_set() and not cookie:
-        return _accept(rt, conn, request, None)
-    conn.spawn(_accept_later(rt, conn, request, cookie_token(scope) if cookie else None))
+        return _accept(rt, conn, path, request, None)
+    conn.spawn(_accept_later(rt, conn, path, request, cookie_token(scope) if cookie else None))
 
 
-async def _accept_later(rt: Runtime, conn: Connection, request: Request,
+async def _accept_later(rt: Runtime, conn: Connection, path: str, request: Request,
                         token: str | None) -> None:
     if not rt.ready.is_set():
         # a worker just started (or Redis is away): give its set-up a moment, then refuse
         try:
             await asyncio.wait_for(rt.ready.wait(), 2.0)
         except asyncio.TimeoutError:
-            return conn.refuse(_forbidden())
+            return _refuse(rt, conn, path, "not ready (Redis)")
     account = None
     if token is not None:
         assert rt.auth is not None
         try:
             account = await rt.auth.token_account(token)
         except RedisError:
-            return conn.refuse(_forbidden())
+            return _refuse(rt, conn, path, "Redis unreachable")
     if not conn.ended and not conn.transport.is_closing():
-        _accept(rt, conn, request, account)
+        _accept(rt, conn, path, request, account)
 
 
-def _forbidden() -> Any:
-    return ServerProtocol().reject(FORBIDDEN, "")
+def _refuse(rt: Runtime, conn: Connection, path: str, why: str, response: Any = None) -> None:
+    if rt.settings.log_ips:  # the operator asked for addresses in the logs
+        log.info("%s - WebSocket %s refused: %s", conn.ip, path, why)
+    conn.refuse(response or ServerProtocol().reject(FORBIDDEN, ""))
 
 
-def _accept(rt: Runtime, conn: Connection, request: Request, account: Any) -> None:
+def _accept(rt: Runtime, conn: Connection, path: str, request: Request, account: Any) -> None:
     # the websockets library checks the handshake (key, version, upgrade) and answers it
     response = ServerProtocol(subprotocols=[conn.subprotocol]).accept(request)
     if response.status_code != 101:  # not a valid WebSocket handshake (400, 426)
-        return conn.refuse(response)
+        return _refuse(rt, conn, path, f"bad handshake ({response.status_code})", response)
+    if rt.settings.log_ips:
+        log.info("%s - WebSocket %s accepted", conn.ip, path)
     s = rt.settings
     conn.agent = account
     conn.bucket = TokenBucket(s.frame_rate, s.frame_burst)

@@ -13,6 +13,7 @@ import httpx
 import msgpack
 import psutil
 import pytest
+import websockets
 
 from conftest import connect_pair, make_agent, make_visitor, start_chat
 from harness import Chatd, Client, Closed
@@ -158,6 +159,18 @@ async def test_logs_hold_no_address_and_no_message_text(chatd_factory: Any, redi
     assert secret_text not in log and "Lilas" not in log
     assert "127.0.0.1 -" not in log and "WebSocket /ws" not in log  # uvicorn's per-handshake lines
     assert visitor.token not in log and agent.token not in log  # type: ignore[attr-defined]
+
+
+async def test_with_log_ips_each_handshake_is_logged_with_its_address_and_outcome(
+        chatd_factory: Any) -> None:
+    server = chatd_factory(env={"CHATD_LOG_IPS": "true"})
+    await make_visitor(server)
+    with pytest.raises(websockets.InvalidStatus):
+        await Client.connect(server.ws, "visitor", origin="https://elsewhere.example")
+    await asyncio.sleep(0.3)
+    log = server.output()
+    assert "127.0.0.1 - WebSocket /ws/visitor accepted" in log
+    assert "127.0.0.1 - WebSocket /ws/visitor refused: origin not allowed" in log
 
 
 async def test_pages_carry_security_headers(server: Chatd) -> None:
