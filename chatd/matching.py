@@ -111,7 +111,7 @@ class Matcher:
                         log.info("an agent is back online after a lapse")
                         for conn in self.hub.agent_connections(login):
                             conn.send({"type": "agent_status", "status": "away"})
-                await self.hub.resync()
+                await self.hub.resync(settle=1.0)
             except RedisError:
                 pass
             except Exception:

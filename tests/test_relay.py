@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import random
+import time
 
 import httpx
 import pytest
 
+from chatd.store.keys import Keys
 from conftest import connect_pair, make_agent, make_visitor, start_chat
 from harness import Chatd, Client, RedisServer
 
@@ -273,3 +275,21 @@ async def test_chatd_starts_while_redis_is_down_and_recovers(chatd_factory) -> N
         await start_chat(visitor)
     finally:
         own.stop()
+
+
+async def test_a_message_whose_live_delivery_was_lost_is_backfilled_by_the_periodic_check(
+        chatd_factory, redis_server, rds, prefix) -> None:
+    """A message in the stream that pub/sub never delivered (written here without PUBLISH)
+    reaches both sides by the periodic check, once, a moment after it was found missing."""
+    server = chatd_factory(env={"CHATD_HEARTBEAT_TTL": "3"})  # a check every second
+    visitor, agent, sid = await connect_pair(server, redis_server.url)
+    keys = Keys(prefix)
+    seq = await rds.hincrby(keys.session(sid), "seq", 1)
+    await rds.xadd(keys.messages(sid), {"from": "agent", "text": "lost on the way",
+                                        "ts": int(time.time() * 1000)}, id=f"0-{seq}")
+    for side in (visitor, agent):
+        got = await side.recv("msg", session=sid, seq=seq, timeout=6)
+        assert got["text"] == "lost on the way"
+    await asyncio.sleep(2.5)  # more checks pass: nothing is delivered twice
+    for side in (visitor, agent):
+        assert [f["seq"] for f in side.frames if f["type"] == "msg"].count(seq) == 1
