@@ -1,5 +1,6 @@
-"""The ASGI application of one chatd process: HTTP routes on Starlette, WebSockets on the
-transport module, and a lifespan that owns the Runtime (Redis clients, hub, loops)."""
+"""The ASGI application of one chatd process: HTTP routes on Starlette and a lifespan that owns
+the Runtime (Redis clients, hub, loops). WebSockets never reach it: uvicorn's protocol hands the
+upgrade to the transport module (``http_protocol``)."""
 
 from __future__ import annotations
 
