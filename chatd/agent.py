@@ -62,7 +62,7 @@ class AgentHandlers:
 
     async def send_assigned(self, conn: Connection, sid: str) -> None:
         """The `assigned` frame with the whole history, then live delivery from there on."""
-        await self.hub.attach(conn, sid, None)
+        live = await self.hub.attach(conn, sid, None)  # subscribed before the read below
         opened = await self.store.open_chat(sid, conn.identity, conn.agent.role, "assigned")
         if opened is None:
             self.hub.detach(conn, sid)
@@ -83,7 +83,9 @@ class AgentHandlers:
         last = history[-1].seq if history else 0
         conn.ncursors[sid] = notes[-1].nseq if notes else 0
         self.hub.max_seq[sid] = max(self.hub.max_seq.get(sid, 0), int(info.get("seq", 0)))
-        self.hub.start_from(conn, sid, last)
+        # subscribed before the read: whatever came after it was seen live (max_seq), so the
+        # stream needs reading back only if something newer came, or the subscription is unsure
+        self.hub.start_from(conn, sid, last, backfill=not live or self.hub.max_seq[sid] > last)
 
     async def status(self, conn: Connection, msg: m.Status) -> None:
         acct = conn.agent

@@ -29,6 +29,7 @@ class Fanout:
         self._on_resync = on_resync
         self.channels: set[str] = {always}
         self._pending: dict[str, asyncio.Future[None]] = {}
+        self._unconfirmed: set[str] = set()  # subscribed, but Redis never said so
         self._ps: Any = None
         self._task: asyncio.Task[None] | None = None
         self.connected = asyncio.Event()
@@ -49,28 +50,38 @@ class Fanout:
             except Exception:  # closing a dead connection: nothing to do
                 pass
 
-    async def subscribe(self, channel: str) -> None:
-        """Subscribe and wait until Redis confirms, so no publish after this returns is missed."""
+    async def subscribe(self, channel: str) -> bool:
+        """Subscribe and wait until Redis confirms, so no publish after this returns is missed.
+        False when that cannot be promised (not confirmed): the caller must read back."""
         if channel in self.channels:
-            return
+            return self.live(channel)
         self.channels.add(channel)
         if not self.connected.is_set():
-            return  # the reconnect subscribes it, then resyncs
+            return False  # the reconnect subscribes it, then resyncs
         fut = asyncio.get_running_loop().create_future()
         self._pending[channel] = fut
         try:
             await self._ps.subscribe(channel)
             await asyncio.wait_for(asyncio.shield(fut), 2.0)
+            return True
         except (RedisError, OSError, asyncio.TimeoutError) as exc:
             log.warning("subscribe not confirmed (%s); the periodic resync covers it",
                         type(exc).__name__)
+            self._unconfirmed.add(channel)
+            return False
         finally:
             self._pending.pop(channel, None)
+
+    def live(self, channel: str) -> bool:
+        """Whether every publish on ``channel`` from now on reaches this process."""
+        return (channel in self.channels and channel not in self._pending
+                and channel not in self._unconfirmed and self.connected.is_set())
 
     async def unsubscribe(self, channel: str) -> None:
         if channel not in self.channels or channel == self._always:
             return
         self.channels.discard(channel)
+        self._unconfirmed.discard(channel)
         if self.connected.is_set():
             try:
                 await self._ps.unsubscribe(channel)
@@ -83,6 +94,7 @@ class Fanout:
         while True:
             try:
                 self._ps = self._redis.pubsub()
+                self._unconfirmed = set(self.channels)  # until Redis confirms each again
                 await self._ps.subscribe(*self.channels)
                 self.connected.set()
                 if not first:
@@ -128,6 +140,7 @@ class Fanout:
                 except Exception:
                     log.exception("event handler failed on %s", channel)
             elif kind == "subscribe":
+                self._unconfirmed.discard(channel)
                 fut = self._pending.get(channel)
                 if fut is not None and not fut.done():
                     fut.set_result(None)

@@ -67,12 +67,15 @@ class Hub:
 
     # -- registry -----------------------------------------------------------------------------
 
-    async def attach(self, conn: Connection, sid: str, after: int | None) -> None:
-        """Start delivering a session to a connection from seq ``after`` (None: not yet)."""
+    async def attach(self, conn: Connection, sid: str, after: int | None) -> bool:
+        """Start delivering a session to a connection from seq ``after`` (None: not yet).
+        True when every event published from now on will reach this process."""
         conn.attached.add(sid)
-        await self._join(self.sessions, sid, self.keys.session_channel(sid), "s", conn)
+        channel = self.keys.session_channel(sid)
+        await self._join(self.sessions, sid, channel, "s", conn)
         if after is not None:
             self.start_from(conn, sid, after)
+        return self.fanout.live(channel)
 
     async def attach_new(self, conn: Connection, sid: str) -> None:
         """Subscribe to a session about to be created. Its events are held back until
@@ -87,9 +90,12 @@ class Hub:
         for kind, ev in self._held.pop(sid, ()):
             self._session_event(sid, kind, ev)
 
-    def start_from(self, conn: Connection, sid: str, after: int) -> None:
+    def start_from(self, conn: Connection, sid: str, after: int, backfill: bool = True) -> None:
+        """Live delivery from seq ``after``; ``backfill=False`` when the caller knows nothing
+        after it was published yet (skips reading the stream back)."""
         conn.cursors[sid] = after
-        conn.spawn(self._catch_up(conn, sid))
+        if backfill:
+            conn.spawn(self._catch_up(conn, sid))
 
     def detach(self, conn: Connection, sid: str) -> None:
         conn.attached.discard(sid)
