@@ -57,14 +57,18 @@ class ConnectionCounter:
             self.by_ip[ip] = n
 
 
-async def allow_new_session(store: Store, ip: str, per_hour: int) -> bool:
-    """Counts a new chat against the IP's hourly allowance, across every process."""
+async def admit_new_chat(store: Store, vid: str, ip: str, per_token_hour: int,
+                         per_ip_hour: int) -> str | None:
+    """Whether a visitor may open a new chat now: None, or why not (``"blocked"``, ``"token"``,
+    ``"ip"``). The block and both hourly allowances, across every process, in one round trip.
+    The address itself is not written to Redis: visitors are anonymous."""
     hour = int(time.time() // 3600)
-    # the address itself is not written to Redis: visitors are anonymous
-    name = f"ip:{hashlib.sha256(ip.encode()).hexdigest()[:20]}:{hour}"
-    return await store.count(name, 3700) <= per_hour
-
-
-async def allow_new_session_for(store: Store, vid: str, per_hour: int) -> bool:
-    """Counts a new chat against the visitor token's hourly allowance, across every process."""
-    return await store.count(f"vt:{vid}:{int(time.time() // 3600)}", 3700) <= per_hour
+    ip_counter = f"ip:{hashlib.sha256(ip.encode()).hexdigest()[:20]}:{hour}"
+    blocked, by_token, by_ip = await store.admit(vid, f"vt:{vid}:{hour}", ip_counter, 3700)
+    if blocked:
+        return "blocked"
+    if by_token > per_token_hour:
+        return "token"
+    if by_ip > per_ip_hour:
+        return "ip"
+    return None

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import secrets
 import time
 from typing import TYPE_CHECKING, Any
@@ -14,7 +13,7 @@ from protocol.outbound import ack, error
 
 from . import metrics
 from .connection import Connection
-from .limits import allow_new_session, allow_new_session_for
+from .limits import admit_new_chat
 
 if TYPE_CHECKING:
     from .runtime import Runtime
@@ -88,16 +87,14 @@ class VisitorHandlers:
         if topic is None:
             raise Refused(ErrorCode.BAD_MESSAGE, f"unknown topic {msg.topic!r}")
         settings = self.rt.settings
-        # the block and both counters in one batch (one round trip), not one after the other
-        blocked, token_ok, ip_ok = await asyncio.gather(
-            self.store.is_blocked(conn.identity),
-            allow_new_session_for(self.store, conn.identity, settings.sessions_per_token_hour),
-            allow_new_session(self.store, conn.ip, settings.sessions_per_ip_hour))
-        if blocked:
+        refused = await admit_new_chat(self.store, conn.identity, conn.ip,
+                                       settings.sessions_per_token_hour,
+                                       settings.sessions_per_ip_hour)
+        if refused == "blocked":
             raise Refused(ErrorCode.FORBIDDEN, "this conversation was ended by the gendarmerie")
-        if not token_ok:
+        if refused == "token":
             raise Refused(ErrorCode.RATE_LIMITED, "too many new chats; try later")
-        if not ip_ok:
+        if refused == "ip":
             raise Refused(ErrorCode.RATE_LIMITED, "too many new chats from this network; try later")
         sid = secrets.token_urlsafe(12)
         lang = msg.lang or self.rt.settings.default_lang

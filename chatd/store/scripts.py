@@ -16,7 +16,7 @@ from .keys import lua_functions
 
 NAMES = (
     "create", "append", "match", "accept", "decline", "expire_offers", "heartbeat",
-    "agent_online", "reap", "close", "rate", "status", "transfer", "count",
+    "agent_online", "reap", "close", "rate", "status", "transfer", "admit",
     "open_chat",
 )
 

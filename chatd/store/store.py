@@ -152,9 +152,13 @@ class Store:
         asked on every new chat."""
         return bool(await self.scripts.command("EXISTS", self.keys.blocked(vid)))
 
-    async def count(self, name: str, window_s: int) -> int:
-        """Counts an event in a window shared by every process (rate limits)."""
-        return int(await self._run("count", name, window_s))
+    async def admit(self, vid: str, token_counter: str, ip_counter: str,
+                    window_s: int) -> tuple[bool, int, int]:
+        """A new chat's checks in one call (``limits.admit_new_chat``): blocked, and the
+        visitor's and the address's counts in their window, this chat included."""
+        blocked, by_token, by_ip = await self._run("admit", vid, token_counter, ip_counter,
+                                                   window_s)
+        return bool(blocked), int(by_token), int(by_ip)
 
     # -- matching -----------------------------------------------------------------------------
 
