@@ -1,38 +1,58 @@
-"""Auto-pipelining: script calls made by many coroutines during one turn of the event loop go
-to Redis as one pipeline, so a burst of messages costs one write and one read instead of one
-round trip each (measured in docs/benchmarks.md; the same idea as Centrifugo's)."""
+"""Auto-pipelining: script calls made by many coroutines go to Redis together as one pipeline,
+so a burst of messages costs one write and one read instead of one round trip each (measured in
+docs/benchmarks.md; the same idea as Centrifugo's)."""
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Any
 
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+log = logging.getLogger("chatd.store")
+
 MAX_BATCH = 512
+SENDERS = 2  # pipelines in flight at once: while they are, the next batch grows
 
 
 class Batcher:
+    """Commands queue up; a few long-lived sender tasks each take everything queued and send it
+    as one pipeline. No task per batch, and under load the batches grow by themselves while
+    the previous ones are in flight (one write and one read for many commands)."""
+
     def __init__(self, redis: Redis) -> None:
         self._redis = redis
         self._queue: list[tuple[tuple[Any, ...], asyncio.Future[Any]]] = []
-        self._scheduled = False
-        self._inflight = 0
+        self._wake: asyncio.Event | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     def call(self, *args: Any) -> asyncio.Future[Any]:
-        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        if loop is not self._loop:  # first use in this event loop (the CLI runs several)
+            self._loop = loop
+            self._wake = asyncio.Event()
+            for _ in range(SENDERS):
+                loop.create_task(self._sender())
+        fut: asyncio.Future[Any] = loop.create_future()
         self._queue.append((args, fut))
-        if not self._scheduled:
-            self._scheduled = True
-            asyncio.get_running_loop().call_soon(self._flush)
+        self._wake.set()  # type: ignore[union-attr]
         return fut
 
-    def _flush(self) -> None:
-        self._scheduled = False
-        while self._queue:
+    async def _sender(self) -> None:
+        wake = self._wake
+        assert wake is not None
+        while True:
+            if not self._queue:
+                wake.clear()
+                await wake.wait()
+                continue
             batch, self._queue = self._queue[:MAX_BATCH], self._queue[MAX_BATCH:]
-            asyncio.ensure_future(self._send(batch))
+            try:
+                await self._send(batch)
+            except Exception:  # its callers have their error; the sender must live on
+                log.exception("a Redis pipeline failed")
 
     async def _send(self, batch: list[tuple[tuple[Any, ...], asyncio.Future[Any]]]) -> None:
         try:
