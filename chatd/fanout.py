@@ -30,6 +30,8 @@ class Fanout:
         self.channels: set[str] = {always}
         self._pending: dict[str, asyncio.Future[None]] = {}
         self._unconfirmed: set[str] = set()  # subscribed, but Redis never said so
+        self._ops: list[tuple[str, str]] = []  # (un)subscriptions not sent yet
+        self._sender: asyncio.Future[None] | None = None
         self._ps: Any = None
         self._task: asyncio.Task[None] | None = None
         self.connected = asyncio.Event()
@@ -60,8 +62,8 @@ class Fanout:
             return False  # the reconnect subscribes it, then resyncs
         fut = asyncio.get_running_loop().create_future()
         self._pending[channel] = fut
+        self._queue("subscribe", channel)
         try:
-            await self._ps.subscribe(channel)
             await asyncio.wait_for(asyncio.shield(fut), 2.0)
             return True
         except (RedisError, OSError, asyncio.TimeoutError) as exc:
@@ -77,16 +79,44 @@ class Fanout:
         return (channel in self.channels and channel not in self._pending
                 and channel not in self._unconfirmed and self.connected.is_set())
 
-    async def unsubscribe(self, channel: str) -> None:
+    def unsubscribe(self, channel: str) -> None:
         if channel not in self.channels or channel == self._always:
             return
         self.channels.discard(channel)
         self._unconfirmed.discard(channel)
         if self.connected.is_set():
-            try:
-                await self._ps.unsubscribe(channel)
-            except (RedisError, OSError):
-                pass  # the reconnect will not re-add it
+            self._queue("unsubscribe", channel)
+
+    def _queue(self, op: str, channel: str) -> None:
+        """(Un)subscriptions asked for meanwhile leave together, one command per run of the
+        same kind, in the order they were asked for (one write instead of one each)."""
+        self._ops.append((op, channel))
+        if self._sender is None:
+            self._sender = asyncio.ensure_future(self._send_ops())
+
+    async def _send_ops(self) -> None:
+        try:
+            while self._ops:
+                ops, self._ops = self._ops, []
+                runs: list[tuple[str, list[str]]] = []
+                for op, channel in ops:
+                    if runs and runs[-1][0] == op:
+                        runs[-1][1].append(channel)
+                    else:
+                        runs.append((op, [channel]))
+                for op, channels in runs:
+                    try:
+                        if op == "subscribe":
+                            await self._ps.subscribe(*channels)
+                        else:
+                            await self._ps.unsubscribe(*channels)
+                    except (RedisError, OSError) as exc:  # the reconnect subscribes again
+                        for channel in channels:
+                            fut = self._pending.get(channel)
+                            if fut is not None and not fut.done():
+                                fut.set_exception(exc)
+        finally:
+            self._sender = None
 
     async def _run(self) -> None:
         delay = 0.1

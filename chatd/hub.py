@@ -132,7 +132,7 @@ class Hub:
             return False
         del table[key]
         self._channel_owner.pop(channel, None)
-        asyncio.ensure_future(self.fanout.unsubscribe(channel))
+        self.fanout.unsubscribe(channel)
         return True
 
     def add_visitor(self, conn: Connection) -> None:
