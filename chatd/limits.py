@@ -1,15 +1,14 @@
 """Rate and size limits that keep one abusive client from hurting the others.
 
 Per-connection limits (frames per second) are local token buckets: a connection lives on one
-process. Limits that must hold across processes (new chats per IP per hour) live in Redis.
+process. Limits that must hold across processes (new chats per token and per IP per hour) are
+counted in Redis, by the script that creates the chat.
 """
 
 from __future__ import annotations
 
 import hashlib
 import time
-
-from .store import Store
 
 
 class TokenBucket:
@@ -57,18 +56,8 @@ class ConnectionCounter:
             self.by_ip[ip] = n
 
 
-async def admit_new_chat(store: Store, vid: str, ip: str, per_token_hour: int,
-                         per_ip_hour: int) -> str | None:
-    """Whether a visitor may open a new chat now: None, or why not (``"blocked"``, ``"token"``,
-    ``"ip"``). The block and both hourly allowances, across every process, in one round trip.
-    The address itself is not written to Redis: visitors are anonymous."""
+def chat_counters(vid: str, ip: str) -> tuple[str, str]:
+    """The hourly counters a new chat counts against (``create.lua``, across every process):
+    the visitor's token, and its address, hashed: the address itself is not written to Redis."""
     hour = int(time.time() // 3600)
-    ip_counter = f"ip:{hashlib.sha256(ip.encode()).hexdigest()[:20]}:{hour}"
-    blocked, by_token, by_ip = await store.admit(vid, f"vt:{vid}:{hour}", ip_counter, 3700)
-    if blocked:
-        return "blocked"
-    if by_token > per_token_hour:
-        return "token"
-    if by_ip > per_ip_hour:
-        return "ip"
-    return None
+    return f"vt:{vid}:{hour}", f"ip:{hashlib.sha256(ip.encode()).hexdigest()[:20]}:{hour}"

@@ -13,7 +13,7 @@ from protocol.outbound import ack, error
 
 from . import metrics
 from .connection import Connection
-from .limits import admit_new_chat
+from .limits import chat_counters
 
 if TYPE_CHECKING:
     from .runtime import Runtime
@@ -29,6 +29,13 @@ class Refused(Exception):
 
 
 NOT_FOUND = "no such session, or not yours"
+# why create.lua may refuse a new chat, as the visitor is told
+_REFUSALS = {
+    "blocked": (ErrorCode.FORBIDDEN, "this conversation was ended by the gendarmerie"),
+    "rate_token": (ErrorCode.RATE_LIMITED, "too many new chats; try later"),
+    "rate_ip": (ErrorCode.RATE_LIMITED, "too many new chats from this network; try later"),
+    "conflict": (ErrorCode.CONFLICT, "you already have an open chat"),
+}
 
 
 class Blocked(Exception):
@@ -87,25 +94,18 @@ class VisitorHandlers:
         if topic is None:
             raise Refused(ErrorCode.BAD_MESSAGE, f"unknown topic {msg.topic!r}")
         settings = self.rt.settings
-        refused = await admit_new_chat(self.store, conn.identity, conn.ip,
-                                       settings.sessions_per_token_hour,
-                                       settings.sessions_per_ip_hour)
-        if refused == "blocked":
-            raise Refused(ErrorCode.FORBIDDEN, "this conversation was ended by the gendarmerie")
-        if refused == "token":
-            raise Refused(ErrorCode.RATE_LIMITED, "too many new chats; try later")
-        if refused == "ip":
-            raise Refused(ErrorCode.RATE_LIMITED, "too many new chats from this network; try later")
         sid = secrets.token_urlsafe(12)
-        lang = msg.lang or self.rt.settings.default_lang
+        lang = msg.lang or settings.default_lang
         await self.hub.attach_new(conn, sid)  # subscribed first: seq 1 arrives live
         try:
             conn.cursors[sid] = 0
-            status, pos = await self.store.create_session(sid, conn.identity, topic, lang,
-                                                          msg.text, None)
-            if status == "conflict":
+            status, pos = await self.store.create_session(
+                sid, conn.identity, topic, lang, msg.text, None,
+                chat_counters(conn.identity, conn.ip), settings.sessions_per_token_hour,
+                settings.sessions_per_ip_hour)
+            if status != "ok":
                 self.hub.detach(conn, sid)
-                raise Refused(ErrorCode.CONFLICT, "you already have an open chat")
+                raise Refused(*_REFUSALS[status])
             metrics.SESSIONS.inc()
             conn.waiting[sid] = topic.id
             # already offered (position 0): next in line, whatever happens

@@ -16,7 +16,7 @@ from .keys import lua_functions
 
 NAMES = (
     "create", "append", "match", "accept", "decline", "expire_offers", "heartbeat",
-    "agent_online", "reap", "close", "rate", "status", "transfer", "admit",
+    "agent_online", "reap", "close", "rate", "status", "transfer",
     "open_chat",
 )
 

@@ -19,6 +19,8 @@ from ..config import Settings, Topic
 from .keys import Keys
 from .scripts import Scripts
 
+COUNTER_WINDOW_S = 3700  # an hourly counter lives a little over its hour
+
 
 def now_ms() -> int:
     return int(time.time() * 1000)
@@ -77,10 +79,14 @@ class Store:
     # -- sessions and messages ----------------------------------------------------------------
 
     async def create_session(self, sid: str, vid: str, topic: Topic, lang: str,
-                             text: str | None, cid: str | None) -> tuple[str, int]:
-        """Returns ('ok', queue position) or ('conflict', 0) when the visitor has an open chat."""
+                             text: str | None, cid: str | None, counters: tuple[str, str],
+                             per_token: int, per_ip: int) -> tuple[str, int]:
+        """Admission and creation in one call. Returns ('ok', queue position), or
+        ('blocked' | 'rate_token' | 'rate_ip' | 'conflict', 0); ``counters`` name the hourly
+        counters of the visitor's token and address (``limits.chat_counters``)."""
         status, position = await self._run("create", sid, vid, topic.id, lang, topic.priority,
-                                           topic.weight, text or "", cid or "")
+                                           topic.weight, text or "", cid or "", counters[0],
+                                           counters[1], COUNTER_WINDOW_S, per_token, per_ip)
         return str(status), int(position)
 
     async def append(self, sid: str, kind: str, sender: str, actor: str, text: str,
@@ -151,14 +157,6 @@ class Store:
         """Whether a gendarme ended this visitor's chats (``Auth.block``): batched, as it is
         asked on every new chat."""
         return bool(await self.scripts.command("EXISTS", self.keys.blocked(vid)))
-
-    async def admit(self, vid: str, token_counter: str, ip_counter: str,
-                    window_s: int) -> tuple[bool, int, int]:
-        """A new chat's checks in one call (``limits.admit_new_chat``): blocked, and the
-        visitor's and the address's counts in their window, this chat included."""
-        blocked, by_token, by_ip = await self._run("admit", vid, token_counter, ip_counter,
-                                                   window_s)
-        return bool(blocked), int(by_token), int(by_ip)
 
     # -- matching -----------------------------------------------------------------------------
 

@@ -1,10 +1,24 @@
--- Creates a session, queues it, and stores the optional first message as seq 1.
+-- Admits a new chat, creates the session, queues it, and stores the optional first message as
+-- seq 1. Admission first: a blocked visitor, or one over an hourly allowance (its token, its
+-- address), gets no chat; the allowances are counted here, shared by every process.
 -- KEYS: none (names come from k_*(); the session lives under its {sid} tag, the queue under {m})
--- ARGV: P, NOW, sid, visitor id, topic, lang, priority, weight, first text ('' for none), cid
--- Returns: {status, position}: status 'ok' or 'conflict' (the visitor has an open chat);
---          position is 1-based among the topic's waiting visitors (0: already offered)
+-- ARGV: P, NOW, sid, visitor id, topic, lang, priority, weight, first text ('' for none), cid,
+--       token counter suffix, address counter suffix (hashed: no client address is stored),
+--       counter window s, chats allowed per token, chats allowed per address
+-- Returns: {status, position}: status 'ok', 'blocked', 'rate_token', 'rate_ip' or 'conflict'
+--          (the visitor has an open chat); position is 1-based among the topic's waiting
+--          visitors (0: already offered)
 local sid, vid, topic, lang, prio, weight, text, cid =
   ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8], ARGV[9], ARGV[10]
+if redis.call('EXISTS', k_blocked(vid)) == 1 then return {'blocked', 0} end
+local function count(suffix)
+  local key = k_counter(suffix)
+  local n = redis.call('INCR', key)
+  if n == 1 then redis.call('EXPIRE', key, tonumber(ARGV[13])) end
+  return n
+end
+if count(ARGV[11]) > tonumber(ARGV[14]) then return {'rate_token', 0} end
+if count(ARGV[12]) > tonumber(ARGV[15]) then return {'rate_ip', 0} end
 -- the visitor's last chat, so that the next gendarme knows how it ended
 local earlier, prev, prev_at = 0, '', -1
 for _, other in ipairs(redis.call('SMEMBERS', k_visitor_sessions(vid))) do
