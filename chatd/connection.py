@@ -47,10 +47,10 @@ class Connection(asyncio.Protocol):
     __slots__ = (
         "role", "subprotocol", "identity", "name", "agent", "ip", "endpoint", "transport",
         "engine", "_outbox", "_flushing", "_paused", "_timer", "_hello_timer", "_inbox",
-        "_reading", "_parts", "_pending", "_limit", "_timeout", "_room", "live", "counted", "close_code",
-        "close_reason", "close_sent", "closed", "ended", "cursors", "ncursors", "catching", "ending", "creating", "attached",
-        "waiting", "positions", "tasks", "hello_done", "bad", "bucket", "last_seen",
-        "registry",
+        "_reading", "_parts", "_pending", "_limit", "_timeout", "_room", "live", "counted",
+        "close_code", "close_reason", "close_sent", "closed", "ended", "cursors", "ncursors",
+        "catching", "ending", "creating", "attached", "waiting", "positions", "tasks",
+        "hello_done", "bad", "bucket", "last_seen", "registry",
     )
 
     def __init__(self, transport: Any, endpoint: Endpoint, role: str, subprotocol: str, ip: str,
