@@ -23,8 +23,6 @@ from .store import Entry, Store
 
 log = logging.getLogger("chatd.hub")
 
-PING_EVERY = 20.0  # seconds: WebSocket keepalive pings to silent connections
-
 
 def msg_frame(sid: str, e: Entry) -> dict[str, Any]:
     return protocol.outbound.msg(sid, e.seq, e.sender, e.text, e.ts, e.cid)
@@ -139,11 +137,12 @@ class Hub:
         self.visitors.add(conn)
 
     def close_idle(self, now: float, idle: float) -> int:
-        """Closes connections that sent nothing for ``idle`` seconds (1001); every
-        ``PING_EVERY`` seconds, pings those silent that long (proxies and NATs drop quiet
+        """Closes connections that sent nothing for ``idle`` seconds (1001); every third of
+        that (20 s by default), pings those silent that long (proxies and NATs drop quiet
         sockets). One pass for all connections: no timer per connection."""
         n = 0
-        ping = now - self._pinged >= PING_EVERY
+        every = idle / 3
+        ping = now - self._pinged >= every
         if ping:
             self._pinged = now
         for conn in list(self.connections):
@@ -151,7 +150,7 @@ class Hub:
             if silent > idle and conn.close_code is None:
                 conn.close(CloseCode.GOING_AWAY, "idle")
                 n += 1
-            elif ping and silent >= PING_EVERY:
+            elif ping and silent >= every:
                 conn.ping()
         return n
 

@@ -231,3 +231,39 @@ async def test_stopping_a_process_closes_its_sockets_with_1012(chatd_factory) ->
     await asyncio.get_running_loop().run_in_executor(None, server.stop)
     assert (await visitor.closed()).code == 1012
     assert (await other.closed()).code == 1012
+
+
+async def test_a_silent_connection_gets_keepalive_pings(chatd_factory) -> None:
+    """Read at the frame level (the websockets client answers pings without telling anyone)."""
+    from websockets.client import ClientProtocol
+    from websockets.frames import Frame, Opcode
+    from websockets.uri import parse_uri
+
+    server = chatd_factory(env={"CHATD_IDLE_TIMEOUT": "3", "CHATD_TICK": "0.2"})  # ping at 1 s
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+    client = ClientProtocol(parse_uri(f"{server.ws}/ws/visitor"),
+                            subprotocols=["chatd.v1.json"])  # type: ignore[list-item]
+    client.send_request(client.connect())
+    writer.write(b"".join(client.data_to_send()))
+    while client.handshake_exc is None and not client.events_received():  # the 101
+        client.receive_data(await asyncio.wait_for(reader.read(65536), 3))
+    assert client.handshake_exc is None
+    client.send_text(json.dumps({"type": "hello"}).encode())
+    writer.write(b"".join(client.data_to_send()))
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    pinged = None
+    while pinged is None and loop.time() - started < 2.9:  # before the idle close at 3 s
+        try:
+            data = await asyncio.wait_for(reader.read(65536), 2.9 - (loop.time() - started))
+        except asyncio.TimeoutError:
+            break
+        assert data, "closed before any ping"
+        client.receive_data(data)
+        for event in client.events_received():
+            if isinstance(event, Frame) and event.opcode is Opcode.PING:
+                pinged = loop.time() - started
+        writer.write(b"".join(client.data_to_send()))  # the pong
+    assert pinged is not None, "no keepalive ping within 2.9 s of silence"
+    assert pinged >= 0.9  # only once the connection has been silent a while
+    writer.close()
