@@ -158,8 +158,7 @@ class AgentHandlers:
         info = await self.store.session(msg.session)
         if info.get("agent") != conn.identity or info.get("state") != "active":
             raise Refused(ErrorCode.NOT_FOUND, NOT_FOUND)
-        assert self.rt.auth is not None
-        await self.rt.auth.block(info["visitor"], msg.hours or 24)
+        await self.store.block(info["visitor"], msg.hours or 24)
         await self.store.close(msg.session, "agent", conn.identity, "agent_closed", "abusive")
         conn.send({"type": "blocked", "session": msg.session, "hours": msg.hours or 24})
         self.rt.matcher.kick()

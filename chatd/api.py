@@ -197,28 +197,13 @@ async def _agents(rt: Runtime) -> list[dict[str, Any]]:
 
 
 async def _stats(rt: Runtime) -> dict[str, Any]:
-    keys = rt.store.keys
-    r = rt.redis
     now = int(time.time() * 1000)
-    topics = rt.settings.topics
-    async with r.pipeline(transaction=False) as pipe:
-        for t in topics:
-            pipe.zcard(keys.queue(t.id))
-            pipe.zrange(keys.queue(t.id), 0, 0)
-        pipe.zcard(keys.open)
-        pipe.zcard(keys.offers)
-        res = await pipe.execute()
-    heads = {t.id: res[2 * i + 1][0] for i, t in enumerate(topics) if res[2 * i + 1]}
-    async with r.pipeline(transaction=False) as pipe:
-        for sid in heads.values():
-            pipe.hget(keys.session(sid), "created")
-        created = dict(zip(heads, await pipe.execute()))
-    queues = {}
-    for i, t in enumerate(topics):
-        wait = max(0, (now - int(created.get(t.id) or now)) // 1000) if t.id in created else 0
-        queues[t.id] = {"waiting": res[2 * i], "longest_wait_s": wait}
+    waiting, oldest, open_chats, offers = await rt.store.queue_stats([t.id for t in rt.settings.topics])
+    queues = {t: {"waiting": waiting[t],
+                  "longest_wait_s": max(0, (now - oldest[t]) // 1000) if t in oldest else 0}
+              for t in waiting}
     agents = await _agents(rt)
     by_status = Counter(a["status"] for a in agents)
     return {"queues": queues, "longest_wait_s": max((q["longest_wait_s"] for q in queues.values()), default=0),
-            "agents_by_status": dict(by_status), "agents": agents, "active_sessions": res[-2],
-            "offers_pending": res[-1], "server_time": now}
+            "agents_by_status": dict(by_status), "agents": agents, "active_sessions": open_chats,
+            "offers_pending": offers, "server_time": now}

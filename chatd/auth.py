@@ -190,12 +190,6 @@ class Auth:
         mac = hmac.new(key or self._key, body.encode(), hashlib.sha256).digest()[:18]
         return base64.urlsafe_b64encode(mac).decode().rstrip("=")
 
-    # -- blocking -----------------------------------------------------------------------------
-
-    async def block(self, vid: str, hours: int) -> None:
-        await self.redis.set(self.keys.blocked(vid), 1, ex=hours * 3600)
-
-
 
 def _visitor_key(secret: str) -> bytes:
     return hashlib.sha256(("chatd-visitor:" + secret).encode()).digest()

@@ -52,25 +52,23 @@ class Fanout:
             except Exception:  # closing a dead connection: nothing to do
                 pass
 
-    async def subscribe(self, channel: str) -> bool:
-        """Subscribe and wait until Redis confirms, so no publish after this returns is missed.
-        False when that cannot be promised (not confirmed): the caller must read back."""
+    async def subscribe(self, channel: str) -> None:
+        """Subscribe and wait until Redis confirms, so no publish after this returns is missed;
+        ``live`` says whether that could be promised."""
         if channel in self.channels:
-            return self.live(channel)
+            return
         self.channels.add(channel)
         if not self.connected.is_set():
-            return False  # the reconnect subscribes it, then resyncs
+            return  # the reconnect subscribes it, then resyncs
         fut = asyncio.get_running_loop().create_future()
         self._pending[channel] = fut
         self._queue("subscribe", channel)
         try:
             await asyncio.wait_for(asyncio.shield(fut), 2.0)
-            return True
         except (RedisError, OSError, asyncio.TimeoutError) as exc:
             log.warning("subscribe not confirmed (%s); the periodic resync covers it",
                         type(exc).__name__)
             self._unconfirmed.add(channel)
-            return False
         finally:
             self._pending.pop(channel, None)
 

@@ -87,7 +87,7 @@ class Matcher:
                 if now - self._positions_at >= POSITIONS_EVERY:  # not every tick if ticks are fast
                     self._positions_at = now
                     await self._send_positions()
-                self.hub.close_idle(asyncio.get_running_loop().time(), self.settings.idle_timeout)
+                self.hub.close_idle(now, self.settings.idle_timeout)
                 if not self.redis_ok:
                     log.warning("Redis answers again")
                     self.redis_ok = True

@@ -64,8 +64,7 @@ class VisitorHandlers:
             sessions: list[dict[str, Any]] = []
         else:
             if await self.store.is_blocked(vid):
-                conn.send(error(ErrorCode.FORBIDDEN, "this conversation was ended by the gendarmerie",
-                                "hello"))
+                conn.send(error(*_REFUSALS["blocked"], "hello"))
                 raise Blocked()
             token = auth.visitor_token(vid)  # sliding expiry
             sessions = await self.store.visitor_sessions(vid)

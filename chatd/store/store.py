@@ -153,9 +153,12 @@ class Store:
     async def rate(self, sid: str, vid: str, rating: int, comment: str | None) -> str:
         return str(await self._run("rate", sid, vid, rating, comment or ""))
 
+    async def block(self, vid: str, hours: int) -> None:
+        """A gendarme bars a visitor (every process: ``create.lua`` and hello check it)."""
+        await self.redis.set(self.keys.blocked(vid), 1, ex=hours * 3600)
+
     async def is_blocked(self, vid: str) -> bool:
-        """Whether a gendarme ended this visitor's chats (``Auth.block``): batched, as it is
-        asked on every new chat."""
+        """Asked at each returning visitor's hello, in the pipeline of that loop turn."""
         return bool(await self.scripts.command("EXISTS", self.keys.blocked(vid)))
 
     # -- matching -----------------------------------------------------------------------------
@@ -217,6 +220,26 @@ class Store:
         for topic, members in zip(topics, queues):
             index[topic] = {sid: i + 1 for i, sid in enumerate(members)}
         return [index[t].get(s) for t, s in entries]
+
+    async def queue_stats(self, topics: list[str]
+                          ) -> tuple[dict[str, int], dict[str, int], int, int]:
+        """For the supervisors' page: visitors waiting per topic, when the first in each line
+        arrived (epoch ms, topics with someone waiting), open chats, offers pending."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for t in topics:
+                pipe.zcard(self.keys.queue(t))
+                pipe.zrange(self.keys.queue(t), 0, 0)
+            pipe.zcard(self.keys.open)
+            pipe.zcard(self.keys.offers)
+            res = await pipe.execute()
+        waiting = {t: int(res[2 * i]) for i, t in enumerate(topics)}
+        heads = {t: res[2 * i + 1][0] for i, t in enumerate(topics) if res[2 * i + 1]}
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for sid in heads.values():
+                pipe.hget(self.keys.session(sid), "created")
+            created = await pipe.execute()
+        oldest = {t: int(c) for t, c in zip(heads, created) if c}
+        return waiting, oldest, int(res[-2]), int(res[-1])
 
     async def handling_ms(self) -> dict[str, int]:
         raw = await self.redis.hgetall(self.keys.handling)
