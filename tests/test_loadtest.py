@@ -53,3 +53,10 @@ def test_surge_scenario(tmp_path: Path) -> None:
     assert r["errors"] == r["lost"] == 0
     assert r["served"] == r["arrivals"]
     assert "arrivals_per_s_before" in r and "arrivals_per_s_during" in r and "queue_max" in r
+
+
+def test_soak_scenario(tmp_path: Path) -> None:
+    r = loadtest(tmp_path, "soak", "--spawn", "2", "--base", "3", "--duration", "5")
+    assert r["scenario"] == "soak"
+    assert r["errors"] == r["lost"] == 0
+    assert int(r["arrivals"]) > 0 and r["served"] == r["arrivals"]  # type: ignore[call-overload]
