@@ -36,6 +36,16 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+async def get_once_listening(http: httpx.AsyncClient, url: str, tries: int) -> httpx.Response:
+    """GET ``url`` as soon as the server accepts connections (it may still be starting)."""
+    for _ in range(tries - 1):
+        try:
+            return await http.get(url)
+        except httpx.HTTPError:
+            await asyncio.sleep(0.1)
+    return await http.get(url)
+
+
 def wait_until(predicate: Any, timeout: float = 10.0, every: float = 0.05) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

@@ -12,7 +12,7 @@ import pytest
 
 from chatd.store.keys import Keys
 from conftest import connect_pair, make_agent, make_visitor, start_chat
-from harness import Chatd, Client, RedisServer
+from harness import Chatd, Client, RedisServer, get_once_listening
 
 pytestmark = pytest.mark.asyncio
 
@@ -256,12 +256,7 @@ async def test_chatd_starts_while_redis_is_down_and_recovers(chatd_factory) -> N
         server = chatd_factory(redis_url=own.url, start=False, env={"CHATD_TICK": "0.2"})
         server.start(wait_ready=False)
         async with httpx.AsyncClient() as http:
-            for _ in range(100):
-                try:
-                    r = await http.get(server.http + "/healthz")
-                    break
-                except httpx.HTTPError:
-                    await asyncio.sleep(0.1)
+            r = await get_once_listening(http, server.http + "/healthz", 100)
             assert r.status_code == 200
             assert (await http.get(server.http + "/readyz")).status_code == 503
             own.start()

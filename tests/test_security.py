@@ -16,7 +16,7 @@ import pytest
 import websockets
 
 from conftest import connect_pair, make_agent, make_visitor, start_chat
-from harness import Chatd, Client, Closed
+from harness import Chatd, Client, Closed, get_once_listening
 
 pytestmark = pytest.mark.asyncio
 
@@ -317,12 +317,7 @@ async def test_external_redis_over_tls_with_an_acl_user(chatd_factory: Any, pref
         bad.start(wait_ready=False)
         assert wait_until(lambda: "Redis unreachable at start-up" in bad.output(), 15)
         async with httpx.AsyncClient() as http:
-            for _ in range(50):
-                try:
-                    r = await http.get(bad.http + "/readyz")
-                    break
-                except httpx.HTTPError:
-                    await asyncio.sleep(0.1)
+            r = await get_once_listening(http, bad.http + "/readyz", 50)
         assert r.status_code == 503
         assert "s3cret" not in bad.output() and "wrong" not in bad.output()  # no password in logs
     finally:
