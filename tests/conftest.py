@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import shutil
-from typing import Any, AsyncIterator, Callable, Iterator
+from typing import Any, AsyncIterator, Awaitable, Callable
 
 import httpx
 import pytest
@@ -20,11 +21,11 @@ _logins = itertools.count(1)
 
 
 @pytest.fixture(scope="session")
-def redis_server() -> Iterator[RedisServer]:
+async def redis_server() -> AsyncIterator[RedisServer]:
     server = RedisServer()
-    server.start()
+    await server.start()
     yield server
-    server.stop()
+    await server.stop()
 
 
 @pytest.fixture
@@ -57,23 +58,25 @@ async def rds(redis_server: RedisServer) -> AsyncIterator[aioredis.Redis]:
 
 
 @pytest.fixture
-def chatd_factory(redis_server: RedisServer, prefix: str) -> Iterator[Callable[..., Chatd]]:
+async def chatd_factory(redis_server: RedisServer, prefix: str
+                        ) -> AsyncIterator[Callable[..., Awaitable[Chatd]]]:
+    """``await chatd_factory(env=…)``: a chatd process on the test Redis, ready (unless
+    ``start=False``); every one is stopped after the test."""
     started: list[Chatd] = []
 
-    def make(env: dict[str, str] | None = None, start: bool = True, **kw: Any) -> Chatd:
+    async def make(env: dict[str, str] | None = None, start: bool = True, **kw: Any) -> Chatd:
         kw.setdefault("redis_url", redis_server.url)
         server = Chatd(prefix=prefix, env=env, **kw)
         started.append(server)
-        return server.start() if start else server
+        return await server.start() if start else server
 
     yield make
-    for server in started:
-        server.stop()
+    await asyncio.gather(*(server.stop() for server in started))
 
 
 @pytest.fixture
-def server(chatd_factory: Callable[..., Chatd]) -> Chatd:
-    return chatd_factory()
+async def server(chatd_factory: Callable[..., Awaitable[Chatd]]) -> Chatd:
+    return await chatd_factory()
 
 
 async def make_agent(server: Chatd, redis_url: str, login: str | None = None, *,

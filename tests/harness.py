@@ -46,13 +46,40 @@ async def get_once_listening(http: httpx.AsyncClient, url: str, tries: int) -> h
     return await http.get(url)
 
 
-def wait_until(predicate: Any, timeout: float = 10.0, every: float = 0.05) -> bool:
+async def eventually(predicate: Any, timeout: float = 10.0, every: float = 0.05) -> bool:
+    """Whether ``predicate`` (a function, or a coroutine function) becomes true within
+    ``timeout`` seconds; the event loop keeps running meanwhile (clients keep reading)."""
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
+    while True:
+        result = predicate()
+        if asyncio.iscoroutine(result):
+            result = await result
+        if result:
             return True
-        time.sleep(every)
-    return False
+        if time.monotonic() >= deadline:
+            return False
+        await asyncio.sleep(every)
+
+
+async def run(args: list[str], stdin: str | None = None, env: dict[str, str] | None = None,
+              timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """A command run to completion beside the event loop (the tests' clients keep reading)."""
+    proc = await asyncio.create_subprocess_exec(
+        *args, cwd=ROOT, env=env, stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        out, err = await asyncio.wait_for(proc.communicate(stdin.encode() if stdin else None), timeout)
+    except asyncio.TimeoutError:
+        proc.kill()
+        await proc.wait()
+        raise
+    return subprocess.CompletedProcess(args, proc.returncode or 0, out.decode(errors="replace"),
+                                       err.decode(errors="replace"))
+
+
+async def wait_for_exit(proc: subprocess.Popen[bytes], timeout: float) -> bool:
+    """Whether ``proc`` exits within ``timeout`` (reaped), without blocking the event loop."""
+    return await eventually(lambda: proc.poll() is not None, timeout, 0.02)
 
 
 class RedisServer:
@@ -67,13 +94,13 @@ class RedisServer:
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}/0"
 
-    def start(self) -> None:
+    async def start(self) -> None:
         self.proc = subprocess.Popen(
             [find_redis_server(), "--port", str(self.port), "--bind", "127.0.0.1",
              "--dir", self.dir, "--appendonly", "yes", "--appendfsync", "always", "--save", "",
              "--maxclients", "10000"],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        assert wait_until(self._answers, 10), "redis-server did not start"
+        assert await eventually(self._answers, 10), "redis-server did not start"
 
     def _answers(self) -> bool:
         try:
@@ -83,10 +110,12 @@ class RedisServer:
         except OSError:
             return False
 
-    def stop(self, kill: bool = False) -> None:
+    async def stop(self, kill: bool = False) -> None:
         if self.proc and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGKILL if kill else signal.SIGTERM)
-            self.proc.wait(10)
+            if not await wait_for_exit(self.proc, 10):
+                self.proc.kill()
+                self.proc.wait()
         self.proc = None
 
 
@@ -121,7 +150,7 @@ class Chatd:
     def ws(self) -> str:
         return f"ws://127.0.0.1:{self.port}"
 
-    def start(self, wait_ready: bool = True) -> Chatd:
+    async def start(self, wait_ready: bool = True) -> Chatd:
         args = [sys.executable, "-m", "chatd", "serve", "--port", str(self.port),
                 "--workers", str(self.workers)]
         if self.redis_url:
@@ -132,31 +161,30 @@ class Chatd:
         self.proc = subprocess.Popen(args, env=self.env, cwd=ROOT, stdout=self.log,
                                      stderr=subprocess.STDOUT, start_new_session=True)
         if wait_ready:
-            assert wait_until(self.ready, 15), f"chatd did not get ready:\n{self.output()}"
+            assert await eventually(self.ready, 15), f"chatd did not get ready:\n{self.output()}"
         return self
 
-    def ready(self) -> bool:
+    async def ready(self) -> bool:
         try:
-            return httpx.get(self.http + "/readyz", timeout=0.5).status_code == 200
+            async with httpx.AsyncClient() as http:
+                return (await http.get(self.http + "/readyz", timeout=0.5)).status_code == 200
         except httpx.HTTPError:
             return False
 
     def output(self) -> str:
         return self.log_path.read_text(errors="replace")
 
-    def kill(self) -> None:
+    async def kill(self) -> None:
         """SIGKILL the supervisor and every worker: a crash, not a shutdown."""
         if self.proc and self.proc.poll() is None:
             os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(10)
+            await wait_for_exit(self.proc, 10)
 
-    def stop(self) -> None:
+    async def stop(self) -> None:
         if self.proc and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.kill()
+            if not await wait_for_exit(self.proc, 15):
+                await self.kill()
 
 
 class Closed(Exception):

@@ -124,7 +124,7 @@ async def test_sign_in_bad_password_sign_out_and_expiry(browser: Any, server: Ch
 
 async def test_offers_accept_decline_and_expiry(browser: Any, chatd_factory: Any,
                                                 redis_server: Any) -> None:
-    server = chatd_factory(env={"CHATD_OFFER_TIMEOUT": "3"})
+    server = await chatd_factory(env={"CHATD_OFFER_TIMEOUT": "3"})
     page, login = await console_agent(browser, server, redis_server.url, capacity=3)
     v1 = await make_visitor(server)
     s1 = await start_chat(v1, "road", "Combien de points me reste-t-il ?")
@@ -322,14 +322,14 @@ async def test_an_agent_cannot_open_another_agents_chat(browser: Any, server: Ch
 
 async def test_the_console_survives_its_server_dying(browser: Any, chatd_factory: Any,
                                                      redis_server: Any) -> None:
-    server = chatd_factory()
-    visitor_server = chatd_factory()
+    server = await chatd_factory()
+    visitor_server = await chatd_factory()
     page, login = await console_agent(browser, server, redis_server.url)
     v = await make_visitor(visitor_server)
     sid = await start_chat(v, "theft", "On a forcé ma voiture")
     await accept_in_console(page, sid)
     await v.recv("assigned", session=sid)
-    server.kill()  # the console's server process dies
+    await server.kill()  # the console's server process dies
     await page.locator("#link[data-state=offline]").wait_for()
     for text in ("Où était-elle garée ?", "Avez-vous des photos ?"):
         await c(page, "input").fill(text)
@@ -338,7 +338,7 @@ async def test_the_console_survives_its_server_dying(browser: Any, chatd_factory
     await v.send({"type": "send", "session": sid, "cid": "v1", "text": "Devant chez moi"})
     await v.recv("ack", cid="v1")
     again = Chatd(redis_url=redis_server.url, prefix=server.prefix, port=server.port, env=server.env)
-    again.start()
+    await again.start()
     try:
         for text in ("Où était-elle garée ?", "Avez-vous des photos ?"):
             await v.recv("msg", session=sid, text=text, timeout=20)
@@ -351,7 +351,7 @@ async def test_the_console_survives_its_server_dying(browser: Any, chatd_factory
         await c(page, "message").filter(has_text="en attente").first.wait_for(state="detached")
         assert page.errors == []
     finally:
-        again.stop()
+        await again.stop()
 
 
 async def test_console_accessibility_and_screenshots(browser: Any, server: Chatd,

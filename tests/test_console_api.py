@@ -143,7 +143,7 @@ async def test_the_operator_maintains_the_shared_answers_in_a_file(chatd_factory
     faq = tmp_path / "faq.toml"
     faq.write_text('[[answer]]\nid = "horaires"\ntitle = "Horaires"\n'
                    'text = "La brigade de Vannes ouvre à 8 h."\ntopics = ["general"]\n', encoding="utf-8")
-    server = chatd_factory(env={"CHATD_CANNED_FILE": str(faq)})
+    server = await chatd_factory(env={"CHATD_CANNED_FILE": str(faq)})
     agent = await make_agent(server, redis_server.url, available=False)
     async with httpx.AsyncClient(base_url=server.http) as http:
         shared = (await http.get("/api/canned", headers=bearer(agent))).json()["shared"]

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from conftest import make_agent, make_visitor, start_chat
-from harness import Chatd
+from chatd.store import Keys
+from harness import Chatd, eventually
 
 pytestmark = pytest.mark.asyncio
 
@@ -17,8 +18,8 @@ FAST = {"CHATD_TICK": "0.2"}
 
 
 @pytest.fixture
-def fast(chatd_factory) -> Chatd:
-    return chatd_factory(env=FAST)
+async def fast(chatd_factory) -> Chatd:
+    return await chatd_factory(env=FAST)
 
 
 async def test_accept_assigns_the_chat_to_both_sides(fast: Chatd, redis_server) -> None:
@@ -67,7 +68,7 @@ async def test_decline_puts_the_visitor_back_and_offers_the_next_agent(fast: Cha
 
 
 async def test_an_offer_that_expires_goes_to_another_agent(chatd_factory, redis_server) -> None:
-    server = chatd_factory(env={**FAST, "CHATD_OFFER_TIMEOUT": "1"})
+    server = await chatd_factory(env={**FAST, "CHATD_OFFER_TIMEOUT": "1"})
     a1 = await make_agent(server, redis_server.url)
     visitor = await make_visitor(server)
     sid = await start_chat(visitor)
@@ -155,7 +156,7 @@ async def test_reserved_capacity_keeps_slots_for_urgent_topics(chatd_factory, re
         '[[topic]]\nid = "violence"\nlabel_fr = "Violences"\npriority = 30\nweight = 1\nreserved = 1\n'
         '[[topic]]\nid = "road"\nlabel_fr = "Route"\npriority = 0\n'
     )
-    server = chatd_factory(env={**FAST, "CHATD_TOPICS_FILE": str(topics)})
+    server = await chatd_factory(env={**FAST, "CHATD_TOPICS_FILE": str(topics)})
     agent = await make_agent(server, redis_server.url, capacity=2)
     road = [await make_visitor(server) for _ in range(2)]
     road_sids = [await start_chat(v, "road") for v in road]
@@ -168,7 +169,7 @@ async def test_reserved_capacity_keeps_slots_for_urgent_topics(chatd_factory, re
 
 
 async def test_language_is_matched_then_falls_back(chatd_factory, redis_server) -> None:
-    server = chatd_factory(env={**FAST, "CHATD_LANG_FALLBACK": "2"})
+    server = await chatd_factory(env={**FAST, "CHATD_LANG_FALLBACK": "2"})
     fr = await make_agent(server, redis_server.url, langs=("fr",))
     visitor = await make_visitor(server)
     sid = await start_chat(visitor, lang="en", text="Hello, my car was stolen")
@@ -231,7 +232,10 @@ async def test_transfer_to_a_topic_puts_the_chat_at_the_front(fast: Chatd, redis
     await a2.send({"type": "accept", "session": sid})
     assigned = await a2.recv("assigned", session=sid)
     assert [m["from"] for m in assigned["history"]] == ["visitor", "system"]
-    assert other_sid  # still waiting behind
+    # the one who was already waiting for that topic comes next, not before
+    await waiting.recv("queued", session=other_sid, position=1, timeout=3)
+    a3 = await make_agent(fast, redis_server.url, capacity=1, topics=("scam",))
+    assert (await a3.recv("offer", timeout=3))["session"] == other_sid
 
 
 async def test_transfer_to_an_agent_offers_it_to_them(fast: Chatd, redis_server) -> None:
@@ -298,7 +302,7 @@ async def test_a_waiting_visitor_who_leaves_can_close_the_offer(fast: Chatd, red
 
 
 async def test_direct_assignment_mode_skips_the_offer(chatd_factory, redis_server) -> None:
-    server = chatd_factory(env={**FAST, "CHATD_ASSIGN_MODE": "direct"})
+    server = await chatd_factory(env={**FAST, "CHATD_ASSIGN_MODE": "direct"})
     agent = await make_agent(server, redis_server.url)
     visitor = await make_visitor(server)
     sid = await start_chat(visitor)
@@ -307,7 +311,7 @@ async def test_direct_assignment_mode_skips_the_offer(chatd_factory, redis_serve
 
 
 async def test_a_vanished_agent_loses_offers_then_chats_after_grace(chatd_factory, redis_server) -> None:
-    server = chatd_factory(env={**FAST, "CHATD_HEARTBEAT_TTL": "1", "CHATD_AGENT_GRACE": "1.5"})
+    server = await chatd_factory(env={**FAST, "CHATD_HEARTBEAT_TTL": "1", "CHATD_AGENT_GRACE": "1.5"})
     a1 = await make_agent(server, redis_server.url, capacity=2)
     v1 = await make_visitor(server)
     sid1 = await start_chat(v1)
@@ -326,8 +330,9 @@ async def test_a_vanished_agent_loses_offers_then_chats_after_grace(chatd_factor
     assert "déconnecté" in notice["text"]
 
 
-async def test_an_agent_who_comes_back_in_time_keeps_their_chats(chatd_factory, redis_server) -> None:
-    server = chatd_factory(env={**FAST, "CHATD_HEARTBEAT_TTL": "1", "CHATD_AGENT_GRACE": "30"})
+async def test_an_agent_who_comes_back_in_time_keeps_their_chats(chatd_factory, redis_server, rds,
+                                                                prefix) -> None:
+    server = await chatd_factory(env={**FAST, "CHATD_HEARTBEAT_TTL": "1", "CHATD_AGENT_GRACE": "30"})
     a1 = await make_agent(server, redis_server.url, capacity=1)
     visitor = await make_visitor(server)
     sid = await start_chat(visitor)
@@ -335,7 +340,10 @@ async def test_an_agent_who_comes_back_in_time_keeps_their_chats(chatd_factory, 
     await a1.send({"type": "accept", "session": sid})
     await a1.recv("assigned", session=sid)
     await a1.close()
-    await asyncio.sleep(2.0)  # heartbeat lapsed: offline, the chat waits
+
+    async def offline() -> bool:  # the heartbeat lapsed: the chat waits for them
+        return await rds.hget(Keys(prefix).agent(a1.login), "status") == "offline"
+    assert await eventually(offline, 5)
     await visitor.send({"type": "send", "session": sid, "cid": "w1", "text": "vous êtes là ?"})
     back = await make_agent(server, redis_server.url, login=a1.login, create=False, available=False)
     assert [s["session"] for s in back.frames[0]["sessions"]] == [sid]
@@ -350,7 +358,6 @@ async def test_a_waiting_visitor_who_reconnects_keeps_their_place(fast: Chatd, r
     sid2 = await start_chat(second)
     token = second.token
     await second.close()
-    await asyncio.sleep(0.3)
     again = await make_visitor(fast, token=token, resume={"session": sid2, "after": 1})
     assert again.welcome["sessions"] == [
         {"session": sid2, "state": "queued", "topic": "general", "last_seq": 1}]
@@ -361,7 +368,7 @@ async def test_a_waiting_visitor_who_reconnects_keeps_their_place(fast: Chatd, r
 
 
 async def test_a_visitor_gone_past_the_grace_period_is_closed(chatd_factory, redis_server) -> None:
-    server = chatd_factory(env={**FAST, "CHATD_VISITOR_GRACE": "1"})
+    server = await chatd_factory(env={**FAST, "CHATD_VISITOR_GRACE": "1"})
     agent = await make_agent(server, redis_server.url)
     visitor = await make_visitor(server)
     sid = await start_chat(visitor)
@@ -386,7 +393,7 @@ async def test_queued_always_comes_before_assigned(chatd_factory, redis_server) 
     """A visitor learns their session from `queued`; a gendarme fast enough to take the chat
     while the start is still being answered must not be announced first."""
     env = {"CHATD_TICK": "0.005", "CHATD_ASSIGN_MODE": "direct"}
-    starts_here, matches_there = chatd_factory(env=env), chatd_factory(env=env)
+    starts_here, matches_there = await chatd_factory(env=env), await chatd_factory(env=env)
     for _ in range(4):
         await make_agent(matches_there, redis_server.url, capacity=50)
     visitors = [await make_visitor(starts_here) for _ in range(150)]

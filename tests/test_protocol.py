@@ -99,9 +99,12 @@ def test_arbitrary_json_raises_only_protocol_errors(obj: Any) -> None:
 @given(st.text(max_size=300))
 def test_arbitrary_text_raises_only_protocol_errors(data: str) -> None:
     try:
-        protocol.decode(data, protocol.JSON, VISITOR)
-    except ProtocolError:
-        pass
+        msg = protocol.decode(data, protocol.JSON, VISITOR)
+    except ProtocolError as exc:
+        assert exc.code in (ErrorCode.BAD_FRAME, ErrorCode.BAD_MESSAGE, ErrorCode.TOO_LARGE)
+    else:  # only a JSON object naming a visitor message type can decode
+        assert isinstance(msg, Message) and msg.TYPE in VISITOR
+        assert json.loads(data)["type"] == msg.TYPE
 
 
 def d(obj: Any, sub: str = protocol.JSON, table: dict[str, type[Message]] = VISITOR) -> Message:

@@ -12,7 +12,7 @@ import pytest
 
 from chatd.store.keys import Keys
 from conftest import connect_pair, make_agent, make_visitor, start_chat
-from harness import Chatd, Client, RedisServer, get_once_listening
+from harness import Chatd, Client, RedisServer, eventually, get_once_listening
 
 pytestmark = pytest.mark.asyncio
 
@@ -22,8 +22,8 @@ def seqs(client: Client, sid: str) -> list[int]:
 
 
 async def test_relay_across_two_processes_in_both_directions(chatd_factory, redis_server) -> None:
-    a = chatd_factory()
-    b = chatd_factory()
+    a = await chatd_factory()
+    b = await chatd_factory()
     visitor, agent, sid = await connect_pair(a, redis_server.url, agent_server=b)
     for i in range(10):
         await visitor.send({"type": "send", "session": sid, "cid": f"v{i}", "text": f"visiteur {i}"})
@@ -145,7 +145,7 @@ async def test_closed_chats_refuse_messages_and_accept_one_rating(server: Chatd,
 
 
 async def test_a_slow_consumer_is_closed_and_resumes_without_loss(chatd_factory, redis_server) -> None:
-    server = chatd_factory(env={"CHATD_OUTBOX_SIZE": "16", "CHATD_SEND_TIMEOUT": "2"})
+    server = await chatd_factory(env={"CHATD_OUTBOX_SIZE": "16", "CHATD_SEND_TIMEOUT": "2"})
     agent = await make_agent(server, redis_server.url)
     visitor = await Client.connect(server.ws, "visitor", rcvbuf=4096)
     await visitor.send({"type": "hello"})
@@ -168,8 +168,8 @@ async def test_a_slow_consumer_is_closed_and_resumes_without_loss(chatd_factory,
 
 
 async def test_crash_of_a_process_loses_and_duplicates_nothing(chatd_factory, redis_server) -> None:
-    a = chatd_factory()
-    b = chatd_factory()
+    a = await chatd_factory()
+    b = await chatd_factory()
     visitor, agent, sid = await connect_pair(a, redis_server.url, agent_server=b)
     clients = {"visitor": visitor, "agent": agent}
     sent: dict[str, list[str]] = {"visitor": [], "agent": []}
@@ -195,7 +195,7 @@ async def test_crash_of_a_process_loses_and_duplicates_nothing(chatd_factory, re
                 else:
                     await asyncio.sleep(0.05)
             if role == "visitor" and i == crash_at and a.proc and a.proc.poll() is None:
-                a.kill()
+                await a.kill()
             await asyncio.sleep(random.random() * 0.002)
 
     async def reconnect_visitor() -> None:
@@ -225,58 +225,57 @@ async def test_crash_of_a_process_loses_and_duplicates_nothing(chatd_factory, re
 
 async def test_redis_outage_gives_unavailable_then_recovers(chatd_factory) -> None:
     own = RedisServer()
-    own.start()
+    await own.start()
     try:
-        server = chatd_factory(redis_url=own.url, env={"CHATD_TICK": "0.2"})
+        server = await chatd_factory(redis_url=own.url, env={"CHATD_TICK": "0.2"})
         visitor, agent, sid = await connect_pair(server, own.url)
-        own.stop(kill=True)
+        await own.stop(kill=True)
         await visitor.send({"type": "send", "session": sid, "cid": "o1", "text": "pendant la panne"})
         err = await visitor.recv("error", timeout=10)
         assert err["code"] == "unavailable" and err["ref"] == "o1"
         async with httpx.AsyncClient() as http:
             assert (await http.get(server.http + "/readyz")).status_code == 503
             assert (await http.get(server.http + "/healthz")).status_code == 200
-            own.start()  # same port, same AOF
-            for _ in range(300):
-                if (await http.get(server.http + "/readyz")).status_code == 200:
-                    break
-                await asyncio.sleep(0.1)
-            assert (await http.get(server.http + "/readyz")).status_code == 200
-        await asyncio.sleep(0.5)
-        await visitor.send({"type": "send", "session": sid, "cid": "o1", "text": "pendant la panne"})
-        assert (await visitor.recv("ack", cid="o1", timeout=10))["seq"] == 2
+            await own.start()  # same port, same AOF
+            assert await eventually(server.ready, 30)
+
+        async def resent_and_acknowledged() -> bool:  # as a client does after `unavailable`
+            await visitor.send({"type": "send", "session": sid, "cid": "o1",
+                                "text": "pendant la panne"})
+            try:
+                answer = await visitor.recv(timeout=2)
+            except AssertionError:
+                return False
+            return answer["type"] == "ack" and answer["seq"] == 2
+        assert await eventually(resent_and_acknowledged, 10)
         await agent.recv("msg", cid="o1", timeout=10)  # the listener came back by itself
     finally:
-        own.stop()
+        await own.stop()
 
 
 async def test_chatd_starts_while_redis_is_down_and_recovers(chatd_factory) -> None:
     own = RedisServer()
     try:
-        server = chatd_factory(redis_url=own.url, start=False, env={"CHATD_TICK": "0.2"})
-        server.start(wait_ready=False)
+        server = await chatd_factory(redis_url=own.url, start=False, env={"CHATD_TICK": "0.2"})
+        await server.start(wait_ready=False)
         async with httpx.AsyncClient() as http:
             r = await get_once_listening(http, server.http + "/healthz", 100)
             assert r.status_code == 200
             assert (await http.get(server.http + "/readyz")).status_code == 503
-            own.start()
-            for _ in range(150):
-                if (await http.get(server.http + "/readyz")).status_code == 200:
-                    break
-                await asyncio.sleep(0.1)
-            assert (await http.get(server.http + "/readyz")).status_code == 200
+            await own.start()
+            assert await eventually(server.ready, 15)
         assert "Redis unreachable at start-up" in server.output()
         visitor = await make_visitor(server)
         await start_chat(visitor)
     finally:
-        own.stop()
+        await own.stop()
 
 
 async def test_a_message_whose_live_delivery_was_lost_is_backfilled_by_the_periodic_check(
         chatd_factory, redis_server, rds, prefix) -> None:
     """A message in the stream that pub/sub never delivered (written here without PUBLISH)
     reaches both sides by the periodic check, once, a moment after it was found missing."""
-    server = chatd_factory(env={"CHATD_HEARTBEAT_TTL": "3"})  # a check every second
+    server = await chatd_factory(env={"CHATD_HEARTBEAT_TTL": "3"})  # a check every second
     visitor, agent, sid = await connect_pair(server, redis_server.url)
     keys = Keys(prefix)
     seq = await rds.hincrby(keys.session(sid), "seq", 1)

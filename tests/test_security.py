@@ -16,7 +16,7 @@ import pytest
 import websockets
 
 from conftest import connect_pair, make_agent, make_visitor, start_chat
-from harness import Chatd, Client, Closed, get_once_listening
+from harness import Chatd, Client, Closed, eventually, get_once_listening, run, wait_for_exit
 
 pytestmark = pytest.mark.asyncio
 
@@ -96,7 +96,7 @@ def mutate(rng: random.Random, frame: dict[str, Any]) -> Any:
 
 
 async def test_live_endpoints_survive_random_and_mutated_frames(chatd_factory: Any, redis_server: Any) -> None:
-    server = chatd_factory()
+    server = await chatd_factory()
     rng = random.Random(8)
     visitor, agent, sid = await connect_pair(server, redis_server.url)
     worker = psutil.Process(server.proc.pid).children()[0]  # type: ignore[union-attr]
@@ -145,7 +145,7 @@ async def test_live_endpoints_survive_random_and_mutated_frames(chatd_factory: A
 
 
 async def test_logs_hold_no_address_and_no_message_text(chatd_factory: Any, redis_server: Any) -> None:
-    server = chatd_factory(env={"CHATD_LOG_LEVEL": "debug"})
+    server = await chatd_factory(env={"CHATD_LOG_LEVEL": "debug"})
     visitor, agent, sid = await connect_pair(server, redis_server.url)
     secret_text = "mon adresse est 12 rue des Lilas"
     await visitor.send({"type": "send", "session": sid, "cid": "p1", "text": secret_text})
@@ -154,7 +154,9 @@ async def test_logs_hold_no_address_and_no_message_text(chatd_factory: Any, redi
     await visitor.recv("error")
     await agent.send({"type": "close", "session": sid, "disposition": "answered"})
     await visitor.recv("closed")
-    await asyncio.sleep(0.3)
+    await visitor.close()  # the end of a connection is logged too
+    await agent.close()
+    await asyncio.sleep(0.3)  # an absence is checked: give the last lines time to be written
     log = server.output()
     assert secret_text not in log and "Lilas" not in log
     assert "127.0.0.1 -" not in log and "WebSocket /ws" not in log  # uvicorn's per-handshake lines
@@ -163,14 +165,13 @@ async def test_logs_hold_no_address_and_no_message_text(chatd_factory: Any, redi
 
 async def test_with_log_ips_each_handshake_is_logged_with_its_address_and_outcome(
         chatd_factory: Any) -> None:
-    server = chatd_factory(env={"CHATD_LOG_IPS": "true"})
+    server = await chatd_factory(env={"CHATD_LOG_IPS": "true"})
     await make_visitor(server)
     with pytest.raises(websockets.InvalidStatus):
         await Client.connect(server.ws, "visitor", origin="https://elsewhere.example")
-    await asyncio.sleep(0.3)
-    log = server.output()
-    assert "127.0.0.1 - WebSocket /ws/visitor accepted" in log
-    assert "127.0.0.1 - WebSocket /ws/visitor refused: origin not allowed" in log
+    assert await eventually(lambda: "127.0.0.1 - WebSocket /ws/visitor refused: origin not allowed"
+                            in server.output(), 5)
+    assert "127.0.0.1 - WebSocket /ws/visitor accepted" in server.output()
 
 
 async def test_pages_carry_security_headers(server: Chatd) -> None:
@@ -186,7 +187,7 @@ async def test_pages_carry_security_headers(server: Chatd) -> None:
 
 
 async def test_too_many_connections_from_one_address_are_refused(chatd_factory: Any) -> None:
-    server = chatd_factory(env={"CHATD_MAX_CONN_PER_IP": "3"})
+    server = await chatd_factory(env={"CHATD_MAX_CONN_PER_IP": "3"})
     held = [await Client.connect(server.ws, "visitor") for _ in range(3)]
     import websockets
 
@@ -194,15 +195,22 @@ async def test_too_many_connections_from_one_address_are_refused(chatd_factory: 
         await websockets.connect(server.ws + "/ws/visitor", subprotocols=["chatd.v1.json"])  # type: ignore[list-item]
     assert info.value.response.status_code == 403
     await held[0].close()
-    await asyncio.sleep(0.2)
-    again = await Client.connect(server.ws, "visitor")  # a slot came free
+
+    async def a_slot_is_free() -> bool:
+        try:
+            held.append(await Client.connect(server.ws, "visitor"))
+            return True
+        except websockets.InvalidStatus:
+            return False
+    assert await eventually(a_slot_is_free, 5)
+    again = held[-1]  # a slot came free
     await again.send({"type": "hello"})
     await again.recv("welcome")
 
 
 async def test_new_chats_per_address_are_limited_across_processes(chatd_factory: Any) -> None:
-    a = chatd_factory(env={"CHATD_SESSIONS_PER_IP_HOUR": "2"})
-    b = chatd_factory(env={"CHATD_SESSIONS_PER_IP_HOUR": "2"})
+    a = await chatd_factory(env={"CHATD_SESSIONS_PER_IP_HOUR": "2"})
+    b = await chatd_factory(env={"CHATD_SESSIONS_PER_IP_HOUR": "2"})
     for server in (a, b):
         v = await make_visitor(server)
         await start_chat(v)
@@ -213,7 +221,7 @@ async def test_new_chats_per_address_are_limited_across_processes(chatd_factory:
 
 
 async def test_an_idle_connection_is_closed(chatd_factory: Any) -> None:
-    server = chatd_factory(env={"CHATD_IDLE_TIMEOUT": "1", "CHATD_TICK": "0.2"})
+    server = await chatd_factory(env={"CHATD_IDLE_TIMEOUT": "1", "CHATD_TICK": "0.2"})
     visitor = await make_visitor(server)
     closed = await visitor.closed(timeout=5)
     assert closed.code == 1001
@@ -221,17 +229,17 @@ async def test_an_idle_connection_is_closed(chatd_factory: Any) -> None:
 
 async def test_secret_rotation_accepts_the_previous_secret(chatd_factory: Any, redis_server: Any) -> None:
     old, new = "old-secret-0123456789abcdef", "new-secret-0123456789abcdef"
-    first = chatd_factory(env={"CHATD_SECRET": old})
+    first = await chatd_factory(env={"CHATD_SECRET": old})
     visitor = await make_visitor(first)
     sid = await start_chat(visitor)
-    first.stop()
-    rotated = chatd_factory(env={"CHATD_SECRET": new, "CHATD_SECRET_PREVIOUS": old}, port=first.port)
+    await first.stop()
+    rotated = await chatd_factory(env={"CHATD_SECRET": new, "CHATD_SECRET_PREVIOUS": old}, port=first.port)
     back = await make_visitor(rotated, token=visitor.token)
     assert [s["session"] for s in back.welcome["sessions"]] == [sid]  # same citizen, same chat
     assert back.welcome["token"] != visitor.token  # re-signed with the new secret
     renewed = back.welcome["token"]
-    rotated.stop()
-    after = chatd_factory(env={"CHATD_SECRET": new}, port=first.port)  # grace period over
+    await rotated.stop()
+    after = await chatd_factory(env={"CHATD_SECRET": new}, port=first.port)  # grace period over
     stale = await Client.connect(after.ws, "visitor")
     await stale.send({"type": "hello", "token": visitor.token})
     assert (await stale.recv("error"))["code"] == "unauthorized"
@@ -253,8 +261,8 @@ async def test_a_forged_token_signed_with_another_secret_is_refused(server: Chat
 
 async def test_an_agent_can_block_an_abusive_visitor_on_every_process(chatd_factory: Any,
                                                                      redis_server: Any) -> None:
-    a = chatd_factory()
-    b = chatd_factory()
+    a = await chatd_factory()
+    b = await chatd_factory()
     visitor, agent, sid = await connect_pair(a, redis_server.url)
     stranger = await make_visitor(a)
     await stranger.send({"type": "block", "session": sid})  # not an agent message
@@ -271,6 +279,16 @@ async def test_an_agent_can_block_an_abusive_visitor_on_every_process(chatd_fact
         await again.send({"type": "hello", "token": visitor.token})
         assert (await again.recv("error"))["code"] == "forbidden"
         assert (await again.closed()).code == 1008
+
+
+def _answers_tls(port: int) -> bool:
+    import socket
+
+    try:
+        with socket.create_connection(("127.0.0.1", port), 0.2):
+            return True
+    except OSError:
+        return False
 
 
 def _tls_redis_server() -> str:
@@ -290,12 +308,13 @@ async def test_external_redis_over_tls_with_an_acl_user(chatd_factory: Any, pref
                                                         tmp_path: Any) -> None:
     import subprocess
 
-    from harness import free_port, wait_until
+    from harness import free_port
 
     cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key),
-                    "-out", str(cert), "-days", "1", "-subj", "/CN=127.0.0.1",
-                    "-addext", "subjectAltName=IP:127.0.0.1"], check=True, capture_output=True)
+    made = await run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key),
+                      "-out", str(cert), "-days", "1", "-subj", "/CN=127.0.0.1",
+                      "-addext", "subjectAltName=IP:127.0.0.1"])
+    assert made.returncode == 0, made.stderr
     port = free_port()
     # only a user limited to this deployment's keys and channels; the default user is off
     redis = subprocess.Popen([
@@ -307,26 +326,26 @@ async def test_external_redis_over_tls_with_an_acl_user(chatd_factory: Any, pref
     ], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         url = f"rediss://chatd:s3cret-pass@127.0.0.1:{port}/0?ssl_ca_certs={cert}"
-        assert wait_until(lambda: redis.poll() is None, 2)
-        server = chatd_factory(redis_url=url)
+        assert await eventually(lambda: _answers_tls(port), 5), "redis-server (TLS) did not start"
+        server = await chatd_factory(redis_url=url)
         visitor, agent, sid = await connect_pair(server, url)
         await visitor.send({"type": "send", "session": sid, "cid": "t1", "text": "chiffré"})
         await agent.recv("msg", cid="t1")
         # a wrong password: the server runs, says so, and is not ready
-        bad = chatd_factory(redis_url=url.replace("s3cret-pass", "wrong"), start=False)
-        bad.start(wait_ready=False)
-        assert wait_until(lambda: "Redis unreachable at start-up" in bad.output(), 15)
+        bad = await chatd_factory(redis_url=url.replace("s3cret-pass", "wrong"), start=False)
+        await bad.start(wait_ready=False)
+        assert await eventually(lambda: "Redis unreachable at start-up" in bad.output(), 15)
         async with httpx.AsyncClient() as http:
             r = await get_once_listening(http, bad.http + "/readyz", 50)
         assert r.status_code == 503
         assert "s3cret" not in bad.output() and "wrong" not in bad.output()  # no password in logs
     finally:
         redis.terminate()
-        redis.wait(10)
+        await wait_for_exit(redis, 10)
 
 
 async def test_new_chats_per_visitor_token_are_limited(chatd_factory: Any, redis_server: Any) -> None:
-    server = chatd_factory(env={"CHATD_SESSIONS_PER_TOKEN_HOUR": "2"})
+    server = await chatd_factory(env={"CHATD_SESSIONS_PER_TOKEN_HOUR": "2"})
     visitor = await make_visitor(server)
     for _ in range(2):
         sid = await start_chat(visitor)
@@ -340,18 +359,15 @@ async def test_new_chats_per_visitor_token_are_limited(chatd_factory: Any, redis
 
 async def test_disabling_an_account_closes_its_sockets_on_every_process(chatd_factory: Any,
                                                                         redis_server: Any) -> None:
-    import subprocess
     import sys
 
-    from harness import ROOT
-
-    a = chatd_factory()
-    b = chatd_factory()
+    a = await chatd_factory()
+    b = await chatd_factory()
     on_a = await make_agent(a, redis_server.url)
     on_b = await make_agent(b, redis_server.url, login=on_a.login, create=False)  # type: ignore[attr-defined]
-    r = subprocess.run([sys.executable, "-m", "chatd", "agents", "disable", on_a.login,  # type: ignore[attr-defined]
-                        "--redis-url", redis_server.url], capture_output=True, text=True, cwd=ROOT,
-                       env={**__import__("os").environ, "CHATD_KEY_PREFIX": a.prefix}, timeout=60)
+    r = await run([sys.executable, "-m", "chatd", "agents", "disable", on_a.login,  # type: ignore[attr-defined]
+                   "--redis-url", redis_server.url],
+                  env={**__import__("os").environ, "CHATD_KEY_PREFIX": a.prefix})
     assert r.returncode == 0, r.stderr
     for client in (on_a, on_b):
         assert (await client.closed()).code == 1008
@@ -361,7 +377,7 @@ async def test_disabling_an_account_closes_its_sockets_on_every_process(chatd_fa
 
 
 async def test_a_silent_tcp_connection_is_dropped(chatd_factory: Any) -> None:
-    server = chatd_factory(env={"CHATD_HANDSHAKE_TIMEOUT": "1"})
+    server = await chatd_factory(env={"CHATD_HANDSHAKE_TIMEOUT": "1"})
     reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
     started = asyncio.get_running_loop().time()
     assert await asyncio.wait_for(reader.read(100), 5) == b""  # closed by the server

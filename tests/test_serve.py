@@ -12,26 +12,32 @@ import time
 from pathlib import Path
 
 import httpx
+import psutil
 import pytest
 
 from conftest import PASSWORD, make_agent, make_visitor, start_chat
-from harness import ROOT, Chatd, wait_until
+from harness import ROOT, Chatd, eventually, run, wait_for_exit
 
 pytestmark = pytest.mark.asyncio
 
 
-def chatd_cli(*args: str, data_dir: Path | None = None, stdin: str | None = None,
-              env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+async def chatd_cli(*args: str, data_dir: Path | None = None, stdin: str | None = None,
+                    env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     full = [sys.executable, "-m", "chatd", *args]
     if data_dir is not None:
         full += ["--data-dir", str(data_dir)]
-    return subprocess.run(full, input=stdin, capture_output=True, text=True, timeout=60, cwd=ROOT,
-                          env={**os.environ, **(env or {})})
+    return await run(full, stdin=stdin, env={**os.environ, **(env or {})})
+
+
+def children(pid: int, pattern: str | None = None) -> list[int]:
+    """The live child processes of ``pid`` (whose command line matches ``pattern``)."""
+    out = subprocess.run(["pgrep", "-P", str(pid), *(["-f", pattern] if pattern else [])],
+                         capture_output=True, text=True)
+    return [int(p) for p in out.stdout.split()]
 
 
 def redis_children(pid: int) -> list[int]:
-    out = subprocess.run(["pgrep", "-P", str(pid), "-f", "redis-server"], capture_output=True, text=True)
-    return [int(p) for p in out.stdout.split()]
+    return children(pid, "redis-server")
 
 
 def embedded(tmp_path: Path, **kw: object) -> Chatd:
@@ -41,7 +47,7 @@ def embedded(tmp_path: Path, **kw: object) -> Chatd:
 async def test_serve_on_embedded_redis_is_ready_fast_and_stops_cleanly(tmp_path: Path) -> None:
     server = embedded(tmp_path)
     started = time.monotonic()
-    server.start()
+    await server.start()
     assert time.monotonic() - started < 5
     redis_pids = redis_children(server.proc.pid)  # type: ignore[union-attr]
     assert len(redis_pids) == 1
@@ -50,13 +56,14 @@ async def test_serve_on_embedded_redis_is_ready_fast_and_stops_cleanly(tmp_path:
     assert oct((data / "redis.pass").stat().st_mode & 0o777) == "0o600"
     assert list(data.glob("appendonly*")), "AOF is on"
     server.proc.send_signal(signal.SIGINT)  # type: ignore[union-attr]   Ctrl-C
-    assert server.proc.wait(15) == 0  # type: ignore[union-attr]
+    assert await wait_for_exit(server.proc, 15)  # type: ignore[arg-type]
+    assert server.proc.returncode == 0  # type: ignore[union-attr]
     assert not any(Path(f"/proc/{p}").exists() for p in redis_pids), "redis-server stopped too"
     assert "chatd stopped" in server.output()
 
 
 async def test_embedded_redis_listens_on_its_socket_only_with_a_password(tmp_path: Path) -> None:
-    server = embedded(tmp_path).start()
+    server = await embedded(tmp_path).start()
     try:
         conf = (tmp_path / "data" / "redis.conf").read_text()
         assert "port 0" in conf and "requirepass" in conf
@@ -66,29 +73,58 @@ async def test_embedded_redis_listens_on_its_socket_only_with_a_password(tmp_pat
         with pytest.raises(redis.AuthenticationError):
             anon.ping()
     finally:
-        server.stop()
+        await server.stop()
 
 
 async def test_a_second_server_on_the_same_data_dir_is_refused(tmp_path: Path) -> None:
-    first = embedded(tmp_path).start()
+    first = await embedded(tmp_path).start()
     try:
         second = embedded(tmp_path)
-        second.start(wait_ready=False)
-        assert second.proc.wait(15) == 1  # type: ignore[union-attr]
+        await second.start(wait_ready=False)
+        assert await wait_for_exit(second.proc, 15)  # type: ignore[arg-type]
+        assert second.proc.returncode == 1  # type: ignore[union-attr]
         out = second.output().strip().splitlines()
         assert len(out) == 1 and "another chatd" in out[0] and "already serves" in out[0]
     finally:
-        first.stop()
+        await first.stop()
 
 
 async def test_a_stale_socket_from_a_crash_is_cleaned_up(tmp_path: Path) -> None:
-    server = embedded(tmp_path).start()
-    server.kill()  # supervisor and workers die; redis follows (parent-death signal)
+    server = await embedded(tmp_path).start()
+    await server.kill()  # supervisor and workers die; redis follows (parent-death signal)
     sock = tmp_path / "data" / "redis.sock"
-    assert wait_until(lambda: not redis_children_any(tmp_path), 10)
+    assert await eventually(lambda: not redis_children_any(tmp_path), 10)
     sock.touch()  # whatever the crash left behind
-    again = embedded(tmp_path).start()
-    again.stop()
+    again = await embedded(tmp_path).start()
+    await again.stop()
+
+
+async def test_a_sigkilled_supervisor_takes_its_workers_and_redis_along(tmp_path: Path) -> None:
+    """What the OOM killer does: SIGKILL of `chatd serve` alone. Its workers and its Redis go
+    within 2 s (no process keeps the port or the data dir), clients see their connection
+    drop, and the same command starts again at once."""
+    server = await embedded(tmp_path, workers=2).start()
+    visitor = await make_visitor(server)
+    supervisor = server.proc.pid  # type: ignore[union-attr]
+    workers = [p for p in children(supervisor) if p not in redis_children(supervisor)]
+    (redis_pid,) = redis_children(supervisor)
+    assert len(workers) == 2
+    os.kill(supervisor, signal.SIGKILL)
+    assert await wait_for_exit(server.proc, 2)  # type: ignore[arg-type]
+
+    def gone(pid: int) -> bool:
+        try:
+            return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+        except psutil.NoSuchProcess:
+            return True
+    assert await eventually(lambda: all(gone(p) for p in [*workers, redis_pid]), 2), \
+        "a worker or the embedded Redis outlived its supervisor"
+    await visitor.closed(timeout=2)
+    again = await embedded(tmp_path, port=server.port).start()  # no stale lock, no busy port
+    try:
+        await make_visitor(again)
+    finally:
+        await again.stop()
 
 
 def redis_children_any(tmp_path: Path) -> bool:
@@ -97,8 +133,8 @@ def redis_children_any(tmp_path: Path) -> bool:
 
 
 async def test_transcripts_and_open_sessions_survive_a_restart(tmp_path: Path) -> None:
-    server = embedded(tmp_path, env={"CHATD_TICK": "0.2"}).start()
-    r = chatd_cli("agents", "add", "martin", "--name", "Gendarme Martin", "--password-stdin",
+    server = await embedded(tmp_path, env={"CHATD_TICK": "0.2"}).start()
+    r = await chatd_cli("agents", "add", "martin", "--name", "Gendarme Martin", "--password-stdin",
                   data_dir=tmp_path / "data", stdin=PASSWORD + "\n")
     assert r.returncode == 0, r.stderr
     agent = await make_agent(server, "", login="martin", create=False)
@@ -109,52 +145,51 @@ async def test_transcripts_and_open_sessions_survive_a_restart(tmp_path: Path) -
     await agent.recv("assigned", session=sid)
     await agent.send({"type": "send", "session": sid, "cid": "a1", "text": "bien reçu"})
     await agent.recv("ack", cid="a1")
-    server.stop()  # Redis stops with it, AOF on disk
-    again = embedded(tmp_path, env={"CHATD_TICK": "0.2"}, port=server.port).start()
+    await server.stop()  # Redis stops with it, AOF on disk
+    again = await embedded(tmp_path, env={"CHATD_TICK": "0.2"}, port=server.port).start()
     try:
         back = await make_visitor(again, token=visitor.token, resume={"session": sid, "after": 0})
         assert back.welcome["sessions"][0]["state"] == "active"
         await back.recv("msg", cid="a1")
         assert [f["text"] for f in back.frames if f["type"] == "msg"] == ["premier message", "bien reçu"]
     finally:
-        again.stop()
+        await again.stop()
 
 
 async def test_a_dead_embedded_redis_is_restarted_from_its_aof(tmp_path: Path) -> None:
-    server = embedded(tmp_path, env={"CHATD_TICK": "0.2"}).start()
+    server = await embedded(tmp_path, env={"CHATD_TICK": "0.2"}).start()
     try:
         visitor = await make_visitor(server)
         sid = await start_chat(visitor, text="avant")
         (pid,) = redis_children(server.proc.pid)  # type: ignore[union-attr]
         os.kill(pid, signal.SIGKILL)
-        assert wait_until(lambda: redis_children(server.proc.pid) not in ([], [pid]), 10)  # type: ignore[union-attr]
-        assert wait_until(server.ready, 10)
+        assert await eventually(lambda: redis_children(server.proc.pid) not in ([], [pid]), 10)  # type: ignore[union-attr]
+        assert await eventually(server.ready, 10)
         assert "embedded Redis died" in server.output()
         back = await make_visitor(server, token=visitor.token, resume={"session": sid, "after": 0})
         assert (await back.recv("msg", session=sid))["text"] == "avant"
     finally:
-        server.stop()
+        await server.stop()
 
 
 async def test_workers_share_one_embedded_redis(tmp_path: Path) -> None:
-    server = embedded(tmp_path, workers=3).start()
+    server = await embedded(tmp_path, workers=3).start()
     try:
-        out = subprocess.run(["pgrep", "-P", str(server.proc.pid)], capture_output=True, text=True)  # type: ignore[union-attr]
-        assert len(out.stdout.split()) == 4  # 3 workers + redis-server
+        assert len(children(server.proc.pid)) == 4  # type: ignore[union-attr]  # 3 workers + redis
         visitors = [await make_visitor(server) for _ in range(6)]
         assert len({v.welcome["token"] for v in visitors}) == 6
     finally:
-        server.stop()
+        await server.stop()
 
 
 async def test_a_killed_worker_is_replaced(chatd_factory) -> None:
-    server = chatd_factory(workers=2)
-    workers = subprocess.run(["pgrep", "-P", str(server.proc.pid)], capture_output=True, text=True).stdout.split()  # type: ignore[union-attr]
-    os.kill(int(workers[0]), signal.SIGKILL)
-    assert wait_until(lambda: len(subprocess.run(["pgrep", "-P", str(server.proc.pid)], capture_output=True, text=True).stdout.split()) == 2 and  # type: ignore[union-attr]
-                      workers[0] not in subprocess.run(["pgrep", "-P", str(server.proc.pid)], capture_output=True, text=True).stdout.split(), 10)  # type: ignore[union-attr]
+    server = await chatd_factory(workers=2)
+    workers = children(server.proc.pid)  # type: ignore[union-attr]
+    os.kill(workers[0], signal.SIGKILL)
+    pid = server.proc.pid  # type: ignore[union-attr]
+    assert await eventually(lambda: len(children(pid)) == 2 and workers[0] not in children(pid), 10)
     assert "exited (signal 9); restarting it" in server.output()
-    assert wait_until(server.ready, 10)
+    assert await eventually(server.ready, 10)
 
 
 @pytest.mark.parametrize("args, env, message", [
@@ -170,7 +205,7 @@ async def test_a_killed_worker_is_replaced(chatd_factory) -> None:
     ([], {"CHATD_CANNED_FILE": str(ROOT / "pyproject.toml")}, "has no [[answer]] tables"),
 ])
 async def test_bad_settings_exit_with_one_clear_line(args: list[str], env: dict[str, str], message: str) -> None:
-    r = chatd_cli("serve", *args, env=env)
+    r = await chatd_cli("serve", *args, env=env)
     assert r.returncode == 2
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1, r.stderr
@@ -184,31 +219,31 @@ async def test_a_busy_port_is_one_clear_line(tmp_path: Path) -> None:
         s.bind(("127.0.0.1", 0))
         s.listen()
         port = s.getsockname()[1]
-        r = chatd_cli("serve", "--port", str(port), data_dir=tmp_path / "d")
+        r = await chatd_cli("serve", "--port", str(port), data_dir=tmp_path / "d")
     assert r.returncode == 1
     assert r.stderr.strip().splitlines()[-1] == f"chatd: cannot listen on 127.0.0.1:{port}: Address already in use"
 
 
 async def test_agents_add_list_disable(tmp_path: Path) -> None:
     data = tmp_path / "data"
-    r = chatd_cli("agents", "add", "dupont", "--name", "Adjudant Dupont", "--role", "supervisor",
+    r = await chatd_cli("agents", "add", "dupont", "--name", "Adjudant Dupont", "--role", "supervisor",
                   "--lang", "fr,en", "--topics", "violence,general", "--capacity", "2", data_dir=data)
     assert r.returncode == 0, r.stderr
     assert "password: " in r.stdout  # generated, printed once
-    r = chatd_cli("agents", "add", "dupont", "--name", "Again", data_dir=data)
+    r = await chatd_cli("agents", "add", "dupont", "--name", "Again", data_dir=data)
     assert r.returncode == 1 and "already exists" in r.stderr
-    r = chatd_cli("agents", "add", "Bad Login", "--name", "X", data_dir=data)
+    r = await chatd_cli("agents", "add", "Bad Login", "--name", "X", data_dir=data)
     assert r.returncode == 1 and r.stderr.count("\n") == 1
-    r = chatd_cli("agents", "list", data_dir=data)
+    r = await chatd_cli("agents", "list", data_dir=data)
     assert r.stdout.split("\t")[:6] == ["dupont", "Adjudant Dupont", "supervisor", "fr,en",
                                         "violence,general", "2"]
-    r = chatd_cli("agents", "disable", "dupont", data_dir=data)
+    r = await chatd_cli("agents", "disable", "dupont", data_dir=data)
     assert r.returncode == 0
-    assert "disabled" in chatd_cli("agents", "list", data_dir=data).stdout
+    assert "disabled" in (await chatd_cli("agents", "list", data_dir=data)).stdout
 
 
 async def test_login_logout_and_disable_close_sockets(chatd_factory, redis_server) -> None:
-    server = chatd_factory()
+    server = await chatd_factory()
     agent = await make_agent(server, redis_server.url)
     async with httpx.AsyncClient() as http:
         bad = await http.post(server.http + "/api/login", json={"login": agent.login, "password": "nope"})
@@ -237,7 +272,7 @@ async def test_login_logout_and_disable_close_sockets(chatd_factory, redis_serve
 
 
 async def test_stats_are_for_supervisors(chatd_factory, redis_server) -> None:
-    server = chatd_factory()
+    server = await chatd_factory()
     agent = await make_agent(server, redis_server.url)
     sup = await make_agent(server, redis_server.url, role="supervisor", available=False)
     visitor = await make_visitor(server)
@@ -253,7 +288,7 @@ async def test_stats_are_for_supervisors(chatd_factory, redis_server) -> None:
 
 
 async def test_export_and_purge(chatd_factory, redis_server, prefix: str) -> None:
-    server = chatd_factory()
+    server = await chatd_factory()
     env = {"CHATD_KEY_PREFIX": prefix}
     from conftest import connect_pair
 
@@ -262,7 +297,7 @@ async def test_export_and_purge(chatd_factory, redis_server, prefix: str) -> Non
     await agent.send({"type": "note", "session": sid, "cid": "n1", "text": "orienté pré-plainte"})
     await agent.send({"type": "close", "session": sid, "disposition": "redirected_pre_plainte"})
     await visitor.recv("closed")
-    r = chatd_cli("export", "--redis-url", redis_server.url, env=env)
+    r = await chatd_cli("export", "--redis-url", redis_server.url, env=env)
     assert r.returncode == 0, r.stderr
     (line,) = r.stdout.splitlines()
     t = json.loads(line)
@@ -270,16 +305,16 @@ async def test_export_and_purge(chatd_factory, redis_server, prefix: str) -> Non
     assert [m["text"] for m in t["messages"]] == ["Bonjour", "Déposez plainte en ligne"]
     assert t["notes"][0]["text"] == "orienté pré-plainte"
     assert "visitor" not in t and "ip" not in line
-    assert chatd_cli("export", "--since", "2999-01-01", "--redis-url", redis_server.url, env=env).stdout == ""
-    r = chatd_cli("export", "--since", "yesterday", "--redis-url", redis_server.url, env=env)
+    assert (await chatd_cli("export", "--since", "2999-01-01", "--redis-url", redis_server.url, env=env)).stdout == ""
+    r = await chatd_cli("export", "--since", "yesterday", "--redis-url", redis_server.url, env=env)
     assert r.returncode == 1 and "--since" in r.stderr
-    r = chatd_cli("purge", "--older-than", "0", "--redis-url", redis_server.url, env=env)
+    r = await chatd_cli("purge", "--older-than", "0", "--redis-url", redis_server.url, env=env)
     assert r.returncode == 0 and "purged 1" in r.stdout
-    assert chatd_cli("export", "--redis-url", redis_server.url, env=env).stdout == ""
+    assert (await chatd_cli("export", "--redis-url", redis_server.url, env=env)).stdout == ""
 
 
 async def test_closed_sessions_expire_after_retention(chatd_factory, redis_server, rds, prefix: str) -> None:
-    server = chatd_factory(env={"CHATD_RETENTION_DAYS": "1"})
+    server = await chatd_factory(env={"CHATD_RETENTION_DAYS": "1"})
     from conftest import connect_pair
 
     visitor, agent, sid = await connect_pair(server, redis_server.url)
@@ -295,7 +330,7 @@ async def test_a_topic_can_keep_its_chats_for_less_time(chatd_factory, redis_ser
     topics = tmp_path / "topics.toml"
     topics.write_text('[[topic]]\nid = "violence"\nlabel_fr = "Violences"\npriority = 30\n'
                       'retention_days = 0.5\n[[topic]]\nid = "general"\nlabel_fr = "Général"\n')
-    server = chatd_factory(env={"CHATD_TOPICS_FILE": str(topics), "CHATD_RETENTION_DAYS": "30"})
+    server = await chatd_factory(env={"CHATD_TOPICS_FILE": str(topics), "CHATD_RETENTION_DAYS": "30"})
     from conftest import make_agent
 
     agent = await make_agent(server, redis_server.url, capacity=4)

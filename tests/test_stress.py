@@ -10,6 +10,7 @@ import time
 from collections import defaultdict
 
 import pytest
+import websockets
 
 from conftest import create_account, make_agent, make_visitor
 from harness import Chatd, Client, Closed
@@ -34,8 +35,8 @@ class Record:
 
 async def test_randomized_matching_with_a_crash(chatd_factory, redis_server, rds, prefix: str) -> None:
     rng = random.Random(20261128)
-    a = chatd_factory(env=ENV)
-    b = chatd_factory(env=ENV)
+    a = await chatd_factory(env=ENV)
+    b = await chatd_factory(env=ENV)
     servers = [a, b]
     rec = Record()
     stop = asyncio.Event()
@@ -72,10 +73,12 @@ async def test_randomized_matching_with_a_crash(chatd_factory, redis_server, rds
                 kind = frame["type"]
                 if kind == "offer":
                     sid = frame["session"]
-                    if rng.random() < 0.2:
-                        await client.send({"type": "decline", "session": sid})
-                    else:
-                        await client.send({"type": "accept", "session": sid})
+                    answer = "decline" if rng.random() < 0.2 else "accept"
+                    try:
+                        await client.send({"type": answer, "session": sid})
+                    except websockets.ConnectionClosed:  # its process just died: come back
+                        client = await reconnect_agent(login, token)
+                        continue
                 elif kind == "assigned":
                     sid = frame["session"]
                     rec.assigned[sid].add(login)
@@ -155,7 +158,7 @@ async def test_randomized_matching_with_a_crash(chatd_factory, redis_server, rds
 
     async def chaos() -> None:
         await asyncio.sleep(5)
-        a.kill()
+        await a.kill()
 
     tasks = [asyncio.create_task(agent_life(i)) for i in range(AGENTS)]
     tasks += [asyncio.create_task(visitor_life(i)) for i in range(VISITORS)]

@@ -108,7 +108,7 @@ async def test_user_text_is_never_html(browser: Any, server: Chatd, redis_server
 
 async def test_queue_position_moves_as_people_ahead_are_served(chatd_factory: Any, redis_server: Any,
                                                               browser: Any) -> None:
-    server = chatd_factory(env={"CHATD_TICK": "0.2"})
+    server = await chatd_factory(env={"CHATD_TICK": "0.2"})
     ahead = [await make_visitor(server) for _ in range(2)]
     for v in ahead:
         await start_chat(v, "general")
@@ -122,14 +122,14 @@ async def test_queue_position_moves_as_people_ahead_are_served(chatd_factory: An
 
 async def test_messages_typed_while_the_server_is_down_arrive_once(chatd_factory: Any, redis_server: Any,
                                                                    browser: Any) -> None:
-    server = chatd_factory()
-    agent_server = chatd_factory()
+    server = await chatd_factory()
+    agent_server = await chatd_factory()
     agent = await make_agent(agent_server, redis_server.url)
     page = await open_widget(browser, server)
     await start_from_widget(page, "theft", "Mon vélo a été volé")
     sid = await accept_next(agent)
     await w(page, "status").filter(has_text="Un gendarme vous répond").wait_for()
-    server.kill()  # the citizen's server process dies
+    await server.kill()  # the citizen's server process dies
     await w(page, "status").filter(has_text="Connexion perdue").wait_for()
     for text in ("C'était devant la gare", "Il est bleu"):
         await w(page, "input").fill(text)
@@ -137,7 +137,7 @@ async def test_messages_typed_while_the_server_is_down_arrive_once(chatd_factory
     await w(page, "message", data_from="visitor").filter(has_text="en attente").first.wait_for()
     # the same address comes back (another process, same Redis): the widget reconnects
     again = Chatd(redis_url=redis_server.url, prefix=server.prefix, port=server.port, env=server.env)
-    again.start()
+    await again.start()
     try:
         for text in ("C'était devant la gare", "Il est bleu"):
             await agent.recv("msg", session=sid, text=text, timeout=20)
@@ -147,7 +147,7 @@ async def test_messages_typed_while_the_server_is_down_arrive_once(chatd_factory
         await w(page, "message", data_from="visitor").filter(has_text="Il est bleu").filter(has_text="envoyé").wait_for()
         assert await w(page, "message").filter(has_text="en attente").count() == 0
     finally:
-        again.stop()
+        await again.stop()
 
 
 async def test_a_reload_in_the_same_tab_continues_the_chat(browser: Any, server: Chatd, redis_server: Any) -> None:
