@@ -51,6 +51,28 @@ async def test_resending_a_cid_never_creates_a_second_message(server: Chatd, red
     assert (await agent.recv("ack", cid="next"))["seq"] == 3
 
 
+async def test_a_cid_belongs_to_its_sender(server: Chatd, redis_server) -> None:
+    """The citizen's cid "1" and the gendarme's cid "1" are two messages; each side's resend
+    of its own "1" is acknowledged with its own seq and creates nothing."""
+    visitor, agent, sid = await connect_pair(server, redis_server.url)
+    await visitor.send({"type": "send", "session": sid, "cid": "1", "text": "du citoyen"})
+    assert (await visitor.recv("ack", cid="1"))["seq"] == 2
+    await agent.send({"type": "send", "session": sid, "cid": "1", "text": "du gendarme"})
+    assert (await agent.recv("ack", cid="1"))["seq"] == 3
+    got = await visitor.recv("msg", session=sid, seq=3)
+    assert got["text"] == "du gendarme" and got["from"] == "agent"
+    await agent.send({"type": "send", "session": sid, "cid": "1", "text": "du gendarme"})
+    assert (await agent.recv("ack", cid="1"))["seq"] == 3
+    await visitor.send({"type": "send", "session": sid, "cid": "1", "text": "du citoyen"})
+    assert (await visitor.recv("ack", cid="1"))["seq"] == 2
+    await agent.send({"type": "note", "session": sid, "cid": "1", "text": "une note"})
+    assert (await agent.recv("ack", cid="1"))["nseq"] == 1
+    again = await make_visitor(server, token=visitor.token, resume={"session": sid, "after": 0})
+    await again.recv("msg", session=sid, seq=3)
+    assert [(f["from"], f["text"]) for f in again.frames if f["type"] == "msg"] == [
+        ("visitor", "Bonjour"), ("visitor", "du citoyen"), ("agent", "du gendarme")]
+
+
 async def test_notes_reach_agents_only(server: Chatd, redis_server) -> None:
     visitor, agent, sid = await connect_pair(server, redis_server.url)
     await agent.send({"type": "note", "session": sid, "cid": "n1", "text": "victime mineure ?"})

@@ -272,7 +272,8 @@
   function addMessage(c, h) {
     if (h.seq <= c.lastSeq && c.messages.some(function (x) { return x.seq === h.seq; })) return false;
     // the echo of one of our sends replaces its pending copy
-    var pending = h.cid ? c.messages.filter(function (x) { return x.cid === h.cid && !x.seq; })[0] : null;
+    var pending = h.cid && h.from === "agent"  // cids are per sender: the visitor's are not ours
+      ? c.messages.filter(function (x) { return x.cid === h.cid && !x.seq; })[0] : null;
     if (pending) { pending.seq = h.seq; pending.ts = h.ts; }
     else c.messages.push({ seq: h.seq, from: h.from, text: h.text, ts: h.ts, cid: h.cid });
     c.messages.sort(function (a, b) { return (a.seq || Infinity) - (b.seq || Infinity); });
@@ -286,7 +287,7 @@
     var c = S.chats[m.session];
     if (!c) return;
     if (!addMessage(c, m)) return;
-    if (m.cid) dropFromOutbox(m.cid);
+    if (m.cid && m.from === "agent") dropFromOutbox(m.cid);
     if (m.from === "visitor") {
       c.typing = false;
       if (S.current !== m.session || document.hidden) c.unread++;

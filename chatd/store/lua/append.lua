@@ -14,7 +14,7 @@ if from == 'visitor' then
 elseif agent ~= actor then
   return {'not_found', 0}
 end
-local cidkey = (kind == 'note' and 'n:' or 'm:') .. cid
+local cidkey = cid_field(kind == 'note' and 'n' or 'm', from, actor, cid)
 if cid ~= '' then
   local seen = redis.call('HGET', k_cids(sid), cidkey)
   if seen then return {'dup', tonumber(seen)} end
@@ -22,7 +22,7 @@ end
 if state == 'closed' then return {'closed', 0} end
 if from == 'agent' and state ~= 'active' then return {'not_found', 0} end
 if kind == 'msg' then
-  return {'ok', append_msg(sid, from, text, cid, '')}
+  return {'ok', append_msg(sid, from, text, cid, actor)}
 end
 local nseq = redis.call('HINCRBY', skey, 'nseq', 1)
 redis.call('XADD', k_notes(sid), '0-' .. nseq, 'agent', actor, 'text', text, 'ts', NOW, 'cid', cid)

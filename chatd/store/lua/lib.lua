@@ -13,16 +13,22 @@ local function hget(key, field)
   return v
 end
 
+-- The field of k_cids(sid) that remembers a client id. Idempotency is per (session, sender):
+-- the visitor's cid "1" and a gendarme's cid "1" are two messages; one gendarme's resend from
+-- another device is the same sender (kind: 'm' for messages, 'n' for notes).
+local function cid_field(kind, from, actor, cid)
+  if from == 'visitor' then return kind .. ':v:' .. cid end
+  return kind .. ':a:' .. actor .. ':' .. cid
+end
+
 -- Appends a visible message (visitor, agent or system) and publishes it. Returns its seq.
+-- ``actor`` (the agent's login, the visitor id) scopes the cid; '' for system messages.
 local function append_msg(sid, from, text, cid, actor)
   local seq = redis.call('HINCRBY', k_session(sid), 'seq', 1)
   local fields = {'from', from, 'text', text, 'ts', NOW}
   if cid and cid ~= '' then
     fields[#fields + 1] = 'cid'; fields[#fields + 1] = cid
-    redis.call('HSET', k_cids(sid), 'm:' .. cid, seq)
-  end
-  if actor and actor ~= '' then
-    fields[#fields + 1] = 'actor'; fields[#fields + 1] = actor
+    redis.call('HSET', k_cids(sid), cid_field('m', from, actor, cid), seq)
   end
   redis.call('XADD', k_messages(sid), '0-' .. seq, unpack(fields))
   publish(k_session_channel(sid), {e = 'msg', sid = sid, seq = seq, from = from, text = text,
