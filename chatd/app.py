@@ -18,7 +18,7 @@ from starlette.routing import Route
 
 from protocol import CloseCode, ErrorCode
 
-from . import api, metrics
+from . import api, metrics, supervised
 from .api import (
     SECURITY_HEADERS,
     ApiError,
@@ -83,9 +83,12 @@ def create_app(settings: Settings, redis_url: str) -> Any:
         return PlainTextResponse("ok")
 
     async def readyz(request: Request) -> Response:
-        if rt.ready.is_set() and await rt.redis_answers():
-            return PlainTextResponse("ready")
-        return PlainTextResponse("redis unreachable", status_code=503)
+        if not (rt.ready.is_set() and await rt.redis_answers()):
+            return PlainTextResponse("redis unreachable", status_code=503)
+        down = supervised.failing()
+        if down:  # e.g. matching or live delivery keeps failing on this process
+            return PlainTextResponse("failing: " + ", ".join(down), status_code=503)
+        return PlainTextResponse("ready")
 
     async def metrics_endpoint(request: Request) -> Response:
         body, media = metrics.render()

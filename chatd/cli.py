@@ -108,7 +108,7 @@ async def _redis_for_admin(settings: Settings) -> AsyncIterator[Any]:
             embedded = EmbeddedRedis(data)
             embedded.start()
         url = data.url()
-    client = redis_client(url, decode=True, max_connections=4)
+    client = redis_client(url, decode=True, max_connections=4, retries=0)
     try:
         try:
             await client.ping()

@@ -356,4 +356,4 @@ class Connection(asyncio.Protocol):
         self.tasks.discard(task)
         if not task.cancelled() and task.exception() is not None:
             exc = task.exception()
-            log.error("connection task failed: %s: %s", type(exc).__name__, exc)
+            log.error("a connection's task failed", exc_info=exc)

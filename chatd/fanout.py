@@ -15,6 +15,9 @@ import msgpack
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from .store import transient
+from .supervised import spawn
+
 log = logging.getLogger("chatd.fanout")
 
 OnEvent = Callable[[str, dict[str, Any]], None]
@@ -34,10 +37,11 @@ class Fanout:
         self._sender: asyncio.Future[None] | None = None
         self._ps: Any = None
         self._task: asyncio.Task[None] | None = None
+        self._was_connected = False  # a (re)connection after the first must resync
         self.connected = asyncio.Event()
 
     async def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="fanout")
+        self._task = spawn("fanout", self._run)
 
     async def stop(self) -> None:
         if self._task:
@@ -47,10 +51,7 @@ class Fanout:
             except asyncio.CancelledError:
                 pass
         if self._ps is not None:
-            try:
-                await self._ps.aclose()
-            except Exception:  # closing a dead connection: nothing to do
-                pass
+            await self._close_ps()
 
     async def subscribe(self, channel: str) -> None:
         """Subscribe and wait until Redis confirms, so no publish after this returns is missed;
@@ -66,8 +67,8 @@ class Fanout:
         try:
             await asyncio.wait_for(asyncio.shield(fut), 2.0)
         except (RedisError, OSError, asyncio.TimeoutError) as exc:
-            log.warning("subscribe not confirmed (%s); the periodic resync covers it",
-                        type(exc).__name__)
+            log.warning("subscribe not confirmed (%s: %s); the periodic resync covers it",
+                        type(exc).__name__, exc)
             self._unconfirmed.add(channel)
         finally:
             self._pending.pop(channel, None)
@@ -117,33 +118,37 @@ class Fanout:
             self._sender = None
 
     async def _run(self) -> None:
+        """Connect, subscribe, listen; after any loss (or a restart of this task by its
+        supervisor), subscribe again and resync: events may have been missed meanwhile."""
         delay = 0.1
-        first = True
         while True:
             try:
                 self._ps = self._redis.pubsub()
                 self._unconfirmed = set(self.channels)  # until Redis confirms each again
                 await self._ps.subscribe(*self.channels)
                 self.connected.set()
-                if not first:
+                if self._was_connected:
                     log.warning("pub/sub reconnected; resyncing live sessions from their streams")
                     await self._on_resync()
-                first = False
+                self._was_connected = True
                 delay = 0.1
                 await self._listen()
-            except asyncio.CancelledError:
-                raise
             except (RedisError, OSError) as exc:
+                if not transient(exc):
+                    raise
                 if self.connected.is_set():
-                    log.warning("pub/sub lost: %s; reconnecting", exc)
-                self.connected.clear()
-                first = False
-                try:
-                    await self._ps.aclose()
-                except Exception:  # closing a dead connection: nothing to do
-                    pass
+                    log.warning("pub/sub lost (%s: %s); reconnecting", type(exc).__name__, exc)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 2.0)
+            finally:
+                self.connected.clear()
+                await self._close_ps()
+
+    async def _close_ps(self) -> None:
+        try:
+            await self._ps.aclose()
+        except Exception:  # closing a dead connection: nothing to do
+            pass
 
     async def _listen(self) -> None:
         ps = self._ps

@@ -19,7 +19,7 @@ from protocol import CloseCode
 
 from .connection import Connection
 from .fanout import Fanout
-from .store import Entry, Store
+from .store import Entry, Store, transient
 
 log = logging.getLogger("chatd.hub")
 
@@ -202,8 +202,11 @@ class Hub:
                     return
                 if not entries:
                     return
-        except Exception as exc:  # Redis away: the resync after reconnect retries
-            log.warning("backfill of a session failed: %s", type(exc).__name__)
+        except Exception as exc:  # Redis away: the periodic resync retries
+            if transient(exc):
+                log.warning("backfill of a session failed (%s: %s)", type(exc).__name__, exc)
+            else:
+                log.exception("backfill of a session failed")
         finally:
             del conn.catching[sid]
             done.set_result(None)
@@ -239,7 +242,10 @@ class Hub:
         try:
             states = await self.store.states(sids)
         except Exception as exc:
-            log.warning("resync failed: %s", type(exc).__name__)
+            if transient(exc):
+                log.warning("resync failed (%s: %s)", type(exc).__name__, exc)
+            else:
+                log.exception("resync failed")
             return
         for sid, st in zip(sids, states):
             seq = int(st.get("seq", 0))

@@ -18,7 +18,8 @@ from redis.exceptions import RedisError
 from . import metrics, texts
 from .config import Settings
 from .hub import Hub
-from .store import Store
+from .store import Store, transient
+from .supervised import spawn
 
 log = logging.getLogger("chatd.matching")
 
@@ -42,11 +43,8 @@ class Matcher:
         self._kick.set()
 
     async def start(self) -> None:
-        self._tasks = [
-            asyncio.create_task(self._match_loop(), name="match"),
-            asyncio.create_task(self._tick_loop(), name="tick"),
-            asyncio.create_task(self._heartbeat_loop(), name="heartbeat"),
-        ]
+        self._tasks = [spawn("match", self._match_loop), spawn("tick", self._tick_loop),
+                       spawn("heartbeat", self._heartbeat_loop)]
 
     async def stop(self) -> None:
         for task in self._tasks:
@@ -68,7 +66,9 @@ class Matcher:
                     metrics.MATCHES.inc(n)
                     if n >= 200:
                         self._kick.set()  # more may be waiting
-            except RedisError:
+            except (RedisError, OSError) as exc:
+                if not transient(exc):
+                    raise  # a bug, not an outage: supervised (logged, restarted, /readyz)
                 await asyncio.sleep(self.settings.tick)
 
     async def _tick_loop(self) -> None:
@@ -91,13 +91,13 @@ class Matcher:
                 if not self.redis_ok:
                     log.warning("Redis answers again")
                     self.redis_ok = True
-            except RedisError as exc:
+            except (RedisError, OSError) as exc:
+                if not transient(exc):
+                    raise
                 if self.redis_ok:
-                    log.error("Redis unreachable (%s); retrying every %.0f s",
-                              type(exc).__name__, self.settings.tick)
+                    log.error("Redis unreachable (%s: %s); retrying every %g s",
+                              type(exc).__name__, exc, self.settings.tick)
                 self.redis_ok = False
-            except Exception:
-                log.exception("tick failed")
 
     async def _heartbeat_loop(self) -> None:
         every = max(0.5, self.settings.heartbeat_ttl / 3)
@@ -112,10 +112,9 @@ class Matcher:
                         for conn in self.hub.agent_connections(login):
                             conn.send({"type": "agent_status", "status": "away"})
                 await self.hub.resync(settle=1.0)
-            except RedisError:
-                pass
-            except Exception:
-                log.exception("heartbeat failed")
+            except (RedisError, OSError) as exc:
+                if not transient(exc):
+                    raise
             await asyncio.sleep(every)
 
     async def _send_positions(self) -> None:

@@ -19,6 +19,9 @@ SESSIONS = Counter("chatd_sessions_started_total", "Chats started")
 MATCHES = Counter("chatd_matches_total", "Visitors matched with an agent")
 MATCH_RUNS = Histogram("chatd_match_run_seconds", "Duration of one matching run",
                        buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5))
+TASK_RESTARTS = Counter("chatd_task_restarts_total",
+                        "Background tasks restarted after they raised (matching, delivery…)",
+                        ["task"])
 SLOW_CLOSES = Counter("chatd_slow_consumer_closes_total", "Connections closed as too slow")
 
 

@@ -12,25 +12,31 @@ import logging
 from typing import Any
 
 from redis.asyncio import BlockingConnectionPool, Redis
-from redis.backoff import NoBackoff
-from redis.exceptions import RedisError
-from redis.retry import Retry
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff, NoBackoff
+from redis.exceptions import ConnectionError, RedisError
 
 from .auth import Auth
 from .config import Settings, Topic
 from .hub import Hub
 from .limits import ConnectionCounter
 from .matching import Matcher
-from .store import Store
+from .store import Store, transient
+from .supervised import spawn
 
 log = logging.getLogger("chatd")
 
 
-def redis_client(url: str, decode: bool, max_connections: int = 64) -> Redis:
+def redis_client(url: str, decode: bool, max_connections: int = 64, retries: int = 2) -> Redis:
+    """A pooled client. ``retries``: how often a command that failed on its connection is sent
+    again (a pooled connection that Redis closed meanwhile, a restart). Only for commands whose
+    replay is harmless: scripts go through a client with 0, since a script whose reply was lost
+    may have run (its caller answers `unavailable`, and the client resends the same cid)."""
     pool = BlockingConnectionPool.from_url(
         url, max_connections=max_connections, timeout=5, decode_responses=decode,
         socket_connect_timeout=2, socket_timeout=10, health_check_interval=0,
-        retry=Retry(NoBackoff(), 1),
+        retry=Retry(ExponentialBackoff(cap=0.5, base=0.02), retries,
+                    supported_errors=(ConnectionError,)),
     )
     return Redis(connection_pool=pool)
 
@@ -40,11 +46,12 @@ class Runtime:
         self.settings = settings
         self.redis_url = redis_url
         self.redis = redis_client(redis_url, decode=True)
+        self.script_redis = redis_client(redis_url, decode=True, max_connections=8, retries=0)
         # pub/sub: bytes (msgpack payloads), and no silent reconnect: the hub must resync
         self.pubsub_redis = Redis.from_url(redis_url, decode_responses=False,
                                            socket_connect_timeout=2,
                                            retry=Retry(NoBackoff(), 0))
-        self.store = Store(self.redis, settings)
+        self.store = Store(self.redis, settings, self.script_redis)
         self.hub = Hub(self.store, self.pubsub_redis)
         self.matcher = Matcher(settings, self.store, self.hub)
         self.connections = ConnectionCounter(settings.max_conn_per_ip)
@@ -57,7 +64,7 @@ class Runtime:
 
     async def start(self) -> None:
         await self.hub.fanout.start()
-        self._setup = asyncio.create_task(self._set_up())
+        self._setup = spawn("setup", self._set_up, forever=False)
         await self.matcher.start()
 
     async def _set_up(self) -> None:
@@ -71,6 +78,8 @@ class Runtime:
                 self.ready.set()
                 return
             except (RedisError, OSError) as exc:
+                if not transient(exc):
+                    raise
                 log.error("Redis unreachable at start-up (%s: %s); retrying in %.1f s",
                           type(exc).__name__, exc, delay)
                 await asyncio.sleep(delay)
@@ -82,6 +91,7 @@ class Runtime:
         await self.matcher.stop()
         await self.hub.fanout.stop()
         await self.redis.aclose()
+        await self.script_redis.aclose()
         await self.pubsub_redis.aclose()
 
     async def redis_answers(self) -> bool:

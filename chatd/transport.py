@@ -25,6 +25,7 @@ from . import metrics
 from .agent import Closing
 from .connection import Connection
 from .limits import TokenBucket
+from .store import transient
 from .visitor import Blocked, Refused
 
 if TYPE_CHECKING:
@@ -208,14 +209,15 @@ class Endpoint:
             _error(conn, exc.code, exc.message, ref)
         except (Closing, Blocked):
             conn.close(CloseCode.POLICY, "unauthorized")
-        except (RedisError, OSError) as exc:
+        except Exception as exc:
+            if isinstance(exc, (RedisError, OSError)) and transient(exc):
+                log.warning("Redis unavailable while handling %s (%s: %s)", msg.TYPE,
+                            type(exc).__name__, exc)
+            else:  # a bug: the traceback is what the operator needs
+                log.exception("handler for %s failed", msg.TYPE)
             _error(conn, ErrorCode.UNAVAILABLE, "service temporarily unavailable: retry", ref)
-            log.warning("Redis error while handling %s: %s", msg.TYPE, type(exc).__name__)
             if msg.TYPE == "hello":
                 conn.close(CloseCode.GOING_AWAY, "unavailable")
-        except Exception:
-            log.exception("handler for %s failed", msg.TYPE)
-            _error(conn, ErrorCode.UNAVAILABLE, "internal error: retry", ref)
 
 
 def _error(conn: Connection, code: ErrorCode, message: str, ref: str | None) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+import httpx
 import pytest
 
 from conftest import make_agent, make_visitor, start_chat
@@ -405,3 +406,32 @@ async def test_queued_always_comes_before_assigned(chatd_factory, redis_server) 
         kinds = [f["type"] for f in v.frames if f["type"] in ("queued", "assigned")]
         wrong += kinds[0] != "queued"
     assert wrong == 0, f"{wrong} of {len(visitors)} visitors heard `assigned` before `queued`"
+
+
+async def test_a_failing_matching_loop_is_logged_restarted_and_reported(
+        chatd_factory, redis_server, rds, prefix) -> None:
+    """A bug in matching (here: a topic table that the script cannot read) must not end
+    matching silently: the traceback is logged, the loop restarts with backoff, /metrics counts
+    it, /readyz says which task fails; once the cause is gone, matching resumes by itself."""
+    server = await chatd_factory(env=FAST)
+    agent = await make_agent(server, redis_server.url)
+    topics = Keys(prefix).topics
+    good = await rds.hget(topics, "general")
+    await rds.hset(topics, "general", "not a topic")
+    visitor = await make_visitor(server)
+    sid = await start_chat(visitor)
+    assert await eventually(lambda: "background task 'match' failed" in server.output(), 10)
+    assert "Traceback" in server.output()
+    async with httpx.AsyncClient() as http:
+        r = await http.get(server.http + "/readyz")
+        assert r.status_code == 503 and "match" in r.text
+        metrics = (await http.get(server.http + "/metrics")).text
+        restarts = [line for line in metrics.splitlines()
+                    if line.startswith('chatd_task_restarts_total{task="match"}')]
+        assert restarts and float(restarts[0].split()[-1]) >= 1
+        await rds.hset(topics, "general", good)  # the operator repairs it
+        await agent.recv("offer", session=sid, timeout=40)  # the next restart matches again
+
+        async def ready() -> bool:
+            return (await http.get(server.http + "/readyz")).status_code == 200
+        assert await eventually(ready, 60)

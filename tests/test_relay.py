@@ -284,9 +284,9 @@ async def test_chatd_starts_while_redis_is_down_and_recovers(chatd_factory) -> N
             r = await get_once_listening(http, server.http + "/healthz", 100)
             assert r.status_code == 200
             assert (await http.get(server.http + "/readyz")).status_code == 503
+            assert await eventually(lambda: "Redis unreachable at start-up" in server.output(), 10)
             await own.start()
             assert await eventually(server.ready, 15)
-        assert "Redis unreachable at start-up" in server.output()
         visitor = await make_visitor(server)
         await start_chat(visitor)
     finally:

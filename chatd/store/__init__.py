@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
+from .errors import transient
 from .keys import Keys
 from .store import Entry, NoteEntry, Store, now_ms
 
-__all__ = ["Entry", "Keys", "NoteEntry", "Store", "now_ms"]
+__all__ = ["Entry", "Keys", "NoteEntry", "Store", "now_ms", "transient"]

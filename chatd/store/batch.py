@@ -11,6 +11,8 @@ from typing import Any
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from ..supervised import spawn
+
 log = logging.getLogger("chatd.store")
 
 MAX_BATCH = 512
@@ -34,7 +36,7 @@ class Batcher:
             self._loop = loop
             self._wake = asyncio.Event()
             for _ in range(SENDERS):
-                loop.create_task(self._sender())
+                spawn("pipeline", self._sender)
         fut: asyncio.Future[Any] = loop.create_future()
         self._queue.append((args, fut))
         self._wake.set()  # type: ignore[union-attr]

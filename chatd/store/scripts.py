@@ -30,11 +30,11 @@ def source(name: str) -> str:
 
 
 class Scripts:
-    def __init__(self, redis: Redis) -> None:
+    def __init__(self, redis: Redis, batch_redis: Redis) -> None:
         self._scripts: dict[str, AsyncScript] = {
             name: redis.register_script(source(name)) for name in NAMES
         }
-        self._batch = Batcher(redis)
+        self._batch = Batcher(batch_redis)
 
     async def command(self, *args: Any) -> Any:
         """A plain command, in the same pipeline as the scripts of this turn of the loop."""

@@ -47,11 +47,14 @@ class NoteEntry:
 
 
 class Store:
-    def __init__(self, redis: Redis, settings: Settings) -> None:
+    def __init__(self, redis: Redis, settings: Settings, script_redis: Redis | None = None
+                 ) -> None:
+        """``redis`` for reads and commands whose replay is harmless; ``script_redis`` (a
+        client that never retries by itself) for the scripts (``runtime.redis_client``)."""
         self.redis = redis
         self.settings = settings
         self.keys = Keys(settings.key_prefix)
-        self.scripts = Scripts(redis)
+        self.scripts = Scripts(redis, script_redis or redis)
         self.prefix = settings.key_prefix
         self.retention_ms = int(settings.retention_days * 86_400_000)
 
