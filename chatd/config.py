@@ -69,6 +69,7 @@ class Settings:
     lang_fallback: float = 60.0  # seconds before a visitor may get an agent not speaking their lang
     default_lang: str = "fr"
     retention_days: float = 30.0
+    purge_every: float = 3600.0  # seconds between automatic purges (one process per period)
     frame_rate: float = 10.0  # frames per second per connection (agents: per open chat)
     frame_burst: int = 30
     max_conn_per_ip: int = 200
@@ -189,6 +190,7 @@ _PARSERS: dict[str, Callable[[str, str], Any]] = {
     "lang_fallback": _positive_float,
     "default_lang": _str,
     "retention_days": _positive_float,
+    "purge_every": _positive_float,
     "frame_rate": _positive_float,
     "frame_burst": _int_in(1, 1_000_000),
     "max_conn_per_ip": _int_in(1, 10_000_000),

@@ -37,6 +37,7 @@ class Matcher:
         self.redis_ok = True
         self.handling: dict[str, int] = {}  # topic -> ms, refreshed with the positions
         self._positions_at = 0.0
+        self._sweep_at = 0.0  # loop time of this process's next try at the automatic purge
         self.capacity = 0  # slots of available agents, refreshed each tick
 
     def kick(self) -> None:
@@ -88,6 +89,12 @@ class Matcher:
                     self._positions_at = now
                     await self._send_positions()
                 self.hub.close_idle(now, self.settings.idle_timeout)
+                if now >= self._sweep_at:
+                    self._sweep_at = now + self.settings.purge_every
+                    if await self.store.claim_sweep(self.settings.purge_every):
+                        n = await self.store.sweep()
+                        if n:
+                            log.info("retention: %d closed chat(s) deleted", n)
                 if not self.redis_ok:
                     log.warning("Redis answers again")
                     self.redis_ok = True

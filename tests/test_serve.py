@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 import psutil
@@ -344,3 +345,61 @@ async def test_a_topic_can_keep_its_chats_for_less_time(chatd_factory, redis_ser
         ttls[topic] = await rds.ttl(f"{prefix}:s:{{{sid}}}:m")
     assert 43_000 < ttls["violence"] <= 43_200  # half a day
     assert 29 * 86_400 < ttls["general"] <= 30 * 86_400
+
+
+async def leftovers(rds: Any, prefix: str, needles: list[str]) -> list[str]:
+    """Keys of this deployment that name or hold any of ``needles`` (session or visitor ids),
+    except the audit trail (who was shown which chat id, when) and the hourly rate counters."""
+    found = []
+    async for key in rds.scan_iter(f"{prefix}:*"):
+        if key == f"{prefix}:audit" or key.startswith(f"{prefix}:rl:"):
+            continue
+        kind = await rds.type(key)
+        if kind == "string":
+            content = [await rds.get(key)]
+        elif kind == "hash":
+            content = [x for kv in (await rds.hgetall(key)).items() for x in kv]
+        elif kind == "set":
+            content = list(await rds.smembers(key))
+        elif kind == "zset":
+            content = await rds.zrange(key, 0, -1)
+        elif kind == "stream":
+            content = [x for _, f in await rds.xrange(key) for kv in f.items() for x in kv]
+        else:
+            content = await rds.lrange(key, 0, -1)
+        if any(n in key or any(n in str(c) for c in content) for n in needles):
+            found.append(key)
+    return found
+
+
+async def test_chats_past_retention_are_purged_automatically_and_leave_nothing(
+        chatd_factory, redis_server, rds, prefix: str) -> None:
+    from conftest import connect_pair
+
+    env = {"CHATD_RETENTION_DAYS": str(4 / 86400), "CHATD_PURGE_EVERY": "1", "CHATD_TICK": "0.2"}
+    a = await chatd_factory(env=env)
+    b = await chatd_factory(env=env)
+    visitor, agent, sid = await connect_pair(a, redis_server.url, agent_server=b)
+    await visitor.send({"type": "send", "session": sid, "cid": "1", "text": "mon adresse"})
+    await agent.send({"type": "note", "session": sid, "cid": "n", "text": "à rappeler"})
+    await agent.recv("ack", cid="n")
+    await agent.send({"type": "close", "session": sid, "disposition": "answered"})
+    await visitor.recv("closed", session=sid)
+    await visitor.send({"type": "rate", "session": sid, "rating": 5, "comment": "merci"})
+    await visitor.recv("rated")
+    waiting = await make_visitor(b)  # leaves while queued, by quick exit
+    sid2 = await start_chat(waiting, text="je dois partir")
+    await waiting.send({"type": "close", "session": sid2, "reason": "quick_exit"})
+    await waiting.recv("closed", session=sid2)
+    helped = await make_visitor(a)  # closed by the citizen while queued
+    sid3 = await start_chat(helped)
+    await helped.send({"type": "close", "session": sid3})
+    await helped.recv("closed", session=sid3)
+    vids = [v.token.split(".")[1] for v in (visitor, waiting, helped)]  # type: ignore[attr-defined]
+    needles = [sid, sid2, sid3, *vids]
+    assert await leftovers(rds, prefix, needles)  # closed, still within retention
+
+    async def nothing_left() -> bool:
+        return not await leftovers(rds, prefix, needles)
+    assert await eventually(nothing_left, 30), await leftovers(rds, prefix, needles)
+    assert "closed chat(s) deleted" in a.output() + b.output()

@@ -21,6 +21,7 @@ PATTERNS: dict[str, str] = {
     "blocked": "P:blocked:<vid>",
     "counter": "P:rl:<name>",
     "closed": "P:closed",
+    "sweep": "P:sweep",  # held by the process sweeping this period
     "visitor_sessions": "P:v:<vid>:sessions",
     "audit": "P:audit",
     "canned": "P:canned:<login>",

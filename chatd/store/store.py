@@ -8,6 +8,7 @@ event uses one time everywhere.
 from __future__ import annotations
 
 import json
+import os
 import secrets
 import time
 from dataclasses import dataclass
@@ -333,18 +334,61 @@ class Store:
         return bool(await self.redis.hdel(self.keys.canned(login), answer_id))
 
     async def purge(self, older_than_ms: int) -> int:
-        """Deletes closed sessions closed before ``older_than_ms`` (epoch ms), transcripts too."""
-        sids = await self.redis.zrangebyscore(self.keys.closed, "-inf", older_than_ms)
-        for sid in sids:
-            vid = await self.redis.hget(self.keys.session(sid), "visitor")
-            async with self.redis.pipeline(transaction=True) as pipe:
-                pipe.delete(self.keys.session(sid), self.keys.messages(sid), self.keys.notes(sid),
-                            self.keys.cids(sid))
-                if vid:
-                    pipe.srem(self.keys.visitor_sessions(vid), sid)
-                pipe.zrem(self.keys.closed, sid)
+        """Deletes the chats closed before ``older_than_ms`` (epoch ms), transcripts too
+        (``chatd purge``). Returns how many."""
+        return await self._delete_closed(older_than_ms, lambda info: True)
+
+    async def sweep(self) -> int:
+        """Deletes the chats past their retention (the deployment's, or their topic's): the
+        automatic purge. Their keys also carry a TTL; this removes them from the closed index
+        and the visitors' lists, and deletes any key whose TTL was lost."""
+        now = now_ms()
+        retention = {t.id: int(t.retention_days * 86_400_000) for t in self.settings.topics
+                     if t.retention_days}
+
+        def due(info: dict[str, Any]) -> bool:
+            kept = retention.get(info["topic"] or "", self.retention_ms)
+            return int(info["closed_at"] or 0) + kept <= now
+        shortest = min([self.retention_ms, *retention.values()])
+        return await self._delete_closed(now - shortest, due)
+
+    async def claim_sweep(self, period_s: float) -> bool:
+        """One process per period sweeps: whoever sets the mark first."""
+        return bool(await self.redis.set(self.keys.sweep, os.getpid(), nx=True,
+                                         px=max(1, int(period_s * 1000))))
+
+    async def _delete_closed(self, closed_before_ms: int, due: Any, page: int = 500) -> int:
+        """Pages through the closed index (oldest first) up to ``closed_before_ms``, deleting
+        each chat for which ``due(info)`` holds, and index entries whose chat is gone."""
+        deleted = 0
+        start = 0
+        while True:
+            sids = await self.redis.zrangebyscore(self.keys.closed, "-inf", closed_before_ms,
+                                                  start=start, num=page)
+            if not sids:
+                return deleted
+            fields = ("visitor", "topic", "closed_at")
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for sid in sids:
+                    pipe.hmget(self.keys.session(sid), *fields)
+                rows = await pipe.execute()
+            kept = 0
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for sid, row in zip(sids, rows):
+                    info = dict(zip(fields, row))
+                    if info["closed_at"] is not None and not due(info):
+                        kept += 1
+                        continue
+                    pipe.delete(self.keys.session(sid), self.keys.messages(sid),
+                                self.keys.notes(sid), self.keys.cids(sid))
+                    if info["visitor"]:
+                        pipe.srem(self.keys.visitor_sessions(info["visitor"]), sid)
+                    pipe.zrem(self.keys.closed, sid)
+                    deleted += 1
                 await pipe.execute()
-        return len(sids)
+            start += kept  # what stays is skipped; what was deleted left the index
+            if len(sids) < page:
+                return deleted
 
 
 def transcript_of(sid: str, info: dict[str, str], history: list[Entry],

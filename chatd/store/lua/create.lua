@@ -21,10 +21,12 @@ if count(ARGV[11]) > tonumber(ARGV[14]) then return {'rate_token', 0} end
 if count(ARGV[12]) > tonumber(ARGV[15]) then return {'rate_ip', 0} end
 -- the visitor's last chat, so that the next gendarme knows how it ended
 local earlier, prev, prev_at = 0, '', -1
+local gone = {}
 for _, other in ipairs(redis.call('SMEMBERS', k_visitor_sessions(vid))) do
   local state, closed_at, otopic, reason, disposition = unpack(redis.call('HMGET',
     k_session(other), 'state', 'closed_at', 'topic', 'reason', 'disposition'))
   if state and state ~= 'closed' then return {'conflict', 0} end
+  if not state then gone[#gone + 1] = other end  -- deleted after its retention
   if state then
     earlier = earlier + 1
     local at = tonumber(closed_at) or 0
@@ -41,7 +43,9 @@ redis.call('HSET', skey, 'state', 'queued', 'topic', topic, 'lang', lang, 'prio'
 redis.call('ZADD', k_queue(topic), NOW, sid)
 redis.call('ZADD', k_open(), NOW, sid)
 redis.call('ZADD', k_visitors_seen(), NOW, sid)
+if #gone > 0 then redis.call('SREM', k_visitor_sessions(vid), unpack(gone)) end
 redis.call('SADD', k_visitor_sessions(vid), sid)
+redis.call('PERSIST', k_visitor_sessions(vid))  -- kept while a chat is open (close_session)
 if text ~= '' then
   append_msg(sid, 'visitor', text, cid, '')
 end

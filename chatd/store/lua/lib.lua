@@ -144,12 +144,21 @@ local function close_session(sid, by, reason, disposition, retention_ms)
              'disposition', disposition or '')
   redis.call('ZADD', k_closed(), NOW, sid)
   -- a topic may keep its chats for less (or more) time than the deployment's default
+  local longest = retention_ms
+  for _, spec in ipairs(redis.call('HVALS', k_topics())) do
+    local ms = tonumber(string.match(spec, '^-?%d+,%d+,%d+,(%d+)$'))
+    if ms and ms > longest then longest = ms end
+  end
   local spec = redis.call('HGET', k_topics(), topic)
   local own = spec and tonumber(string.match(spec, '^-?%d+,%d+,%d+,(%d+)$'))
   if own and own > 0 then retention_ms = own end
   for _, key in ipairs({skey, k_messages(sid), k_notes(sid), k_cids(sid)}) do
     redis.call('PEXPIRE', key, retention_ms)
   end
+  -- the visitor's list of chats outlives the last one closed by the longest retention, and
+  -- then goes: it must not grow for ever (create.lua keeps it while a chat is open)
+  local vid = hget(skey, 'visitor')
+  if vid then redis.call('PEXPIRE', k_visitor_sessions(vid), longest) end
   publish(k_session_channel(sid), {e = 'closed', sid = sid, by = by, reason = reason})
 end
 
