@@ -11,6 +11,7 @@ from protocol.outbound import error, note_ack
 
 from . import metrics, texts
 from .connection import Connection
+from .store.store import HISTORY_PAGE
 from .visitor import NOT_FOUND, Refused, answer_append, relay_ephemeral
 
 if TYPE_CHECKING:
@@ -61,7 +62,18 @@ class AgentHandlers:
         await self.hub.reconcile(list(mine), conn)
 
     async def send_assigned(self, conn: Connection, sid: str) -> None:
-        """The `assigned` frame with the whole history, then live delivery from there on."""
+        """The `assigned` frame with the history, then live delivery from there on. Once per
+        chat and connection: `hello` and a live `assigned` event can both ask at the same time,
+        and a second run would move the cursor back and deliver messages twice."""
+        if sid in conn.cursors or sid in conn.assigning:
+            return
+        conn.assigning.add(sid)
+        try:
+            await self._send_assigned(conn, sid)
+        finally:
+            conn.assigning.discard(sid)
+
+    async def _send_assigned(self, conn: Connection, sid: str) -> None:
         live = await self.hub.attach(conn, sid, None)  # subscribed before the read below
         opened = await self.store.open_chat(sid, conn.identity, conn.agent.role, "assigned")
         if opened is None:
@@ -82,9 +94,12 @@ class AgentHandlers:
         })
         last = history[-1].seq if history else 0
         conn.ncursors[sid] = notes[-1].nseq if notes else 0
+        if len(notes) >= HISTORY_PAGE:  # a long chat: the other notes follow
+            conn.spawn(self.hub.catch_up_notes(conn, sid))
         self.hub.max_seq[sid] = max(self.hub.max_seq.get(sid, 0), int(info.get("seq", 0)))
         # subscribed before the read: whatever came after it was seen live (max_seq), so the
         # stream needs reading back only if something newer came, or the subscription is unsure
+        # (a long chat's `history` is its first page: the rest follows as `msg` frames)
         self.hub.start_from(conn, sid, last, backfill=not live or self.hub.max_seq[sid] > last)
 
     async def status(self, conn: Connection, msg: m.Status) -> None:

@@ -9,26 +9,30 @@ cannot send without a pre-flight: with the SameSite=Strict cookie, that is three
 from __future__ import annotations
 
 import json
+import logging
 import secrets
 import time
 from collections import Counter
-from typing import TYPE_CHECKING, Any, Awaitable, Callable
+from typing import TYPE_CHECKING, Any, AsyncIterator, Awaitable, Callable
 
 from redis.exceptions import RedisError
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from protocol import ErrorCode
 
 from .auth import Account
 from .canned import PERSONAL_MAX, CannedError, checked
-from .store.store import transcript_of
+from .store import Entry, NoteEntry, Store, transient
+from .store.store import HISTORY_PAGE, message_of, note_of, transcript_head
 from .transport import cookie_token, own_origin
 from .visitor import NOT_FOUND
 
 if TYPE_CHECKING:
     from .runtime import Runtime
+
+log = logging.getLogger("chatd.api")
 
 SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",
@@ -99,7 +103,9 @@ def endpoint(rt: Runtime, handler: Handler, supervisor: bool = False) -> Callabl
             result = await handler(request, account)
         except ApiError as exc:
             return error_response(exc)
-        except RedisError:
+        except RedisError as exc:
+            if not transient(exc):
+                log.exception("%s %s failed", request.method, request.url.path)
             return error_response(ApiError(ErrorCode.UNAVAILABLE, "retry"))
         if isinstance(result, Response):
             return result
@@ -121,6 +127,35 @@ async def _body(request: Request) -> dict[str, Any]:
     return body
 
 
+async def _transcript_json(store: Store, sid: str, info: dict[str, str], first: list[Entry],
+                           first_notes: list[NoteEntry]) -> AsyncIterator[bytes]:
+    """``{facts…, "messages": [...], "notes": [...]}``, written as it is read."""
+    head = json.dumps(transcript_head(sid, info), ensure_ascii=False)
+    yield (head[:-1] + ', "messages": [').encode()
+
+    async def pages(first: list[Any], more: Any) -> AsyncIterator[list[Any]]:
+        yield first
+        if len(first) >= HISTORY_PAGE:
+            async for page in more:
+                yield page
+    sep = ""
+    last = first[-1].seq if first else 0
+    async for page in pages(first, store.history_pages(sid, last)):
+        if page:
+            yield (sep + ",".join(json.dumps(message_of(e), ensure_ascii=False)
+                                  for e in page)).encode()
+            sep = ","
+    yield b'], "notes": ['
+    sep = ""
+    last = first_notes[-1].nseq if first_notes else 0
+    async for page in pages(first_notes, store.notes_pages(sid, last)):
+        if page:
+            yield (sep + ",".join(json.dumps(note_of(n), ensure_ascii=False)
+                                  for n in page)).encode()
+            sep = ","
+    yield b"]}"
+
+
 def routes(rt: Runtime) -> list[Route]:
     store = rt.store
 
@@ -136,13 +171,16 @@ def routes(rt: Runtime) -> list[Route]:
 
     async def transcript(request: Request, account: Account) -> Any:
         """A chat's whole transcript: supervisors any chat, an agent only a chat they hold.
-        Every read is written to the audit trail before anything is shown."""
+        Every read is written to the audit trail before anything is shown. Streamed page by
+        page: a transcript of 100,000 messages holds neither Redis nor this process's loop."""
         sid = request.path_params["sid"]
         opened = await store.open_chat(sid, account.login, account.role, "transcript",
-                                       any_chat=account.is_supervisor, limit=100_000)
+                                       any_chat=account.is_supervisor)
         if opened is None:
             raise ApiError(ErrorCode.NOT_FOUND, NOT_FOUND)
-        return transcript_of(sid, *opened)
+        return StreamingResponse(_transcript_json(store, sid, *opened),
+                                 media_type="application/json",
+                                 headers={**SECURITY_HEADERS, "Cache-Control": "no-store"})
 
     async def audit(request: Request, account: Account) -> Any:
         try:

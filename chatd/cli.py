@@ -138,8 +138,13 @@ async def _admin(settings: Settings, args: argparse.Namespace) -> int:
                 raise AdminError(str(exc)) from None
         if args.command == "export":
             since = _parse_since(args.since) if args.since else 0
-            sids = [args.session] if args.session else await store.closed_sessions(since)
-            for sid in sids:
+            async def chosen() -> AsyncIterator[str]:
+                if args.session:
+                    yield args.session
+                else:
+                    async for sid in store.closed_sessions(since):
+                        yield sid
+            async for sid in chosen():
                 t = await store.transcript(sid)
                 if t is None:
                     if args.session:

@@ -80,6 +80,7 @@ class Settings:
     handshake_timeout: float = 10.0  # seconds for a new TCP connection to send its request headers
     idle_timeout: float = 60.0  # seconds without any frame (keepalive pings count)
     outbox_size: int = 512  # frames queued per connection before it is closed as too slow
+    outbox_bytes: int = 8 << 20  # bytes queued per connection, likewise (8 MiB)
     send_timeout: float = 10.0  # seconds one socket write may take
     agent_session_hours: float = 12.0  # lifetime of an agent's login token/cookie
     tick: float = 1.0  # seconds between housekeeping runs (offers, liveness, matching)
@@ -201,6 +202,7 @@ _PARSERS: dict[str, Callable[[str, str], Any]] = {
     "handshake_timeout": _positive_float,
     "idle_timeout": _positive_float,
     "outbox_size": _int_in(8, 1_000_000),
+    "outbox_bytes": _int_in(65536, 1 << 30),
     "send_timeout": _positive_float,
     "agent_session_hours": _positive_float,
     "tick": _positive_float,

@@ -47,14 +47,16 @@ class Connection(asyncio.Protocol):
     __slots__ = (
         "role", "subprotocol", "identity", "name", "agent", "ip", "endpoint", "transport",
         "engine", "_outbox", "_flushing", "_paused", "_timer", "_hello_timer", "_inbox",
-        "_reading", "_parts", "_pending", "_limit", "_timeout", "_room", "live", "counted",
+        "_reading", "_parts", "_pending", "_limit", "_bytes", "_max_bytes", "_timeout", "_room",
+        "live", "counted",
         "close_code", "close_reason", "close_sent", "closed", "ended", "cursors", "ncursors",
-        "catching", "ending", "creating", "attached", "waiting", "positions", "tasks",
+        "catching", "ending", "creating", "assigning", "attached", "waiting", "positions", "tasks",
         "hello_done", "bad", "bucket", "last_seen", "registry",
     )
 
     def __init__(self, transport: Any, endpoint: Endpoint, role: str, subprotocol: str, ip: str,
-                 outbox_size: int, send_timeout: float, registry: set[Any]) -> None:
+                 outbox_size: int, send_timeout: float, registry: set[Any],
+                 outbox_bytes: int = 8 << 20) -> None:
         self.role = role  # "visitor" | "agent"
         self.subprotocol = subprotocol
         self.identity = ""  # visitor id or agent login, set by hello
@@ -73,7 +75,9 @@ class Connection(asyncio.Protocol):
         self._reading: asyncio.Task[None] | None = None
         self._parts: list[Any] | None = None  # a fragmented message: its opcode, its pieces
         self._pending: bytearray | None = None  # bytes received before the handshake ended
-        self._limit = outbox_size
+        self._limit = outbox_size  # frames
+        self._max_bytes = outbox_bytes  # and bytes: one `assigned` can weigh megabytes
+        self._bytes = 0  # in the outbox now
         self._timeout = send_timeout
         self._room: asyncio.Event | None = None  # set while a backfill waits for the outbox
         self.live = False  # the 101 response was sent
@@ -89,6 +93,7 @@ class Connection(asyncio.Protocol):
         self.attached: set[str] = set()  # sessions this connection receives
         self.ending: set[str] = set()  # sessions whose `closed` is on its way
         self.creating: set[str] = set()  # sessions subscribed to but not yet in Redis
+        self.assigning: set[str] = set()  # sessions whose `assigned` is being prepared (agents)
         self.waiting: dict[str, str] = {}  # queued session -> topic (visitors)
         self.positions: dict[str, tuple[int, int]] = {}  # last (position, eta) sent
         self.tasks: set[asyncio.Task[Any]] = set()
@@ -222,6 +227,7 @@ class Connection(asyncio.Protocol):
         if self._room is not None:
             self._room.set()
         self._outbox = []
+        self._bytes = 0
         if self._reading is not None:
             self._inbox.append(_GONE)  # type: ignore[union-attr]  # after what was received
         else:
@@ -238,13 +244,17 @@ class Connection(asyncio.Protocol):
         """Queue one encoded frame; never blocks. Overflow closes the connection as too slow."""
         if self.close_code is not None:
             return
-        if len(self._outbox) >= self._limit:
+        size = len(data)
+        if len(self._outbox) >= self._limit or (
+                self._outbox and self._bytes + size > self._max_bytes):
             log.warning("closing a %s connection: outbox full (slow consumer)", self.role)
             metrics.SLOW_CLOSES.inc()
             self._outbox.clear()
+            self._bytes = 0
             self.close(CloseCode.SLOW, "too slow")
             return
         self._outbox.append(data)
+        self._bytes += size
         if not self._flushing and not self._paused:
             self._flushing = True
             asyncio.get_running_loop().call_soon(self._flush)
@@ -269,7 +279,8 @@ class Connection(asyncio.Protocol):
 
     async def wait_room(self) -> None:
         """Backfills pace themselves on the client: wait until the outbox is half empty."""
-        while (len(self._outbox) >= self._limit // 2 or self._paused) and self.close_code is None:
+        while (len(self._outbox) >= self._limit // 2 or self._bytes >= self._max_bytes // 2
+               or self._paused) and self.close_code is None:
             if self._room is None:
                 self._room = asyncio.Event()
             self._room.clear()
@@ -279,11 +290,13 @@ class Connection(asyncio.Protocol):
         self._flushing = False
         if self.transport.is_closing():
             self._outbox.clear()
+            self._bytes = 0
             return
         engine = self.engine
         outbox = self._outbox
         if outbox and self.close_code != CloseCode.SLOW and not self._paused:
             self._outbox = []
+            self._bytes = 0
             for data in outbox:
                 if type(data) is str:
                     engine.send_text(data.encode())
@@ -293,13 +306,15 @@ class Connection(asyncio.Protocol):
         if self.close_code is not None and not self.close_sent:
             self.close_sent = True
             self._outbox = []
+            self._bytes = 0
             if engine is not None and engine.state is State.OPEN:
                 engine.send_close(self.close_code, self.close_reason)
                 self._write_engine()
             if self._timer is not None:
                 self._timer.cancel()
             self._timer = asyncio.get_running_loop().call_later(CLOSE_WAIT, self.abort)
-        if self._room is not None and len(self._outbox) < self._limit // 2 and not self._paused:
+        if (self._room is not None and len(self._outbox) < self._limit // 2
+                and self._bytes < self._max_bytes // 2 and not self._paused):
             self._room.set()
 
     def _write_engine(self) -> None:

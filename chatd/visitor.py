@@ -98,12 +98,15 @@ class VisitorHandlers:
         await self.hub.attach_new(conn, sid)  # subscribed first: seq 1 arrives live
         try:
             conn.cursors[sid] = 0
-            status, pos = await self.store.create_session(
+            status, pos, other, other_topic = await self.store.create_session(
                 sid, conn.identity, topic, lang, msg.text, None,
                 chat_counters(conn.identity, conn.ip), settings.sessions_per_token_hour,
                 settings.sessions_per_ip_hour)
             if status != "ok":
                 self.hub.detach(conn, sid)
+                if status == "conflict" and other_topic == topic.id:
+                    # a retry (its answer was lost): the chat the visitor already has
+                    return await self._rejoin(conn, other, topic.id)
                 raise Refused(*_REFUSALS[status])
             metrics.SESSIONS.inc()
             conn.waiting[sid] = topic.id
@@ -117,6 +120,20 @@ class VisitorHandlers:
         finally:
             self.hub.created(conn, sid)
         self.rt.matcher.kick()
+
+    async def _rejoin(self, conn: Connection, sid: str, topic: str) -> None:
+        """Answers a start for the chat the visitor already has as a new start would have
+        been: `queued` first (it names the chat), its messages from the first unless this
+        connection follows it already, then `assigned` if a gendarme has it."""
+        await self.hub.attach(conn, sid, None)
+        if sid not in conn.cursors:
+            self.hub.start_from(conn, sid, 0)
+        (pos,) = await self.store.queue_positions([(topic, sid)])
+        conn.waiting[sid] = topic
+        eta = self.rt.matcher.estimate(topic, pos or 1)
+        conn.positions[sid] = (pos or 1, eta)
+        conn.send({"type": "queued", "session": sid, "position": pos or 1, "eta_s": eta})
+        await self.hub.reconcile([sid], conn)  # `assigned` if it is active, `closed` if over
 
     async def send(self, conn: Connection, msg: m.Send) -> None:
         status, seq = await self.store.append(msg.session, "msg", "visitor", conn.identity,

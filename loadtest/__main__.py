@@ -5,12 +5,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib
 import resource
 import signal
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .cluster import Cluster, Target
+if TYPE_CHECKING:
+    from .cluster import Target
+
+# what `pip install '.[loadtest]'` adds to chatd's own dependencies
+NEEDS = ("httpx", "psutil", "matplotlib", "picows")
 
 
 def parser() -> argparse.ArgumentParser:
@@ -37,6 +42,17 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    missing = []
+    for module in NEEDS:
+        try:
+            importlib.import_module(module)
+        except ImportError:
+            missing.append(module)
+    if missing:
+        print(f"loadtest: {', '.join(missing)} missing; install the load tester's extra with "
+              "pip install '.[loadtest]' (in chatd's directory)", file=sys.stderr)
+        return 2
+    from .cluster import Cluster, Target
     # stop cleanly on SIGTERM too (timeout, CI): the spawned servers and Redis go with us
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)

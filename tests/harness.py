@@ -222,6 +222,11 @@ class Client:
             max_size=2**20, open_timeout=5, compression=None, ping_interval=None, **extra)
         return cls(ws, subprotocol)
 
+    def forget(self) -> None:
+        """Drop every frame received so far (a long exchange need not keep them)."""
+        self.frames.clear()
+        self._buffer.clear()
+
     async def send(self, frame: dict[str, Any]) -> None:
         if self.subprotocol.endswith("msgpack"):
             await self.ws.send(msgpack.packb(frame))

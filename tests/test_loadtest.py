@@ -60,3 +60,15 @@ def test_soak_scenario(tmp_path: Path) -> None:
     assert r["scenario"] == "soak"
     assert r["errors"] == r["lost"] == 0
     assert int(r["arrivals"]) > 0 and r["served"] == r["arrivals"]  # type: ignore[call-overload]
+
+
+def test_without_its_extra_the_load_tester_says_what_to_install() -> None:
+    """As if `pip install .` had been run without `[loadtest]`: picows cannot be imported."""
+    code = ("import sys, runpy; sys.modules['picows'] = None; sys.argv = ['loadtest', 'relay', "
+            "'--spawn', '1']; runpy.run_module('loadtest', run_name='__main__')")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                       cwd=ROOT)
+    assert r.returncode == 2
+    assert "Traceback" not in r.stderr
+    assert r.stderr.strip() == ("loadtest: picows missing; install the load tester's extra with "
+                                "pip install '.[loadtest]' (in chatd's directory)")

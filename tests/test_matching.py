@@ -11,7 +11,7 @@ import pytest
 
 from conftest import make_agent, make_visitor, start_chat
 from chatd.store import Keys
-from harness import Chatd, eventually
+from harness import Chatd, Client, eventually
 
 pytestmark = pytest.mark.asyncio
 
@@ -383,11 +383,40 @@ async def test_a_visitor_gone_past_the_grace_period_is_closed(chatd_factory, red
 
 async def test_one_open_chat_per_visitor(fast: Chatd) -> None:
     visitor = await make_visitor(fast)
-    await start_chat(visitor)
-    await visitor.send({"type": "start", "topic": "general"})
+    await start_chat(visitor, "general")
+    await visitor.send({"type": "start", "topic": "road"})
     assert (await visitor.recv("error"))["code"] == "conflict"
     await visitor.send({"type": "start", "topic": "astrology"})
     assert (await visitor.recv("error"))["code"] == "bad_message"
+
+
+async def test_a_retried_start_returns_the_same_chat(fast: Chatd, redis_server) -> None:
+    """A start whose answer was lost (the connection dropped) is sent again: the visitor gets
+    the chat they already have, with what was written in it, not `conflict`."""
+    visitor = await make_visitor(fast)
+    sid = await start_chat(visitor, "theft", text="on m'a volé mon vélo")
+    await visitor.send({"type": "start", "topic": "theft", "text": "on m'a volé mon vélo"})
+    again = await visitor.recv("queued")
+    assert again["session"] == sid and again["position"] == 1
+    await visitor.no_frame("error")
+    # from a new connection (the first one dropped before `queued` arrived)
+    back = await make_visitor(fast, token=visitor.token)
+    await back.send({"type": "start", "topic": "theft", "text": "on m'a volé mon vélo"})
+    assert (await back.recv("queued"))["session"] == sid
+    await back.send({"type": "send", "session": sid, "cid": "2", "text": "il est bleu"})
+    await back.recv("ack", cid="2")
+    again = await make_visitor(fast, token=visitor.token, resume={"session": sid, "after": 0})
+    await again.recv("msg", session=sid, seq=2)
+    assert [f["text"] for f in again.frames if f["type"] == "msg"] == [
+        "on m'a volé mon vélo", "il est bleu"]  # the first text was stored once
+    agent = await make_agent(fast, redis_server.url)
+    await agent.recv("offer", session=sid)
+    await agent.send({"type": "accept", "session": sid})
+    await back.recv("assigned", session=sid)
+    late = await make_visitor(fast, token=visitor.token)
+    await late.send({"type": "start", "topic": "theft"})
+    assert (await late.recv("queued"))["session"] == sid  # always first: it names the chat
+    assert (await late.recv("assigned"))["session"] == sid  # then where it stands
 
 
 async def test_queued_always_comes_before_assigned(chatd_factory, redis_server) -> None:
@@ -435,3 +464,38 @@ async def test_a_failing_matching_loop_is_logged_restarted_and_reported(
         async def ready() -> bool:
             return (await http.get(server.http + "/readyz")).status_code == 200
         assert await eventually(ready, 60)
+
+
+async def test_a_chat_is_assigned_once_per_connection_even_when_two_paths_race(
+        chatd_factory, redis_server) -> None:
+    """A gendarme's second tab says hello while chats are being assigned to them: its hello
+    (which lists their chats) and the live `assigned` events race. Each chat must reach that
+    tab once, and each message once."""
+    server = await chatd_factory(env={"CHATD_TICK": "0.05", "CHATD_ASSIGN_MODE": "direct"})
+    first = await make_agent(server, redis_server.url, capacity=50)
+    tabs = []
+    visitors = []
+    for round_ in range(5):
+        for _ in range(6):
+            v = await make_visitor(server)
+            await v.send({"type": "start", "topic": "general", "text": "Bonjour"})
+            visitors.append(v)
+        tab = await Client.connect(server.ws, "agent")
+        await tab.send({"type": "hello", "token": first.token})  # type: ignore[attr-defined]
+        tabs.append(tab)
+    for v in visitors:
+        sid = (await v.recv("assigned", timeout=10))["session"]
+        await v.send({"type": "send", "session": sid, "cid": "m", "text": "vous êtes là ?"})
+    for tab in tabs:
+        await tab.recv("welcome")
+        while True:  # read until a second passes without a frame: everything has arrived
+            try:
+                await tab.recv(timeout=1.0)
+            except AssertionError:
+                break
+        assigned = [f["session"] for f in tab.frames if f["type"] == "assigned"]
+        assert len(assigned) == len(set(assigned)), "a chat was assigned twice to one tab"
+        seen = [(f["session"], f["seq"]) for f in tab.frames if f["type"] == "msg"]
+        seen += [(f["session"], h["seq"]) for f in tab.frames if f["type"] == "assigned"
+                 for h in f["history"]]
+        assert len(seen) == len(set(seen)), "a message reached one tab twice"

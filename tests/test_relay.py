@@ -5,14 +5,16 @@ from __future__ import annotations
 
 import asyncio
 import random
+import sys
 import time
+from typing import Any
 
 import httpx
 import pytest
 
 from chatd.store.keys import Keys
 from conftest import connect_pair, make_agent, make_visitor, start_chat
-from harness import Chatd, Client, RedisServer, eventually, get_once_listening
+from harness import Chatd, Client, RedisServer, eventually, get_once_listening, run
 
 pytestmark = pytest.mark.asyncio
 
@@ -189,6 +191,28 @@ async def test_a_slow_consumer_is_closed_and_resumes_without_loss(chatd_factory,
     assert seqs(back, sid) == list(range(2, n + 2))
 
 
+async def test_the_outbox_is_bounded_in_bytes_too(chatd_factory, redis_server) -> None:
+    """Few frames but large ones (4,000 characters each): the byte bound closes the connection
+    long before the frame bound (here out of reach) or the write deadline (a minute)."""
+    server = await chatd_factory(env={"CHATD_OUTBOX_SIZE": "100000", "CHATD_OUTBOX_BYTES": "65536",
+                                      "CHATD_SEND_TIMEOUT": "60"})
+    agent = await make_agent(server, redis_server.url)
+    visitor = await Client.connect(server.ws, "visitor", rcvbuf=4096)
+    await visitor.send({"type": "hello"})
+    await visitor.recv("welcome")
+    sid = await start_chat(visitor)
+    await agent.recv("offer", session=sid)
+    await agent.send({"type": "accept", "session": sid})
+    await agent.recv("assigned", session=sid)
+    big = "é" * 4000
+    for i in range(1500):  # 12 MB: more than the connection's kernel buffers hold
+        await agent.send({"type": "send", "session": sid, "cid": f"b{i}", "text": big})
+        await agent.recv("ack", cid=f"b{i}", timeout=30)  # the gendarme reads: only the
+        agent.forget()  # citizen is slow (the gendarme's echoes are 12 MB too)
+    await visitor.closed(timeout=15)  # never read, and closed well within the write deadline
+    assert "outbox full (slow consumer)" in server.output()
+
+
 async def test_crash_of_a_process_loses_and_duplicates_nothing(chatd_factory, redis_server) -> None:
     a = await chatd_factory()
     b = await chatd_factory()
@@ -309,3 +333,90 @@ async def test_a_message_whose_live_delivery_was_lost_is_backfilled_by_the_perio
     await asyncio.sleep(2.5)  # more checks pass: nothing is delivered twice
     for side in (visitor, agent):
         assert [f["seq"] for f in side.frames if f["type"] == "msg"].count(seq) == 1
+
+
+async def seed_messages(rds: Any, keys: Keys, sid: str, n: int, text: str) -> None:
+    """``n`` more visitor messages in a chat's stream, written directly (no live delivery)."""
+    last = int(await rds.hget(keys.session(sid), "seq"))
+    for start in range(last + 1, last + n + 1, 10_000):
+        async with rds.pipeline(transaction=False) as pipe:
+            for seq in range(start, min(start + 10_000, last + n + 1)):
+                pipe.xadd(keys.messages(sid), {"from": "visitor", "text": text, "ts": 1},
+                          id=f"0-{seq}")
+            await pipe.execute()
+    await rds.hset(keys.session(sid), "seq", last + n)
+
+
+LONG_TEXT = "Je vous écris au sujet de la plainte déposée la semaine dernière à la brigade. " * 2
+READ_TRANSCRIPT = """
+import sys, httpx
+size = 0
+with httpx.stream("GET", sys.argv[1], headers={"Authorization": "Bearer " + sys.argv[2]},
+                  timeout=60) as r:
+    for chunk in r.iter_raw():
+        size += len(chunk)
+print(r.status_code, size)
+"""
+
+
+async def test_opening_a_huge_transcript_holds_up_no_other_chat(chatd_factory, redis_server, rds,
+                                                                prefix) -> None:
+    """A supervisor reads a chat of 100,000 messages (twice) while another chat on the same
+    process relays: no single Redis call takes 20 ms, and the other chat's relay p99 stays
+    under 50 ms (the transcript is read and sent page by page)."""
+    server = await chatd_factory()
+    visitor, agent, huge = await connect_pair(server, redis_server.url)
+    await visitor.close()  # written below without live delivery: nobody is behind the stream
+    await agent.close()
+    n = 100_000
+    await seed_messages(rds, Keys(prefix), huge, n, LONG_TEXT)
+    v2, a2, sid2 = await connect_pair(server, redis_server.url)
+    sup = await make_agent(server, redis_server.url, role="supervisor", available=False)
+    await rds.config_set("slowlog-log-slower-than", 20_000)  # µs
+    await rds.slowlog_reset()
+    received = 0
+
+    async def supervisor_reads() -> None:
+        """In another process, so that reading 45 MB does not slow this test's own loop,
+        which measures the relay."""
+        nonlocal received
+        for _ in range(2):
+            r = await run([sys.executable, "-c", READ_TRANSCRIPT,
+                           f"{server.http}/api/sessions/{huge}", sup.token])  # type: ignore[attr-defined]
+            status, size = r.stdout.split()
+            assert status == "200", r.stderr
+            received += int(size)
+
+    reading = asyncio.ensure_future(supervisor_reads())
+    latencies = []
+    try:
+        for i in range(150):
+            sent = time.perf_counter()
+            await v2.send({"type": "send", "session": sid2, "cid": f"p{i}", "text": "toujours là ?"})
+            await a2.recv("msg", cid=f"p{i}", timeout=10)
+            latencies.append(time.perf_counter() - sent)
+            await asyncio.sleep(0.01)
+        await reading
+        slow = await rds.slowlog_get(10)
+    finally:
+        await rds.config_set("slowlog-log-slower-than", 10_000)
+    assert received > 2 * n * len(LONG_TEXT), "the supervisor got the whole transcript twice"
+    assert not slow, [(e["duration"], e["command"][:60]) for e in slow]
+    latencies.sort()
+    p99 = latencies[int(len(latencies) * 0.99) - 1]
+    assert p99 < 0.050, f"relay p99 {p99 * 1000:.0f} ms while a huge transcript was opened"
+
+
+async def test_a_long_chat_reaches_a_new_tab_in_pages(server: Chatd, redis_server, rds,
+                                                      prefix) -> None:
+    """`assigned` carries the first 200 messages; the rest follow as `msg`, in order, once."""
+    visitor, agent, sid = await connect_pair(server, redis_server.url)
+    await visitor.close()
+    await agent.close()
+    await seed_messages(rds, Keys(prefix), sid, 3000, "message")
+    tab = await Client.connect(server.ws, "agent")
+    await tab.send({"type": "hello", "token": agent.token})  # type: ignore[attr-defined]
+    first = await tab.recv("assigned", session=sid, timeout=10)
+    assert [m["seq"] for m in first["history"]] == list(range(1, 201))
+    await tab.recv("msg", session=sid, seq=3001, timeout=20)
+    assert seqs(tab, sid) == list(range(201, 3002))

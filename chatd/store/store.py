@@ -12,7 +12,7 @@ import os
 import secrets
 import time
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any, AsyncIterator, Iterable
 
 from redis.asyncio import Redis
 
@@ -21,6 +21,8 @@ from .keys import Keys
 from .scripts import Scripts
 
 COUNTER_WINDOW_S = 3700  # an hourly counter lives a little over its hour
+READ_PAGE = 500  # entries per read: no single Redis call works through a whole long list
+HISTORY_PAGE = 200  # messages an `assigned` carries; later ones follow as `msg` frames
 
 
 def now_ms() -> int:
@@ -84,14 +86,16 @@ class Store:
 
     async def create_session(self, sid: str, vid: str, topic: Topic, lang: str,
                              text: str | None, cid: str | None, counters: tuple[str, str],
-                             per_token: int, per_ip: int) -> tuple[str, int]:
-        """Admission and creation in one call. Returns ('ok', queue position), or
-        ('blocked' | 'rate_token' | 'rate_ip' | 'conflict', 0); ``counters`` name the hourly
-        counters of the visitor's token and address (``limits.chat_counters``)."""
-        status, position = await self._run("create", sid, vid, topic.id, lang, topic.priority,
-                                           topic.weight, text or "", cid or "", counters[0],
-                                           counters[1], COUNTER_WINDOW_S, per_token, per_ip)
-        return str(status), int(position)
+                             per_token: int, per_ip: int) -> tuple[str, int, str, str]:
+        """Admission and creation in one call. Returns ('ok', queue position, '', ''), or
+        ('blocked' | 'rate_token' | 'rate_ip', 0, '', ''), or ('conflict', 0, the open chat's
+        id, its topic); ``counters`` name the hourly counters of the visitor's token and
+        address (``limits.chat_counters``)."""
+        status, position, *open_chat = await self._run(
+            "create", sid, vid, topic.id, lang, topic.priority, topic.weight, text or "",
+            cid or "", counters[0], counters[1], COUNTER_WINDOW_S, per_token, per_ip)
+        other, other_topic = (open_chat + ["", ""])[:2]
+        return str(status), int(position), str(other), str(other_topic)
 
     async def append(self, sid: str, kind: str, sender: str, actor: str, text: str,
                      cid: str | None) -> tuple[str, int]:
@@ -101,19 +105,42 @@ class Store:
     async def session(self, sid: str) -> dict[str, str]:
         return await self.redis.hgetall(self.keys.session(sid))  # type: ignore[no-any-return]
 
-    async def history(self, sid: str, after: int = 0, count: int = 1000) -> list[Entry]:
+    async def history(self, sid: str, after: int = 0, count: int = READ_PAGE) -> list[Entry]:
+        """Messages after seq ``after``, at most ``count``: one bounded read (Redis serves
+        every other chat meanwhile; a long transcript is read page by page)."""
         rows = await self.redis.xrange(self.keys.messages(sid), f"0-{after + 1}", "+", count=count)
         return _entries(rows)
 
-    async def notes(self, sid: str, after: int = 0) -> list[NoteEntry]:
-        rows = await self.redis.xrange(self.keys.notes(sid), f"0-{after + 1}", "+", count=1000)
+    async def notes(self, sid: str, after: int = 0, count: int = READ_PAGE) -> list[NoteEntry]:
+        rows = await self.redis.xrange(self.keys.notes(sid), f"0-{after + 1}", "+", count=count)
         return _notes(rows)
 
-    async def open_chat(self, sid: str, login: str, role: str, how: str, any_chat: bool = False,
-                        limit: int = 5000) -> tuple[dict[str, str], list[Entry], list[NoteEntry]] | None:
-        """A chat's hash, messages and notes, audited in the same call: for the agent who holds
-        it, or (``any_chat``) a supervisor. None when there is no such chat or it is not theirs."""
-        res = await self._run("open_chat", sid, login, role, how, "1" if any_chat else "0", limit)
+    async def history_pages(self, sid: str, after: int = 0) -> AsyncIterator[list[Entry]]:
+        """A whole transcript after ``after``, page by page."""
+        while True:
+            page = await self.history(sid, after)
+            if page:
+                yield page
+            if len(page) < READ_PAGE:
+                return
+            after = page[-1].seq
+
+    async def notes_pages(self, sid: str, after: int = 0) -> AsyncIterator[list[NoteEntry]]:
+        while True:
+            page = await self.notes(sid, after)
+            if page:
+                yield page
+            if len(page) < READ_PAGE:
+                return
+            after = page[-1].nseq
+
+    async def open_chat(self, sid: str, login: str, role: str, how: str, any_chat: bool = False
+                        ) -> tuple[dict[str, str], list[Entry], list[NoteEntry]] | None:
+        """A chat's hash and the first ``HISTORY_PAGE`` messages and notes, audited in the same
+        call: for the agent who holds it, or (``any_chat``) a supervisor. None when there is no
+        such chat or it is not theirs. A longer transcript is read on with ``history_pages``."""
+        res = await self._run("open_chat", sid, login, role, how, "1" if any_chat else "0",
+                              HISTORY_PAGE)
         if not res:
             return None
         flat, rows, notes = res
@@ -183,7 +210,14 @@ class Store:
         return int(await self._run("expire_offers"))
 
     async def heartbeat(self, logins: list[str], visitor_sids: list[str]) -> list[str]:
-        return list(await self._run("heartbeat", len(logins), *logins, *visitor_sids))
+        """Agents first, then the visitors' sessions, at most READ_PAGE names per call."""
+        back: list[str] = []
+        for i in range(0, max(1, len(logins)), READ_PAGE):
+            back += await self._run("heartbeat", len(logins[i:i + READ_PAGE]),
+                                    *logins[i:i + READ_PAGE])
+        for i in range(0, len(visitor_sids), READ_PAGE):
+            await self._run("heartbeat", 0, *visitor_sids[i:i + READ_PAGE])
+        return back
 
     async def agent_online(self, login: str, capacity: int, langs: Iterable[str],
                            topics: Iterable[str], name: str) -> tuple[str, list[dict[str, Any]]]:
@@ -213,17 +247,17 @@ class Store:
             int(self.settings.offer_timeout * 1000), text_fr, text_en))
 
     async def queue_positions(self, entries: list[tuple[str, str]]) -> list[int | None]:
-        """1-based positions of (topic, sid) pairs among waiting visitors of their topic: one
-        ZRANGE per topic (however many visitors wait), not one ZRANK per visitor."""
-        topics = sorted({t for t, _ in entries})
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for topic in topics:
-                pipe.zrange(self.keys.queue(topic), 0, 49_999)
-            queues = await pipe.execute()
-        index = {}
-        for topic, members in zip(topics, queues):
-            index[topic] = {sid: i + 1 for i, sid in enumerate(members)}
-        return [index[t].get(s) for t, s in entries]
+        """1-based positions of (topic, sid) pairs among waiting visitors of their topic: a
+        ZRANK each (O(log n): no read of the whole line, however long it is), pipelined in
+        batches."""
+        out: list[int | None] = []
+        for i in range(0, len(entries), READ_PAGE):
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for topic, sid in entries[i:i + READ_PAGE]:
+                    pipe.zrank(self.keys.queue(topic), sid)
+                ranks = await pipe.execute()
+            out += [None if r is None else int(r) + 1 for r in ranks]
+        return out
 
     async def queue_stats(self, topics: list[str]
                           ) -> tuple[dict[str, int], dict[str, int], int, int]:
@@ -261,31 +295,49 @@ class Store:
 
     # -- retention ----------------------------------------------------------------------------
 
-    async def closed_sessions(self, since_ms: int = 0) -> list[str]:
-        return list(await self.redis.zrangebyscore(self.keys.closed, since_ms, "+inf"))
+    async def closed_sessions(self, since_ms: int = 0) -> AsyncIterator[str]:
+        """Chats closed at or after ``since_ms``, oldest first, read page by page."""
+        start = 0
+        while True:
+            page = await self.redis.zrangebyscore(self.keys.closed, since_ms, "+inf",
+                                                  start=start, num=READ_PAGE)
+            for sid in page:
+                yield sid
+            if len(page) < READ_PAGE:
+                return
+            start += len(page)
 
     async def transcript(self, sid: str) -> dict[str, Any] | None:
         """For an export (not audited: the operator's command, not someone's reading)."""
         info = await self.session(sid)
         if not info:
             return None
-        return transcript_of(sid, info, await self.history(sid, 0, 100_000), await self.notes(sid, 0))
+        out = transcript_head(sid, info)
+        out["messages"] = [message_of(e) async for page in self.history_pages(sid) for e in page]
+        out["notes"] = [note_of(n) async for page in self.notes_pages(sid) for n in page]
+        return out
 
     # -- console: audit trail, open chats, agents, personal canned answers --------------------
 
     async def audit_entries(self, count: int = 100, session: str | None = None) -> list[dict[str, Any]]:
         """The newest entries first (``session``: only those about that chat, among the last
-        10,000)."""
-        rows = await self.redis.xrevrange(self.keys.audit, "+", "-",
-                                          count=10_000 if session else count)
-        out = []
-        for _id, f in rows:
-            if session and f.get("session") != session:
-                continue
-            out.append({"who": f.get("who"), "role": f.get("role"), "session": f.get("session"),
-                        "how": f.get("how"), "ts": int(f.get("ts", 0))})
-            if len(out) >= count:
+        10,000), read page by page."""
+        out: list[dict[str, Any]] = []
+        top, scanned = "+", 0
+        while len(out) < count and scanned < 10_000:
+            rows = await self.redis.xrevrange(self.keys.audit, top, "-", count=READ_PAGE)
+            for entry_id, f in rows:
+                if session and f.get("session") != session:
+                    continue
+                out.append({"who": f.get("who"), "role": f.get("role"),
+                            "session": f.get("session"), "how": f.get("how"),
+                            "ts": int(f.get("ts", 0))})
+                if len(out) >= count:
+                    break
+            if len(rows) < READ_PAGE:
                 break
+            scanned += len(rows)
+            top = "(" + rows[-1][0]
         return out
 
     async def open_sessions(self, limit: int = 500) -> list[dict[str, Any]]:
@@ -391,9 +443,9 @@ class Store:
                 return deleted
 
 
-def transcript_of(sid: str, info: dict[str, str], history: list[Entry],
-                  notes: list[NoteEntry]) -> dict[str, Any]:
-    """A chat as exported and as shown read-only: its facts, messages and notes."""
+def transcript_head(sid: str, info: dict[str, str]) -> dict[str, Any]:
+    """A chat's facts as exported and as shown read-only (``messages`` and ``notes`` follow,
+    read page by page)."""
     out: dict[str, Any] = {"session": sid}
     for field in ("state", "topic", "lang", "created", "assigned_at", "closed_at", "by",
                   "reason", "disposition", "rating", "comment", "agent", "prev_agent"):
@@ -401,9 +453,15 @@ def transcript_of(sid: str, info: dict[str, str], history: list[Entry],
         if value not in (None, ""):
             out[field] = int(value) if field in ("created", "assigned_at", "closed_at",
                                                  "rating") else value
-    out["messages"] = [{"seq": e.seq, "from": e.sender, "text": e.text, "ts": e.ts} for e in history]
-    out["notes"] = [{"nseq": n.nseq, "from_agent": n.agent, "text": n.text, "ts": n.ts} for n in notes]
     return out
+
+
+def message_of(e: Entry) -> dict[str, Any]:
+    return {"seq": e.seq, "from": e.sender, "text": e.text, "ts": e.ts}
+
+
+def note_of(n: NoteEntry) -> dict[str, Any]:
+    return {"nseq": n.nseq, "from_agent": n.agent, "text": n.text, "ts": n.ts}
 
 
 def _pairs(rows: list[Any]) -> list[Any]:

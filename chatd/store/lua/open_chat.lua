@@ -4,9 +4,10 @@
 -- leaves none.
 -- KEYS: none
 -- ARGV: P, NOW, sid, login, role, how, any ('1': a supervisor, any chat in any state),
---       max messages
+--       page (messages and notes read here at most: a longer transcript is read on in pages,
+--       so that no call holds Redis for long)
 -- Returns: {} when there is no such chat or it is not theirs; else
---          {session hash (flat), messages, notes}
+--          {session hash (flat), first messages, first notes}
 local sid, login, role, how, any, count = ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8]
 local skey = k_session(sid)
 local state, agent = unpack(redis.call('HMGET', skey, 'state', 'agent'))
@@ -16,4 +17,4 @@ redis.call('XADD', k_audit(), 'MAXLEN', '~', 1000000, '*', 'who', login, 'role',
            'session', sid, 'how', how, 'ts', NOW)
 return {redis.call('HGETALL', skey),
         redis.call('XRANGE', k_messages(sid), '-', '+', 'COUNT', count),
-        redis.call('XRANGE', k_notes(sid), '-', '+', 'COUNT', 1000)}
+        redis.call('XRANGE', k_notes(sid), '-', '+', 'COUNT', count)}
