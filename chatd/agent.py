@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from typing import TYPE_CHECKING, Any
 
 import protocol.messages as m
@@ -10,6 +9,7 @@ from protocol import ErrorCode
 from protocol.outbound import error, note_ack
 
 from . import metrics, texts
+from .auth import token_digest
 from .connection import Connection
 from .store.store import HISTORY_PAGE
 from .visitor import NOT_FOUND, Refused, answer_append, relay_ephemeral
@@ -39,13 +39,15 @@ class AgentHandlers:
             conn.send(error(ErrorCode.UNAUTHORIZED, "sign in first", "hello"))
             raise Closing()
         conn.agent = account
+        if msg.token:
+            conn.credential = token_digest(msg.token)
         conn.identity = account.login
         conn.name = account.name
         await self.hub.add_agent(conn)
         status, sessions = await self.store.agent_online(
             account.login, account.capacity, account.langs, account.topics, account.name)
         conn.send({"type": "welcome", "agent": account.profile(), "status": status,
-                   "sessions": sessions, "server_time": int(time.time() * 1000)})
+                   "sessions": sessions, "server_time": self.store.now_ms()})
         resume = {r.session: r.after for r in (msg.resume or ())}
         mine = {s["session"]: s for s in sessions}
         for sid in resume:
@@ -96,7 +98,8 @@ class AgentHandlers:
         conn.ncursors[sid] = notes[-1].nseq if notes else 0
         if len(notes) >= HISTORY_PAGE:  # a long chat: the other notes follow
             conn.spawn(self.hub.catch_up_notes(conn, sid))
-        self.hub.max_seq[sid] = max(self.hub.max_seq.get(sid, 0), int(info.get("seq", 0)))
+        shown = int(info.get("dseq", info.get("seq", 0)))  # the last that may be shown
+        self.hub.max_seq[sid] = max(self.hub.max_seq.get(sid, 0), shown)
         # subscribed before the read: whatever came after it was seen live (max_seq), so the
         # stream needs reading back only if something newer came, or the subscription is unsure
         # (a long chat's `history` is its first page: the rest follows as `msg` frames)
@@ -105,6 +108,7 @@ class AgentHandlers:
     async def status(self, conn: Connection, msg: m.Status) -> None:
         acct = conn.agent
         cap = min(msg.capacity or acct.capacity, acct.capacity)
+        self.hub.wanted[acct.login] = (msg.status, cap)
         await self.store.set_status(acct.login, msg.status, cap, acct.langs, acct.topics, acct.name)
         if msg.status == "available":
             self.rt.matcher.kick()

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import logging
 import secrets
-import time
 from collections import Counter
 from typing import TYPE_CHECKING, Any, AsyncIterator, Awaitable, Callable
 
@@ -167,7 +166,7 @@ def routes(rt: Runtime) -> list[Route]:
         return {"agents": await _agents(rt)}
 
     async def sessions(request: Request, account: Account) -> Any:
-        return {"sessions": await store.open_sessions(), "server_time": int(time.time() * 1000)}
+        return {"sessions": await store.open_sessions(), "server_time": store.now_ms()}
 
     async def transcript(request: Request, account: Account) -> Any:
         """A chat's whole transcript: supervisors any chat, an agent only a chat they hold.
@@ -235,7 +234,7 @@ async def _agents(rt: Runtime) -> list[dict[str, Any]]:
 
 
 async def _stats(rt: Runtime) -> dict[str, Any]:
-    now = int(time.time() * 1000)
+    now = rt.store.now_ms()
     waiting, oldest, open_chats, offers = await rt.store.queue_stats([t.id for t in rt.settings.topics])
     queues = {t: {"waiting": waiting[t],
                   "longest_wait_s": max(0, (now - oldest[t]) // 1000) if t in oldest else 0}

@@ -14,7 +14,7 @@ import hmac
 import re
 import secrets
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import msgpack
@@ -44,6 +44,9 @@ class Account:
     topics: tuple[str, ...]  # empty: every topic
     capacity: int
     disabled: bool = False
+    # the stored record as read (password hash included): what a Redis that lost its data is
+    # given back for the agents still connected (Runtime.guard)
+    record: dict[str, str] = field(default_factory=dict, repr=False, compare=False)
 
     def profile(self) -> dict[str, Any]:
         return {"login": self.login, "name": self.name, "role": self.role,
@@ -55,7 +58,8 @@ class Account:
         return self.role in ("supervisor", "admin")
 
 
-def _digest(token: str) -> str:
+def token_digest(token: str) -> str:
+    """What Redis keeps of an agent's login token (never the token itself)."""
     return hashlib.sha256(token.encode()).hexdigest()
 
 
@@ -123,6 +127,21 @@ class Auth:
             pipe.publish(self.keys.agent_channel(login), msgpack.packb({"e": "kick"}))
             await pipe.execute()
 
+    async def restore(self, account: Account, credential: str) -> None:
+        """Gives a Redis that lost its data back a connected agent's account (as last read)
+        and login token, unless they were recreated meanwhile: the agent works on, and can
+        reload the console. Other accounts must be restored by the operator."""
+        key = self.keys.account(account.login)
+        if account.record and await self.redis.hsetnx(key, "login", account.login):
+            await self.redis.hset(key, mapping=account.record)
+            await self.redis.sadd(self.keys.accounts, account.login)
+        if credential:
+            async with self.redis.pipeline(transaction=True) as pipe:
+                pipe.set(self.keys.token(credential), account.login, ex=self.token_ttl_s, nx=True)
+                pipe.sadd(self.keys.tokens(account.login), credential)
+                pipe.expire(self.keys.tokens(account.login), self.token_ttl_s)
+                await pipe.execute()
+
     # -- agent sign-in ------------------------------------------------------------------------
 
     async def login(self, login: str, password: str) -> tuple[str, Account] | None:
@@ -131,7 +150,7 @@ class Auth:
         if not ok or not raw or raw.get("disabled") == "1":
             return None
         token = secrets.token_urlsafe(32)
-        d = _digest(token)
+        d = token_digest(token)
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.set(self.keys.token(d), login, ex=self.token_ttl_s)
             pipe.sadd(self.keys.tokens(login), d)
@@ -142,7 +161,7 @@ class Auth:
     async def token_account(self, token: str | None) -> Account | None:
         if not token or len(token) > 512:
             return None
-        login = await self.redis.get(self.keys.token(_digest(token)))
+        login = await self.redis.get(self.keys.token(token_digest(token)))
         if login is None:
             return None
         acct = await self.account(login)
@@ -151,7 +170,7 @@ class Auth:
         return acct
 
     async def logout(self, token: str) -> str | None:
-        d = _digest(token)
+        d = token_digest(token)
         login = await self.redis.getdel(self.keys.token(d))
         if login is None:
             return None
@@ -211,4 +230,5 @@ def _account(login: str, raw: dict[str, Any]) -> Account:
                    langs=_split(str(raw.get("langs", "fr"))) or ("fr",),
                    topics=_split(str(raw.get("topics", ""))),
                    capacity=int(raw.get("capacity", 3)),
-                   disabled=str(raw.get("disabled", "0")) == "1")
+                   disabled=str(raw.get("disabled", "0")) == "1",
+                   record={str(k): str(v) for k, v in raw.items()})

@@ -95,7 +95,7 @@ async def _redis_for_admin(settings: Settings) -> AsyncIterator[Any]:
     embedded one started for the duration of the command."""
     from redis.exceptions import RedisError
 
-    from .runtime import redis_client
+    from .store.connect import command_client
 
     embedded = None
     data = None
@@ -108,7 +108,7 @@ async def _redis_for_admin(settings: Settings) -> AsyncIterator[Any]:
             embedded = EmbeddedRedis(data)
             embedded.start()
         url = data.url()
-    client = redis_client(url, decode=True, max_connections=4, retries=0)
+    client = command_client(url, max_connections=4, retries=0)
     try:
         try:
             await client.ping()

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
 from urllib.parse import urlsplit
 
+from . import redis_url
 from .canned import DEFAULT_CANNED, Canned, CannedError, canned_from_tables
 
 
@@ -79,6 +81,8 @@ class Settings:
     hello_timeout: float = 10.0  # seconds
     handshake_timeout: float = 10.0  # seconds for a new TCP connection to send its request headers
     idle_timeout: float = 60.0  # seconds without any frame (keepalive pings count)
+    ack_replicas: int = 0  # replicas that must hold a write before it is acked or shown
+    ack_timeout_ms: int = 500  # how long an ack waits for them (then: `unavailable`, resend)
     outbox_size: int = 512  # frames queued per connection before it is closed as too slow
     outbox_bytes: int = 8 << 20  # bytes queued per connection, likewise (8 MiB)
     send_timeout: float = 10.0  # seconds one socket write may take
@@ -137,9 +141,11 @@ def _choice(*choices: str) -> Callable[[str, str], str]:
 
 
 def _redis_url(name: str, raw: str) -> str:
-    parts = urlsplit(raw)
-    if parts.scheme not in ("redis", "rediss", "unix"):
-        raise ConfigError(f"{name}: expected redis://, rediss:// or unix:// URL, got {raw!r}")
+    try:
+        redis_url.parse(raw)
+    except redis_url.BadRedisUrl as exc:
+        shown = re.sub(r"(//[^/@:]*:)[^/@]*@", r"\1***@", raw)  # never a password on screen
+        raise ConfigError(f"{name}: {exc}, got {shown!r}") from None
     return raw
 
 
@@ -201,6 +207,8 @@ _PARSERS: dict[str, Callable[[str, str], Any]] = {
     "hello_timeout": _positive_float,
     "handshake_timeout": _positive_float,
     "idle_timeout": _positive_float,
+    "ack_replicas": _int_in(0, 16),
+    "ack_timeout_ms": _int_in(1, 60_000),
     "outbox_size": _int_in(8, 1_000_000),
     "outbox_bytes": _int_in(65536, 1 << 30),
     "send_timeout": _positive_float,

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 from typing import Any, Awaitable, Callable
 
 import msgpack
 from redis.asyncio import Redis
-from redis.exceptions import RedisError
+from redis.exceptions import ConnectionError, RedisError
 
 from .store import transient
 from .supervised import spawn
@@ -23,11 +24,20 @@ log = logging.getLogger("chatd.fanout")
 OnEvent = Callable[[str, dict[str, Any]], None]
 
 
+BEAT_EVERY = 2.0  # seconds between this process's beats on the broadcast channel
+SILENT_AFTER = 6.0  # seconds without hearing its own beat: the link is dead, reconnect
+
+
 class Fanout:
     def __init__(self, redis: Redis, always: str, on_event: OnEvent,
-                 on_resync: Callable[[], Awaitable[None]]) -> None:
+                 on_resync: Callable[[], Awaitable[None]],
+                 publish: Callable[[str, bytes], Awaitable[Any]] | None = None) -> None:
         self._redis = redis  # a client with decode_responses=False: payloads are msgpack
         self._always = always
+        self._publish = publish  # through the command client: the way events travel
+        self._me = secrets.token_bytes(8)
+        self._beat = msgpack.packb({"e": "beat", "from": self._me})
+        self._heard = 0.0  # loop time this process last heard its own beat
         self._on_event = on_event
         self._on_resync = on_resync
         self.channels: set[str] = {always}
@@ -132,7 +142,7 @@ class Fanout:
                     await self._on_resync()
                 self._was_connected = True
                 delay = 0.1
-                await self._listen()
+                await self._listen_and_watch()
             except (RedisError, OSError) as exc:
                 if not transient(exc):
                     raise
@@ -150,10 +160,45 @@ class Fanout:
         except Exception:  # closing a dead connection: nothing to do
             pass
 
+    async def _listen_and_watch(self) -> None:
+        """Listens until the connection fails, or until it has gone silent: a link that stops
+        forwarding without closing (a stale NAT entry, a frozen peer) raises nothing, so this
+        process publishes a beat every BEAT_EVERY seconds, the way events travel, and gives the
+        connection up when it has not heard its own for SILENT_AFTER seconds; so does a
+        connection left on a primary that Sentinel demoted (docs/operations.md)."""
+        self._heard = asyncio.get_running_loop().time()
+        tasks = [asyncio.ensure_future(self._listen())]
+        if self._publish is not None:
+            tasks.append(asyncio.ensure_future(self._watch()))
+        try:
+            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                task.result()  # its exception, if any, ends this connection
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _watch(self) -> None:
+        assert self._publish is not None
+        loop = asyncio.get_running_loop()
+        beats: set[asyncio.Future[Any]] = set()
+        while True:
+            beat = asyncio.ensure_future(self._publish(self._always, self._beat))
+            beats.add(beat)
+            beat.add_done_callback(_ignore_result(beats))
+            await asyncio.sleep(BEAT_EVERY)
+            silent = loop.time() - self._heard
+            if silent > SILENT_AFTER:
+                log.warning("pub/sub silent for %.0f s (its own beats do not come back); "
+                            "reconnecting", silent)
+                raise ConnectionError("the pub/sub link went silent")
+
     async def _listen(self) -> None:
         ps = self._ps
         unpack = msgpack.unpackb
         on_event = self._on_event
+        always = self._always
         while True:
             message = await ps.get_message(ignore_subscribe_messages=False, timeout=None)
             if message is None:
@@ -168,6 +213,10 @@ class Fanout:
                 except Exception:  # not ours: ignore rather than die
                     log.error("undecodable event on %s", channel)
                     continue
+                if channel == always and event.get("e") == "beat":
+                    if event.get("from") == self._me:
+                        self._heard = asyncio.get_running_loop().time()
+                    continue
                 try:
                     on_event(channel, event)
                 except Exception:
@@ -177,3 +226,12 @@ class Fanout:
                 fut = self._pending.get(channel)
                 if fut is not None and not fut.done():
                     fut.set_result(None)
+
+
+def _ignore_result(pending: set[asyncio.Future[Any]]) -> Callable[[asyncio.Future[Any]], None]:
+    """A beat that fails (Redis away) says nothing the watch does not see for itself."""
+    def done(fut: asyncio.Future[Any]) -> None:
+        pending.discard(fut)
+        if not fut.cancelled():
+            fut.exception()
+    return done

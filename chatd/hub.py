@@ -49,7 +49,7 @@ class _Encoded:
 
 
 class Hub:
-    def __init__(self, store: Store, fanout_redis: Any) -> None:
+    def __init__(self, store: Store, fanout_redis: Any, publish: Any = None) -> None:
         self.store = store
         self.keys = store.keys
         self.sessions: dict[str, set[Connection]] = {}
@@ -60,8 +60,10 @@ class Hub:
         self.max_seq: dict[str, int] = {}
         self._held: dict[str, list[tuple[Any, dict[str, Any]]]] = {}  # sessions being created
         self._channel_owner: dict[str, tuple[str, str]] = {}  # channel -> ("s"|"a", id)
-        self.fanout = Fanout(fanout_redis, self.keys.broadcast, self.on_event, self.resync)
+        self.fanout = Fanout(fanout_redis, self.keys.broadcast, self.on_event, self.resync,
+                             publish)
         self.on_assigned_agent: Any = None  # set by the agent handlers: builds `assigned`
+        self.wanted: dict[str, tuple[str, int]] = {}  # login -> the status and capacity chosen
 
     # -- registry -----------------------------------------------------------------------------
 
@@ -219,8 +221,10 @@ class Hub:
 
     async def resync(self, settle: float = 0.0) -> None:
         """After a pub/sub gap (and periodically, with ``settle``): bring every live session up
-        to its stream's end and its connections in line with its state."""
+        to its stream's end and its connections in line with its state, and each agent's
+        connections in line with their offers, chats and credentials."""
         await self.reconcile(list(self.sessions), settle=settle)
+        await self.reconcile_agents()
 
     async def reconcile(self, sids: list[str], only: Connection | None = None,
                         settle: float = 0.0) -> None:
@@ -257,8 +261,10 @@ class Hub:
                     continue
                 cur = conn.cursors.get(sid)
                 if state in (None, "closed"):
+                    # gone while open: its Redis lost it (emptied, or a failover to a node
+                    # that never had it); closed ones are told before their retention ends
                     data = _Encoded({"type": "closed", "session": sid,
-                                     "by": st.get("by", "system"), "reason": st.get("reason", "expired")})
+                                     "by": st.get("by", "system"), "reason": st.get("reason", "lost")})
                     conn.spawn(self._close_after_catch_up(conn, sid, data))
                     continue
                 if cur is not None and cur < seq:
@@ -399,13 +405,16 @@ class Hub:
                 frame["from_agent"] = ev["from_agent"]
             data = _Encoded(frame)
             for conn in list(conns):
+                conn.offers.add(sid)
                 conn.push(data.for_(conn.subprotocol))
         elif kind == "offer_revoked":
             data = _Encoded({"type": "offer_revoked", "session": sid, "reason": ev["reason"]})
             for conn in list(conns):
+                conn.offers.discard(sid)
                 conn.push(data.for_(conn.subprotocol))
         elif kind == "assigned":
             for conn in list(conns):
+                conn.offers.discard(sid)
                 if self.on_assigned_agent is not None:
                     conn.spawn(self.on_assigned_agent(conn, sid))
         elif kind == "released":
@@ -414,12 +423,62 @@ class Hub:
                 self.detach(conn, sid)
                 conn.push(data.for_(conn.subprotocol))
         elif kind == "status":
+            self.wanted[login] = (ev["status"], int(ev["cap"]))
             data = _Encoded({"type": "agent_status", "status": ev["status"],
                              "load": ev["load"], "capacity": ev["cap"]})
             for conn in list(conns):
                 conn.push(data.for_(conn.subprotocol))
         elif kind == "kick":
             for conn in list(conns):
-                conn.send(protocol.outbound.error(protocol.ErrorCode.UNAUTHORIZED,
-                                                  "signed out", None))
-                conn.close(CloseCode.POLICY, "signed out")
+                _sign_out(conn)
+
+    async def reconcile_agents(self) -> None:
+        """Agent-side events are not stored either: an offer, an assignment, a revocation or a
+        sign-out missed while pub/sub was away (a failover, a silent link) is found again in
+        the state of each local agent's chats and credentials, and sent now."""
+        logins = list(self.agents)
+        if not logins:
+            return
+        conns = [(login, c) for login in logins for c in self.agents.get(login, ())]
+        try:
+            views, valid = await self.store.agent_view(logins, [c.credential for _, c in conns])
+        except Exception as exc:
+            if transient(exc):
+                log.warning("agent resync failed (%s: %s)", type(exc).__name__, exc)
+            else:
+                log.exception("agent resync failed")
+            return
+        now = self.store.now_ms()
+        for (login, conn), ok in zip(conns, valid):
+            if conn.closed or conn.close_code is not None:
+                continue
+            if not ok:
+                _sign_out(conn)
+                continue
+            offered = {}
+            for v in views.get(login, ()):
+                if v["state"] == "offered" and v["offer_agent"] == login:
+                    offered[v["session"]] = v
+                elif (v["state"] == "active" and v["agent"] == login
+                      and v["session"] not in conn.cursors and self.on_assigned_agent):
+                    conn.spawn(self.on_assigned_agent(conn, v["session"]))
+            for sid, v in offered.items():
+                if sid not in conn.offers:
+                    conn.offers.add(sid)
+                    conn.send({"type": "offer", "session": sid, "topic": v["topic"],
+                               "lang": v["lang"], "waited_s": max(0, now - v["created"]) // 1000,
+                               "expires_in_s": max(0, v["deadline"] - now) // 1000})
+            mine = {v["session"]: v for v in views.get(login, ())}
+            for sid in list(conn.offers - set(offered)):
+                conn.offers.discard(sid)
+                v = mine.get(sid)
+                if v is not None and v["state"] == "active" and v["agent"] == login:
+                    continue  # accepted: `assigned` comes (above, or live)
+                reason = ("taken" if v is not None and v["state"] == "active" else
+                          "visitor_left" if v is None or v["state"] == "closed" else "expired")
+                conn.send({"type": "offer_revoked", "session": sid, "reason": reason})
+
+
+def _sign_out(conn: Connection) -> None:
+    conn.send(protocol.outbound.error(protocol.ErrorCode.UNAUTHORIZED, "signed out", None))
+    conn.close(CloseCode.POLICY, "signed out")

@@ -76,6 +76,7 @@ class Matcher:
         while True:
             await asyncio.sleep(self.settings.tick)
             try:
+                await self.store.sync_clock()
                 expired = await self.store.expire_offers()
                 gone, requeued, closed = await self.store.reap(texts.AGENT_GONE["fr"],
                                                               texts.AGENT_GONE["en"])

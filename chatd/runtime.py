@@ -11,69 +11,56 @@ import asyncio
 import logging
 from typing import Any
 
-from redis.asyncio import BlockingConnectionPool, Redis
-from redis.asyncio.retry import Retry
-from redis.backoff import ExponentialBackoff, NoBackoff
-from redis.exceptions import ConnectionError, RedisError
+from redis.exceptions import RedisError
 
 from .auth import Auth
 from .config import Settings, Topic
 from .hub import Hub
 from .limits import ConnectionCounter
 from .matching import Matcher
-from .store import Store, transient
+from .store import Store, connect, transient
 from .supervised import spawn
 
 log = logging.getLogger("chatd")
-
-
-def redis_client(url: str, decode: bool, max_connections: int = 64, retries: int = 2) -> Redis:
-    """A pooled client. ``retries``: how often a command that failed on its connection is sent
-    again (a pooled connection that Redis closed meanwhile, a restart). Only for commands whose
-    replay is harmless: scripts go through a client with 0, since a script whose reply was lost
-    may have run (its caller answers `unavailable`, and the client resends the same cid)."""
-    pool = BlockingConnectionPool.from_url(
-        url, max_connections=max_connections, timeout=5, decode_responses=decode,
-        socket_connect_timeout=2, socket_timeout=10, health_check_interval=0,
-        retry=Retry(ExponentialBackoff(cap=0.5, base=0.02), retries,
-                    supported_errors=(ConnectionError,)),
-    )
-    return Redis(connection_pool=pool)
 
 
 class Runtime:
     def __init__(self, settings: Settings, redis_url: str) -> None:
         self.settings = settings
         self.redis_url = redis_url
-        self.redis = redis_client(redis_url, decode=True)
-        self.script_redis = redis_client(redis_url, decode=True, max_connections=8, retries=0)
-        # pub/sub: bytes (msgpack payloads), and no silent reconnect: the hub must resync
-        self.pubsub_redis = Redis.from_url(redis_url, decode_responses=False,
-                                           socket_connect_timeout=2,
-                                           retry=Retry(NoBackoff(), 0))
+        self.redis = connect.command_client(redis_url)
+        self.script_redis = connect.command_client(redis_url, max_connections=8, retries=0)
+        self.pubsub_redis = connect.pubsub_client(redis_url)
         self.store = Store(self.redis, settings, self.script_redis)
-        self.hub = Hub(self.store, self.pubsub_redis)
+        self.hub = Hub(self.store, self.pubsub_redis, self.redis.publish)
         self.matcher = Matcher(settings, self.store, self.hub)
         self.connections = ConnectionCounter(settings.max_conn_per_ip)
         self.topics: dict[str, Topic] = {t.id: t for t in settings.topics}
         self.auth: Auth | None = None
+        self.secret = ""  # the one in use (configured, or generated and kept in Redis)
+        self.epoch: str | None = None  # the mark of the data this process started on
         self.ready = asyncio.Event()
         self._setup: asyncio.Task[None] | None = None
+        self._guard: asyncio.Task[None] | None = None
         self.handlers: dict[str, Any] = {}
         self.endpoint: Any = None  # transport.Endpoint, set with the handlers
 
     async def start(self) -> None:
         await self.hub.fanout.start()
         self._setup = spawn("setup", self._set_up, forever=False)
+        self._guard = spawn("guard", self.guard)
         await self.matcher.start()
 
     async def _set_up(self) -> None:
         delay = 0.5
         while True:
             try:
-                secret = await self.store.shared_secret(self.settings.secret)
+                await self.store.sync_clock()
+                self.secret = await self.store.shared_secret(self.settings.secret)
                 await self.store.publish_topics(self.settings.topics)
-                self.auth = Auth(self.store, secret, self.settings.agent_session_hours * 3600,
+                self.epoch = await self.store.claim_epoch()
+                self.auth = Auth(self.store, self.secret,
+                                 self.settings.agent_session_hours * 3600,
                                  self.settings.secret_previous)
                 self.ready.set()
                 return
@@ -85,9 +72,51 @@ class Runtime:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
 
+    async def guard(self) -> None:
+        """Notices a Redis that lost chatd's data (flushed, or a failover to a node that had
+        none): its epoch mark is gone. Then topics and settings are seeded again, every process
+        ends on one secret, this process's agents are registered again with the status they
+        chose, and every open chat and offer here is checked against what is left (a chat that
+        is gone is `closed` with reason `lost`): clients hear something, never silence."""
+        while True:
+            await asyncio.sleep(self.settings.tick)
+            if not self.ready.is_set():
+                continue
+            try:
+                if await self.store.epoch() != self.epoch:
+                    await self._seed_again()
+            except (RedisError, OSError) as exc:
+                if not transient(exc):
+                    raise
+
+    async def _seed_again(self) -> None:
+        log.error("Redis no longer holds chatd's data (emptied, or another server answers): "
+                  "seeding topics and settings again; the chats and accounts it held are gone")
+        await self.store.publish_topics(self.settings.topics)
+        secret = await self.store.shared_secret(self.settings.secret, self.secret)
+        if secret != self.secret:
+            log.warning("another process seeded the generated secret again first: using it "
+                        "(visitor tokens signed before are no longer accepted)")
+            self.secret = secret
+            self.auth = Auth(self.store, secret, self.settings.agent_session_hours * 3600,
+                             self.settings.secret_previous)
+        self.epoch = await self.store.claim_epoch()
+        for login, conns in list(self.hub.agents.items()):
+            acct = next((c.agent for c in conns if c.agent is not None), None)
+            if acct is None:
+                continue
+            for conn in conns:
+                await self.auth.restore(acct, conn.credential)
+            await self.store.agent_online(login, acct.capacity, acct.langs, acct.topics, acct.name)
+            status, cap = self.hub.wanted.get(login, ("away", acct.capacity))
+            await self.store.set_status(login, status, cap, acct.langs, acct.topics, acct.name)
+        await self.hub.resync()
+        self.matcher.kick()
+
     async def stop(self) -> None:
-        if self._setup is not None:
-            self._setup.cancel()
+        for task in (self._guard, self._setup):
+            if task is not None:
+                task.cancel()
         await self.matcher.stop()
         await self.hub.fanout.stop()
         await self.redis.aclose()

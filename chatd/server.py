@@ -21,6 +21,7 @@ from typing import Any
 from .config import Settings
 from .embedded import DataDir, EmbeddedError, EmbeddedRedis
 from .lifeline import die_with_parent
+from .redis_url import parse as parse_redis_url
 
 log = logging.getLogger("chatd")
 
@@ -100,7 +101,7 @@ class Supervisor:
             where = f"embedded Redis in {self.data.path}"
         else:
             redis_url = s.redis_url
-            where = "Redis at " + _redact(redis_url)
+            where = "Redis at " + parse_redis_url(redis_url).redacted()
         try:
             sock = listening_socket(s.host, s.port)
         except EmbeddedError:
@@ -197,11 +198,3 @@ def _status(status: int) -> str:
     if os.WIFSIGNALED(status):
         return f"signal {os.WTERMSIG(status)}"
     return f"code {os.WEXITSTATUS(status)}"
-
-
-def _redact(url: str) -> str:
-    from urllib.parse import urlsplit
-
-    parts = urlsplit(url)
-    host = parts.hostname or parts.path
-    return f"{parts.scheme}://{host}" + (f":{parts.port}" if parts.port else "")

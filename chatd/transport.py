@@ -23,6 +23,7 @@ from websockets.server import ServerProtocol
 
 from . import metrics
 from .agent import Closing
+from .auth import token_digest
 from .connection import Connection
 from .limits import TokenBucket
 from .store import transient
@@ -129,6 +130,8 @@ async def _accept_later(rt: Runtime, conn: Connection, path: str, request: Reque
         except RedisError:
             return _refuse(rt, conn, path, "Redis unreachable")
     if not conn.ended and not conn.transport.is_closing():
+        if account is not None and token is not None:
+            conn.credential = token_digest(token)
         _accept(rt, conn, path, request, account)
 
 

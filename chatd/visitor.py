@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import secrets
-import time
 from typing import TYPE_CHECKING, Any
 
 import msgpack
@@ -70,7 +69,7 @@ class VisitorHandlers:
             sessions = await self.store.visitor_sessions(vid)
         conn.identity = vid
         conn.send({"type": "welcome", "token": token, "sessions": sessions,
-                   "server_time": int(time.time() * 1000)})
+                   "server_time": self.store.now_ms()})
         self.hub.add_visitor(conn)
         resume = msg.resume
         if resume is not None and not any(s["session"] == resume.session for s in sessions):

@@ -20,8 +20,8 @@ NEEDS = ("httpx", "psutil", "matplotlib", "picows")
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m loadtest")
-    p.add_argument("scenario", choices=("relay", "match", "idle", "surge", "soak"))
-    where = p.add_mutually_exclusive_group(required=True)
+    p.add_argument("scenario", choices=("relay", "match", "idle", "surge", "soak", "chaos"))
+    where = p.add_mutually_exclusive_group(required=False)
     where.add_argument("--url", help="a running chatd, e.g. ws://127.0.0.1:8000 (comma-separated for several)")
     where.add_argument("--spawn", type=int, metavar="N", help="start Redis and N chatd processes")
     p.add_argument("--redis-url", help="with --url: the deployment's Redis (to create agent accounts)")
@@ -29,19 +29,30 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--duration", type=float, default=10.0, help="seconds of load (10)")
     p.add_argument("--json", help="write the report here, and a PNG plot beside it")
     p.add_argument("--pairs", type=int, default=100)
-    p.add_argument("--rate", type=float, default=2000.0,
-                   help="relay: messages/s offered in total; match: arrivals/s")
+    p.add_argument("--rate", type=float, default=None,
+                   help="relay: messages/s offered in total (2000); match, chaos: arrivals/s (2000, 1.5)")
     p.add_argument("--visitors", type=int, default=2000)
-    p.add_argument("--agents", type=int, default=50)
+    p.add_argument("--agents", type=int, default=None, help="match: 50; chaos: 6")
     p.add_argument("--capacity", type=int, default=5)
     p.add_argument("--connections", type=int, default=1000)
     p.add_argument("--base", type=float, default=2.0, help="surge: arrivals/s before the surge")
     p.add_argument("--factor", type=float, default=8.0, help="surge: arrival multiplier")
+    p.add_argument("--topology", choices=("single", "sentinel"), default="single",
+                   help="chaos: the Redis topology it starts (Debian's redis-server 7)")
+    p.add_argument("--faults", help="chaos: comma-separated, in turn: kill-chatd, kill-primary, "
+                   "freeze, restart-redis (default: all that fit the topology)")
+    p.add_argument("--every", type=float, default=8.0, help="chaos: seconds between faults")
+    p.add_argument("--processes", type=int, default=2, help="chaos: chatd processes")
+    p.add_argument("--ack-replicas", type=int, help="chaos: CHATD_ACK_REPLICAS "
+                   "(default 1 on sentinel, 0 on single)")
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    if args.scenario != "chaos":
+        args.rate = 2000.0 if args.rate is None else args.rate
+        args.agents = 50 if args.agents is None else args.agents
     missing = []
     for module in NEEDS:
         try:
@@ -51,6 +62,11 @@ def main(argv: list[str] | None = None) -> int:
     if missing:
         print(f"loadtest: {', '.join(missing)} missing; install the load tester's extra with "
               "pip install '.[loadtest]' (in chatd's directory)", file=sys.stderr)
+        return 2
+    if args.scenario == "chaos":
+        return _chaos(args)
+    if not (args.url or args.spawn):
+        print("loadtest: give --url or --spawn N", file=sys.stderr)
         return 2
     from .cluster import Cluster, Target
     # stop cleanly on SIGTERM too (timeout, CI): the spawned servers and Redis go with us
@@ -83,6 +99,46 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     target = Target(args.url.split(","), args.redis_url, args.key_prefix)
     return runner(_run(args, target))
+
+
+def _chaos(args: argparse.Namespace) -> int:
+    from . import chaos
+    from . import report as rep
+
+    if args.faults:
+        faults = [f.strip() for f in args.faults.split(",") if f.strip()]
+    elif args.topology == "single":
+        faults = ["kill-chatd", "freeze", "restart-redis", "kill-primary"]
+    else:
+        faults = ["kill-primary", "kill-chatd", "freeze", "restart-redis"]
+    unknown = [f for f in faults if f not in chaos.FAULTS]
+    if unknown:
+        print(f"loadtest: unknown fault {unknown[0]!r} (known: {', '.join(chaos.FAULTS)})",
+              file=sys.stderr)
+        return 2
+    replicas = args.ack_replicas if args.ack_replicas is not None else (
+        1 if args.topology == "sentinel" else 0)
+    try:
+        import uvloop
+
+        runner: Any = uvloop.run
+    except ImportError:  # pragma: no cover
+        runner = asyncio.run
+    try:
+        result, series, marks = runner(chaos.run(
+            args.topology, faults, args.duration, args.every, args.processes,
+            args.rate or 1.5, args.agents or 6, replicas))
+    except KeyboardInterrupt:
+        print("loadtest: interrupted; servers and Redis stopped", file=sys.stderr)
+        return 130
+    rep.write(result, args.json, series, f"chaos on {args.topology}: {', '.join(faults)}",
+              "per second", marks)
+    bad = [k for k in ("lost", "duplicated", "reordered", "taken_back", "double_assigned",
+                       "over_capacity", "stranded", "client_errors") if result[k]]
+    if bad:
+        print(f"loadtest: the checker found {', '.join(f'{k}={result[k]}' for k in bad)}",
+              file=sys.stderr)
+    return 1 if bad else 0
 
 
 async def _run(args: argparse.Namespace, target: Target) -> int:

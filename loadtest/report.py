@@ -110,7 +110,7 @@ def _cpu(p: psutil.Process) -> float:
 
 
 def write(report: dict[str, Any], path: str | None, series: dict[str, list[tuple[float, float]]],
-          title: str, ylabel: str) -> None:
+          title: str, ylabel: str, marks: Sequence[tuple[float, str]] = ()) -> None:
     """Prints the flat JSON report, writes it to ``path`` and a PNG plot beside it."""
     text = json.dumps(report, indent=2, sort_keys=True)
     print(text)
@@ -127,6 +127,10 @@ def write(report: dict[str, Any], path: str | None, series: dict[str, list[tuple
         if points:
             xs, ys = zip(*points)
             ax.plot(xs, ys, label=name, linewidth=1)
+    for t, label in marks:  # e.g. the faults of a chaos run, when they struck
+        ax.axvline(t, color="red", alpha=0.5, linewidth=1, linestyle="--")
+        ax.annotate(label, (t, 1), xycoords=("data", "axes fraction"), rotation=90,
+                    va="top", ha="right", fontsize=7, color="red")
     ax.set_xlabel("seconds")
     ax.set_ylabel(ylabel)
     ax.set_title(title)

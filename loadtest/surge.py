@@ -70,11 +70,12 @@ async def run(target: Target, base: float, factor: float, duration: float,
             await asyncio.wait_for(inbox.wait(), 10)
         except asyncio.TimeoutError:
             pass
-        await asyncio.sleep(rng.expovariate(1 / THINK_S))
+        await asyncio.sleep(min(4 * THINK_S, rng.expovariate(1 / THINK_S)))
         cid = f"r-{sid}"
         expected[cid] = "visitor"
         await conn.send({"type": "send", "session": sid, "cid": cid, "text": "Bonjour, je vous écoute."})
-        await asyncio.sleep(rng.expovariate(1 / HANDLING_S))
+        # exponential, cut at 4x the mean: one chat of 20 s must not outlast the drain
+        await asyncio.sleep(min(4 * HANDLING_S, rng.expovariate(1 / HANDLING_S)))
         await conn.send({"type": "close", "session": sid, "disposition": "answered"})
         served += 1
 
@@ -139,8 +140,8 @@ async def run(target: Target, base: float, factor: float, duration: float,
         arrivals[phase(time.monotonic() - t0)] += 1
         tasks.append(asyncio.create_task(arrive(i, time.monotonic() - t0)))
         i += 1
-    # let the queue drain (bounded), then count
-    drain_until = time.monotonic() + max(10.0, duration)
+    # let the queue drain (bounded: the longest chat is 4 x HANDLING_S, plus waits), then count
+    drain_until = time.monotonic() + max(25.0, duration)
     while time.monotonic() < drain_until and served < i:
         await asyncio.sleep(0.5)
     await asyncio.sleep(1.0)

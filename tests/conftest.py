@@ -13,6 +13,7 @@ import redis.asyncio as aioredis
 from chatd.auth import Auth
 from chatd.config import Settings
 from chatd.store import Store
+from chatd.store.connect import command_client
 
 from harness import Chatd, Client, RedisServer, new_prefix
 
@@ -107,7 +108,7 @@ async def create_account(server: Chatd, redis_url: str, login: str | None = None
                          name: str | None = None) -> str:
     """An account with the test PASSWORD, written the way `chatd agents add` writes it."""
     login = login or f"agent{next(_logins)}"
-    client = aioredis.Redis.from_url(redis_url, decode_responses=True)
+    client = command_client(redis_url)  # any topology: redis://, redis+sentinel://…
     try:
         auth = Auth(Store(client, Settings(key_prefix=server.prefix)), "unused-secret", 3600)
         await auth.add_account(login, name or login.title(), role, list(langs), list(topics),

@@ -327,6 +327,7 @@ async def test_a_message_whose_live_delivery_was_lost_is_backfilled_by_the_perio
     seq = await rds.hincrby(keys.session(sid), "seq", 1)
     await rds.xadd(keys.messages(sid), {"from": "agent", "text": "lost on the way",
                                         "ts": int(time.time() * 1000)}, id=f"0-{seq}")
+    await rds.hset(keys.session(sid), "dseq", seq)  # as a script does: it may be shown
     for side in (visitor, agent):
         got = await side.recv("msg", session=sid, seq=seq, timeout=6)
         assert got["text"] == "lost on the way"
@@ -344,7 +345,7 @@ async def seed_messages(rds: Any, keys: Keys, sid: str, n: int, text: str) -> No
                 pipe.xadd(keys.messages(sid), {"from": "visitor", "text": text, "ts": 1},
                           id=f"0-{seq}")
             await pipe.execute()
-    await rds.hset(keys.session(sid), "seq", last + n)
+    await rds.hset(keys.session(sid), mapping={"seq": last + n, "dseq": last + n})
 
 
 LONG_TEXT = "Je vous écris au sujet de la plainte déposée la semaine dernière à la brigade. " * 2

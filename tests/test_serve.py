@@ -196,7 +196,13 @@ async def test_a_killed_worker_is_replaced(chatd_factory) -> None:
 @pytest.mark.parametrize("args, env, message", [
     (["--port", "http"], {}, "--port: expected a whole number from 0 to 65535, got 'http'"),
     (["--workers", "0"], {}, "--workers: expected a whole number from 1 to 64, got '0'"),
-    (["--redis-url", "http://x"], {}, "--redis-url: expected redis://, rediss:// or unix:// URL"),
+    (["--redis-url", "http://x"], {}, "--redis-url: expected redis://, rediss://, unix://, redis+sentinel://"),
+    (["--redis-url", "redis+sentinel://u:s3cret@h:26379"], {},
+     "--redis-url: name the Sentinel service after the hosts: redis+sentinel://host:26379/SERVICE, "
+     "got 'redis+sentinel://u:***@h:26379'"),
+    (["--redis-url", "redis+sentinel://h:x/mymaster"], {}, "--redis-url: expected host:port, got 'h:x'"),
+    (["--redis-url", "redis+cluster://h:7000/2"], {}, "--redis-url: a cluster URL has no path"),
+    (["--redis-url", "redis+sentinel://h:1/m?colour=blue"], {}, "--redis-url: unknown option 'colour'"),
     ([], {"CHATD_OFFER_TIMEOUT": "thirty"}, "CHATD_OFFER_TIMEOUT: expected a number of seconds > 0, got 'thirty'"),
     ([], {"CHATD_ALLOWED_ORIGINS": "gendarmerie.fr"}, "CHATD_ALLOWED_ORIGINS: expected an origin"),
     ([], {"CHATD_SECRET": "short"}, "CHATD_SECRET: must be at least 16 characters long"),

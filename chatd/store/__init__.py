@@ -4,6 +4,6 @@ from __future__ import annotations
 
 from .errors import transient
 from .keys import Keys
-from .store import Entry, NoteEntry, Store, now_ms
+from .store import Entry, NoteEntry, Store
 
-__all__ = ["Entry", "Keys", "NoteEntry", "Store", "now_ms", "transient"]
+__all__ = ["Entry", "Keys", "NoteEntry", "Store", "transient"]

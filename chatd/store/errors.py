@@ -23,14 +23,19 @@ _TRANSIENT_REPLIES = ("MASTERDOWN", "LOADING", "CLUSTERDOWN", "TRYAGAIN", "NOREP
                       "READONLY")
 
 
+class NotReplicated(RedisError):
+    """The writes did not reach ``CHATD_ACK_REPLICAS`` replicas within the ack timeout: nothing
+    of them was shown; the client resends (the same cid: idempotent)."""
+
+
 def transient(exc: BaseException) -> bool:
     """Whether ``exc`` says Redis cannot answer now (retry later), not that chatd erred."""
     if isinstance(exc, (ConnectionError, TimeoutError, ReadOnlyError, ClusterDownError,
-                        TryAgainError, OSError)):
+                        TryAgainError, NotReplicated, OSError)):
         return True
     if isinstance(exc, ResponseError):
         return str(exc).startswith(_TRANSIENT_REPLIES)
     return False
 
 
-__all__ = ["RedisError", "transient"]
+__all__ = ["NotReplicated", "RedisError", "transient"]

@@ -14,6 +14,7 @@ import re
 #: name -> pattern; ``<arg>`` marks an argument, ``P`` the prefix.
 PATTERNS: dict[str, str] = {
     "secret": "P:secret",
+    "epoch": "P:epoch",  # which generation of data this Redis holds
     "account": "P:acct:<login>",
     "accounts": "P:accts",
     "token": "P:tok:<digest>",

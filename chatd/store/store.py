@@ -25,10 +25,6 @@ READ_PAGE = 500  # entries per read: no single Redis call works through a whole 
 HISTORY_PAGE = 200  # messages an `assigned` carries; later ones follow as `msg` frames
 
 
-def now_ms() -> int:
-    return int(time.time() * 1000)
-
-
 @dataclass(frozen=True, slots=True)
 class Entry:
     """One message of a session's stream, as stored."""
@@ -57,22 +53,50 @@ class Store:
         self.redis = redis
         self.settings = settings
         self.keys = Keys(settings.key_prefix)
-        self.scripts = Scripts(redis, script_redis or redis)
+        self.scripts = Scripts(redis, script_redis or redis, settings.key_prefix,
+                               settings.ack_replicas, settings.ack_timeout_ms)
         self.prefix = settings.key_prefix
         self.retention_ms = int(settings.retention_days * 86_400_000)
+        self.clock_offset_ms = 0.0  # Redis's clock minus this host's (sync_clock)
 
     async def _run(self, name: str, *args: Any) -> Any:
-        return await self.scripts.run(name, self.prefix, now_ms(), *args)
+        return await self.scripts.run(name, *args)
+
+    # -- one clock ----------------------------------------------------------------------------
+
+    def now_ms(self) -> int:
+        """Redis's time, as near as this process knows it: what scripts write (their NOW) is
+        Redis's, so what is compared with it (waits, retention, `server_time`) is too."""
+        return int(time.time() * 1000 + self.clock_offset_ms)
+
+    async def sync_clock(self) -> None:
+        """Measures how far this host's clock is from Redis's (every tick: it drifts)."""
+        before = time.time()
+        seconds, micros = await self.redis.time()
+        after = time.time()
+        self.clock_offset_ms = seconds * 1000 + micros / 1000 - (before + after) * 500
 
     # -- deployment ---------------------------------------------------------------------------
 
-    async def shared_secret(self, configured: str | None) -> str:
-        """The configured secret, or one generated once and kept in Redis for every process."""
+    async def shared_secret(self, configured: str | None, proposed: str | None = None) -> str:
+        """The configured secret, or one generated once and kept in Redis for every process
+        (``proposed``: this process's, offered back to a Redis that lost it; whoever sets it
+        first, every process ends on that one)."""
         if configured:
             return configured
-        await self.redis.set(self.keys.secret, secrets.token_urlsafe(48), nx=True)
+        await self.redis.set(self.keys.secret, proposed or secrets.token_urlsafe(48), nx=True)
         value = await self.redis.get(self.keys.secret)
         return str(value)
+
+    async def claim_epoch(self) -> str:
+        """The mark of this Redis's generation of chatd data: set once, by the first process;
+        if it vanishes or changes, the data this process knew is gone (``Runtime.guard``)."""
+        await self.redis.set(self.keys.epoch, secrets.token_hex(8), nx=True)
+        return str(await self.redis.get(self.keys.epoch))
+
+    async def epoch(self) -> str | None:
+        value = await self.redis.get(self.keys.epoch)
+        return None if value is None else str(value)
 
     async def publish_topics(self, topics: Iterable[Topic]) -> None:
         mapping = {t.id: f"{t.priority},{t.weight},{t.reserved},"
@@ -106,14 +130,22 @@ class Store:
         return await self.redis.hgetall(self.keys.session(sid))  # type: ignore[no-any-return]
 
     async def history(self, sid: str, after: int = 0, count: int = READ_PAGE) -> list[Entry]:
-        """Messages after seq ``after``, at most ``count``: one bounded read (Redis serves
-        every other chat meanwhile; a long transcript is read page by page)."""
-        rows = await self.redis.xrange(self.keys.messages(sid), f"0-{after + 1}", "+", count=count)
-        return _entries(rows)
+        """Messages after seq ``after`` that may be shown, at most ``count``: one bounded read
+        (Redis serves every other chat meanwhile; a long transcript is read page by page)."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.hmget(self.keys.session(sid), "seq", "dseq")
+            pipe.xrange(self.keys.messages(sid), f"0-{after + 1}", "+", count=count)
+            (seq, dseq), rows = await pipe.execute()
+        last = _visible(seq, dseq)
+        return [e for e in _entries(rows) if e.seq <= last]
 
     async def notes(self, sid: str, after: int = 0, count: int = READ_PAGE) -> list[NoteEntry]:
-        rows = await self.redis.xrange(self.keys.notes(sid), f"0-{after + 1}", "+", count=count)
-        return _notes(rows)
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.hmget(self.keys.session(sid), "nseq", "dnseq")
+            pipe.xrange(self.keys.notes(sid), f"0-{after + 1}", "+", count=count)
+            (nseq, dnseq), rows = await pipe.execute()
+        last = _visible(nseq, dnseq)
+        return [n for n in _notes(rows) if n.nseq <= last]
 
     async def history_pages(self, sid: str, after: int = 0) -> AsyncIterator[list[Entry]]:
         """A whole transcript after ``after``, page by page."""
@@ -147,19 +179,26 @@ class Store:
         return dict(zip(flat[::2], flat[1::2])), _entries(_pairs(rows)), _notes(_pairs(notes))
 
     async def states(self, sids: list[str]) -> list[dict[str, str]]:
-        """What a connection must agree with: state, owner, last seq, how it ended."""
-        names = ("state", "seq", "agent", "agent_name", "topic", "by", "reason")
+        """What a connection must agree with: state, owner, last seq shown, how it ended."""
+        names = ("state", "seq", "agent", "agent_name", "topic", "by", "reason", "dseq")
         async with self.redis.pipeline(transaction=False) as pipe:
             for sid in sids:
                 pipe.hmget(self.keys.session(sid), *names)
             rows = await pipe.execute()
-        return [{k: v for k, v in zip(names, row) if v is not None} for row in rows]
+        out = []
+        for row in rows:
+            st = {k: v for k, v in zip(names, row) if v is not None}
+            if "seq" in st:
+                st["seq"] = str(_visible(st["seq"], st.pop("dseq", None)))
+            out.append(st)
+        return out
 
     async def last_seqs(self, sids: list[str]) -> list[int]:
+        """The last seq of each chat that may be shown."""
         async with self.redis.pipeline(transaction=False) as pipe:
             for sid in sids:
-                pipe.hget(self.keys.session(sid), "seq")
-            return [int(v or 0) for v in await pipe.execute()]
+                pipe.hmget(self.keys.session(sid), "seq", "dseq")
+            return [_visible(seq, dseq) for seq, dseq in await pipe.execute()]
 
     async def visitor_sessions(self, vid: str) -> list[dict[str, Any]]:
         sids = sorted(await self.redis.smembers(self.keys.visitor_sessions(vid)))
@@ -168,12 +207,13 @@ class Store:
         out = []
         async with self.redis.pipeline(transaction=False) as pipe:
             for sid in sids:
-                pipe.hmget(self.keys.session(sid), "state", "topic", "seq")
+                pipe.hmget(self.keys.session(sid), "state", "topic", "seq", "dseq")
             rows = await pipe.execute()
-        for sid, (state, topic, seq) in zip(sids, rows):
+        for sid, (state, topic, seq, dseq) in zip(sids, rows):
             if state is None:  # expired after retention
                 continue
-            out.append({"session": sid, "state": state, "topic": topic, "last_seq": int(seq or 0)})
+            out.append({"session": sid, "state": state, "topic": topic,
+                        "last_seq": _visible(seq, dseq)})
         return out
 
     async def close(self, sid: str, by: str, actor: str, reason: str, disposition: str = "",
@@ -361,6 +401,34 @@ class Store:
                         "messages": int(info["seq"] or 0)})
         return out
 
+    async def agent_view(self, logins: list[str], credentials: list[str]
+                         ) -> tuple[dict[str, list[dict[str, Any]]], list[bool]]:
+        """Each agent's chats as the state says (offered to them, or theirs), and whether each
+        credential (a login token's digest; '' for none) is still valid."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for login in logins:
+                pipe.smembers(self.keys.agent_sessions(login))
+            for digest in credentials:
+                if digest:
+                    pipe.exists(self.keys.token(digest))
+            res = await pipe.execute()
+        sets, found = res[:len(logins)], iter(res[len(logins):])
+        valid = [bool(next(found)) if digest else True for digest in credentials]
+        pairs = [(login, sid) for login, sids in zip(logins, sets) for sid in sids]
+        names = ("state", "offer_agent", "agent", "topic", "lang", "created", "offer_deadline")
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for _, sid in pairs:
+                pipe.hmget(self.keys.session(sid), *names)
+            rows = await pipe.execute() if pairs else []
+        views: dict[str, list[dict[str, Any]]] = {}
+        for (login, sid), row in zip(pairs, rows):
+            v = dict(zip(names, row))
+            views.setdefault(login, []).append({
+                "session": sid, "state": v["state"], "offer_agent": v["offer_agent"],
+                "agent": v["agent"], "topic": v["topic"], "lang": v["lang"],
+                "created": int(v["created"] or 0), "deadline": int(v["offer_deadline"] or 0)})
+        return views, valid
+
     async def agent_states(self, logins: list[str]) -> list[tuple[str, int, int]]:
         """Live (status, load, capacity) of each login; ``offline`` when never seen."""
         async with self.redis.pipeline(transaction=False) as pipe:
@@ -394,7 +462,7 @@ class Store:
         """Deletes the chats past their retention (the deployment's, or their topic's): the
         automatic purge. Their keys also carry a TTL; this removes them from the closed index
         and the visitors' lists, and deletes any key whose TTL was lost."""
-        now = now_ms()
+        now = self.now_ms()
         retention = {t.id: int(t.retention_days * 86_400_000) for t in self.settings.topics
                      if t.retention_days}
 
@@ -462,6 +530,12 @@ def message_of(e: Entry) -> dict[str, Any]:
 
 def note_of(n: NoteEntry) -> dict[str, Any]:
     return {"nseq": n.nseq, "from_agent": n.agent, "text": n.text, "ts": n.ts}
+
+
+def _visible(seq: Any, durable: Any) -> int:
+    """The last number that may be shown: what reached the replicas (``dseq``, kept by the
+    scripts; a chat from before it existed has only ``seq``)."""
+    return int(durable if durable is not None else (seq or 0))
 
 
 def _pairs(rows: list[Any]) -> list[Any]:

@@ -10,9 +10,10 @@ redis.call('HSETNX', akey, 'load', 0)
 redis.call('HSET', akey, 'langs', ARGV[5], 'topics', ARGV[6], 'name', ARGV[7])
 local out = {}
 for _, sid in ipairs(redis.call('SMEMBERS', k_agent_sessions(login))) do
-  local state, topic, seq, agent = unpack(redis.call('HMGET', k_session(sid), 'state', 'topic', 'seq', 'agent'))
+  local state, topic, agent = unpack(redis.call('HMGET', k_session(sid), 'state', 'topic', 'agent'))
   if state == 'active' and agent == login then
-    out[#out + 1] = sid; out[#out + 1] = state; out[#out + 1] = topic; out[#out + 1] = seq
+    out[#out + 1] = sid; out[#out + 1] = state; out[#out + 1] = topic
+    out[#out + 1] = visible_seq(k_session(sid))
   end
 end
 return {hget(k_agent(login), 'status') or 'away', out}

@@ -17,7 +17,26 @@ end
 local cidkey = cid_field(kind == 'note' and 'n' or 'm', from, actor, cid)
 if cid ~= '' then
   local seen = redis.call('HGET', k_cids(sid), cidkey)
-  if seen then return {'dup', tonumber(seen)} end
+  if seen then
+    if DEFER then  -- its first ack may have failed (WAIT timed out): shown from now on
+      local stream = kind == 'note' and k_notes(sid) or k_messages(sid)
+      local entry = redis.call('XRANGE', stream, '0-' .. seen, '0-' .. seen)[1]
+      if entry then
+        local f = {}
+        for i = 1, #entry[2], 2 do f[entry[2][i]] = entry[2][i + 1] end
+        if kind == 'note' then
+          mark_durable(sid, 'dnseq', tonumber(seen))
+          publish(k_session_channel(sid), {e = 'note', sid = sid, nseq = tonumber(seen),
+                  agent = f.agent, text = f.text, ts = tonumber(f.ts), cid = cid})
+        else
+          mark_durable(sid, 'dseq', tonumber(seen))
+          publish(k_session_channel(sid), {e = 'msg', sid = sid, seq = tonumber(seen),
+                  from = f.from, text = f.text, ts = tonumber(f.ts), cid = cid})
+        end
+      end
+    end
+    return {'dup', tonumber(seen)}
+  end
 end
 if state == 'closed' then return {'closed', 0} end
 if from == 'agent' and state ~= 'active' then return {'not_found', 0} end
@@ -27,6 +46,7 @@ end
 local nseq = redis.call('HINCRBY', skey, 'nseq', 1)
 redis.call('XADD', k_notes(sid), '0-' .. nseq, 'agent', actor, 'text', text, 'ts', NOW, 'cid', cid)
 if cid ~= '' then redis.call('HSET', k_cids(sid), cidkey, nseq) end
+mark_durable(sid, 'dnseq', nseq)
 publish(k_session_channel(sid), {e = 'note', sid = sid, nseq = nseq, agent = actor, text = text,
                                  ts = NOW, cid = cid})
 return {'ok', nseq}

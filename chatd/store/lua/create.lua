@@ -4,7 +4,7 @@
 -- shared by every process.
 -- KEYS: none (names come from k_*(); the session lives under its {sid} tag, the queue under {m})
 -- ARGV: P, NOW, sid, visitor id, topic, lang, priority, weight, first text ('' for none), cid,
---       token counter suffix, address counter suffix (hashed: no client address is stored),
+--       token counter name, address counter name (hashed: no client address is stored),
 --       counter window s, chats allowed per token, chats allowed per address
 -- Returns: {status, position}: status 'ok', 'blocked', 'rate_token', 'rate_ip'; position is
 --          1-based among the topic's waiting visitors (0: already offered); or
@@ -31,7 +31,7 @@ for _, other in ipairs(redis.call('SMEMBERS', k_visitor_sessions(vid))) do
 end
 -- counted only now: a retried start (its chat is open) takes nothing of the allowances
 local function count(suffix)
-  local key = k_counter(suffix)
+  local key = k_counter(suffix .. ':' .. math.floor(NOW / 3600000))  -- this hour's
   local n = redis.call('INCR', key)
   if n == 1 then redis.call('EXPIRE', key, tonumber(ARGV[13])) end
   return n
@@ -41,6 +41,7 @@ if count(ARGV[12]) > tonumber(ARGV[15]) then return {'rate_ip', 0} end
 local skey = k_session(sid)
 redis.call('HSET', skey, 'state', 'queued', 'topic', topic, 'lang', lang, 'prio', prio,
            'weight', weight, 'visitor', vid, 'created', NOW, 'qscore', NOW, 'seq', 0, 'nseq', 0,
+           'dseq', 0, 'dnseq', 0,
            'agent', '', 'offer_agent', '', 'declined', '', 'earlier', earlier, 'prev', prev)
 redis.call('ZADD', k_queue(topic), NOW, sid)
 redis.call('ZADD', k_open(), NOW, sid)

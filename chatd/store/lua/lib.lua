@@ -1,10 +1,44 @@
 -- Shared helpers, prepended to every script together with the k_*() key functions that
--- chatd/store/keys.py generates. Every script receives ARGV[1] = key prefix, ARGV[2] = now (ms).
+-- chatd/store/keys.py generates. Every script receives ARGV[1] = key prefix, ARGV[2] = mode
+-- ('d': publications are deferred until the writes reach the replicas; see scripts.py).
 local P = ARGV[1]
-local NOW = tonumber(ARGV[2])
+-- One clock for the whole deployment: Redis's. A process whose clock is off must not reorder
+-- the queue, expire offers early or mark agents gone (docs/operations.md, "One clock").
+local NOW
+do
+  local t = redis.call('TIME')
+  NOW = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+
+-- With acks that wait for replicas (mode 'd'), nothing a script does is shown before its
+-- writes are on the replicas: events are returned, not published (PUBS), and new messages and
+-- notes are marked durable (dseq, dnseq: readers show nothing past them) only once the caller's
+-- WAIT has succeeded, by confirm.lua (MARKS). Otherwise both happen here, at once.
+local DEFER = ARGV[2] == 'd'
+local PUBS, MARKS = {}, {}
 
 local function publish(channel, event)
-  redis.call('PUBLISH', channel, cmsgpack.pack(event))
+  if DEFER then
+    PUBS[#PUBS + 1] = channel
+    PUBS[#PUBS + 1] = cmsgpack.pack(event)
+  else
+    redis.call('PUBLISH', channel, cmsgpack.pack(event))
+  end
+end
+
+-- ``field``: 'dseq' (messages) or 'dnseq' (notes); everything up to ``n`` may be shown.
+local function mark_durable(sid, field, n)
+  if DEFER then
+    MARKS[#MARKS + 1] = sid; MARKS[#MARKS + 1] = field; MARKS[#MARKS + 1] = n
+  else
+    redis.call('HSET', k_session(sid), field, n)
+  end
+end
+
+-- The last seq that may be shown (messages written but not yet on the replicas are not).
+local function visible_seq(skey)
+  local seq, dseq = unpack(redis.call('HMGET', skey, 'seq', 'dseq'))
+  return tonumber(dseq or seq) or 0
 end
 
 local function hget(key, field)
@@ -31,6 +65,7 @@ local function append_msg(sid, from, text, cid, actor)
     redis.call('HSET', k_cids(sid), cid_field('m', from, actor, cid), seq)
   end
   redis.call('XADD', k_messages(sid), '0-' .. seq, unpack(fields))
+  mark_durable(sid, 'dseq', seq)
   publish(k_session_channel(sid), {e = 'msg', sid = sid, seq = seq, from = from, text = text,
                                    ts = NOW, cid = cid or ''})
   return seq

@@ -15,6 +15,8 @@ if not state then return {} end
 if any ~= '1' and (state ~= 'active' or agent ~= login) then return {} end
 redis.call('XADD', k_audit(), 'MAXLEN', '~', 1000000, '*', 'who', login, 'role', role,
            'session', sid, 'how', how, 'ts', NOW)
+local nseq, dnseq = unpack(redis.call('HMGET', skey, 'nseq', 'dnseq'))
 return {redis.call('HGETALL', skey),
-        redis.call('XRANGE', k_messages(sid), '-', '+', 'COUNT', count),
-        redis.call('XRANGE', k_notes(sid), '-', '+', 'COUNT', count)}
+        redis.call('XRANGE', k_messages(sid), '-', '0-' .. visible_seq(skey), 'COUNT', count),
+        redis.call('XRANGE', k_notes(sid), '-', '0-' .. (tonumber(dnseq or nseq) or 0),
+                   'COUNT', count)}
