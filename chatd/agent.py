@@ -46,6 +46,7 @@ class AgentHandlers:
         await self.hub.add_agent(conn)
         status, sessions = await self.store.agent_online(
             account.login, account.capacity, account.langs, account.topics, account.name)
+        since = {s["session"]: s.pop("assigned_at") for s in sessions}
         conn.send({"type": "welcome", "agent": account.profile(), "status": status,
                    "sessions": sessions, "server_time": self.store.now_ms()})
         resume = {r.session: r.after for r in (msg.resume or ())}
@@ -56,6 +57,7 @@ class AgentHandlers:
         for sid, s in mine.items():
             if sid in resume:
                 await self.hub.attach(conn, sid, None)
+                conn.holding[sid] = since[sid]
                 conn.ncursors[sid] = 0
                 self.hub.start_from(conn, sid, min(resume[sid], s["last_seq"]))
                 conn.spawn(self.hub.catch_up_notes(conn, sid))
@@ -63,12 +65,18 @@ class AgentHandlers:
                 await self.send_assigned(conn, sid)
         await self.hub.reconcile(list(mine), conn)
 
-    async def send_assigned(self, conn: Connection, sid: str) -> None:
+    async def send_assigned(self, conn: Connection, sid: str, at: int | None = None) -> None:
         """The `assigned` frame with the history, then live delivery from there on. Once per
-        chat and connection: `hello` and a live `assigned` event can both ask at the same time,
-        and a second run would move the cursor back and deliver messages twice."""
-        if sid in conn.cursors or sid in conn.assigning:
+        holding of a chat and connection: `hello` and a live `assigned` event can both ask at
+        the same time, and a second run would move the cursor back and deliver messages twice.
+        ``at``: when this holding began; a chat that comes back to the same gendarme (a
+        transfer, a reassignment) whose `released` this connection missed is a new holding."""
+        if sid in conn.assigning:
             return
+        if sid in conn.cursors:
+            if at is None or conn.holding.get(sid) == int(at):
+                return
+            self.hub.detach(conn, sid)  # told of an earlier holding: start this one afresh
         conn.assigning.add(sid)
         try:
             await self._send_assigned(conn, sid)
@@ -82,6 +90,7 @@ class AgentHandlers:
             self.hub.detach(conn, sid)
             return
         info, history, notes = opened
+        conn.holding[sid] = int(info.get("assigned_at") or 0)
         created = int(info.get("created", 0))
         assigned_at = int(info.get("assigned_at", 0) or 0)
         conn.send({

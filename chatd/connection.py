@@ -50,7 +50,8 @@ class Connection(asyncio.Protocol):
         "_reading", "_parts", "_pending", "_limit", "_bytes", "_max_bytes", "_timeout", "_room",
         "live", "counted",
         "close_code", "close_reason", "close_sent", "closed", "ended", "cursors", "ncursors",
-        "catching", "ending", "creating", "assigning", "offers", "credential", "attached", "waiting", "positions", "tasks",
+        "catching", "ending", "creating", "assigning", "holding", "offers", "credential",
+        "attached", "waiting", "positions", "tasks",
         "hello_done", "bad", "bucket", "last_seen", "registry",
     )
 
@@ -94,6 +95,7 @@ class Connection(asyncio.Protocol):
         self.ending: set[str] = set()  # sessions whose `closed` is on its way
         self.creating: set[str] = set()  # sessions subscribed to but not yet in Redis
         self.assigning: set[str] = set()  # sessions whose `assigned` is being prepared (agents)
+        self.holding: dict[str, int] = {}  # session -> when the holding it was told of began
         self.offers: set[str] = set()  # offers told to this agent and not yet answered or revoked
         self.credential = ""  # digest of the agent's login token (checked again on resync)
         self.waiting: dict[str, str] = {}  # queued session -> topic (visitors)

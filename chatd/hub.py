@@ -99,6 +99,7 @@ class Hub:
 
     def detach(self, conn: Connection, sid: str) -> None:
         conn.attached.discard(sid)
+        conn.holding.pop(sid, None)
         conn.cursors.pop(sid, None)
         conn.ncursors.pop(sid, None)
         conn.waiting.pop(sid, None)
@@ -416,7 +417,7 @@ class Hub:
             for conn in list(conns):
                 conn.offers.discard(sid)
                 if self.on_assigned_agent is not None:
-                    conn.spawn(self.on_assigned_agent(conn, sid))
+                    conn.spawn(self.on_assigned_agent(conn, sid, ev.get("at")))
         elif kind == "released":
             data = _Encoded({"type": "released", "session": sid, "reason": ev["reason"]})
             for conn in list(conns):
@@ -431,6 +432,17 @@ class Hub:
         elif kind == "kick":
             for conn in list(conns):
                 _sign_out(conn)
+
+    async def restore_status(self, login: str) -> str:
+        """The status a gendarme chose, set again after Redis forgot it (their heartbeat lapsed
+        while they were still connected: a silent link, a failover; or Redis lost its data):
+        a blip must not turn them `away` without their knowing. Every tab is told."""
+        acct = next((c.agent for c in self.agent_connections(login) if c.agent is not None), None)
+        if acct is None:
+            return "offline"
+        status, cap = self.wanted.get(login, ("away", acct.capacity))
+        await self.store.set_status(login, status, cap, acct.langs, acct.topics, acct.name)
+        return status
 
     async def reconcile_agents(self) -> None:
         """Agent-side events are not stored either: an offer, an assignment, a revocation or a
@@ -460,8 +472,9 @@ class Hub:
                 if v["state"] == "offered" and v["offer_agent"] == login:
                     offered[v["session"]] = v
                 elif (v["state"] == "active" and v["agent"] == login
-                      and v["session"] not in conn.cursors and self.on_assigned_agent):
-                    conn.spawn(self.on_assigned_agent(conn, v["session"]))
+                      and conn.holding.get(v["session"]) != v["assigned_at"]
+                      and self.on_assigned_agent):  # not told, or told of an earlier holding
+                    conn.spawn(self.on_assigned_agent(conn, v["session"], v["assigned_at"]))
             for sid, v in offered.items():
                 if sid not in conn.offers:
                     conn.offers.add(sid)

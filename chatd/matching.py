@@ -116,9 +116,10 @@ class Matcher:
                 if logins or sids:
                     back = await self.store.heartbeat(logins, sids)
                     for login in back:
-                        log.info("an agent is back online after a lapse")
-                        for conn in self.hub.agent_connections(login):
-                            conn.send({"type": "agent_status", "status": "away"})
+                        status = await self.hub.restore_status(login)
+                        log.info("an agent is back online after a lapse (%s again)", status)
+                        if status == "available":
+                            self.kick()
                 await self.hub.resync(settle=1.0)
             except (RedisError, OSError) as exc:
                 if not transient(exc):

@@ -108,8 +108,7 @@ class Runtime:
             for conn in conns:
                 await self.auth.restore(acct, conn.credential)
             await self.store.agent_online(login, acct.capacity, acct.langs, acct.topics, acct.name)
-            status, cap = self.hub.wanted.get(login, ("away", acct.capacity))
-            await self.store.set_status(login, status, cap, acct.langs, acct.topics, acct.name)
+            await self.hub.restore_status(login)
         await self.hub.resync()
         self.matcher.kick()
 

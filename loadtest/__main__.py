@@ -131,8 +131,8 @@ def _chaos(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         print("loadtest: interrupted; servers and Redis stopped", file=sys.stderr)
         return 130
-    rep.write(result, args.json, series, f"chaos on {args.topology}: {', '.join(faults)}",
-              "per second", marks)
+    rep.write(result, args.json, series["left"], f"chaos on {args.topology}: faults marked",
+              "per second", marks, series["right"], "seconds")
     bad = [k for k in ("lost", "duplicated", "reordered", "taken_back", "double_assigned",
                        "over_capacity", "stranded", "client_errors") if result[k]]
     if bad:

@@ -110,7 +110,9 @@ def _cpu(p: psutil.Process) -> float:
 
 
 def write(report: dict[str, Any], path: str | None, series: dict[str, list[tuple[float, float]]],
-          title: str, ylabel: str, marks: Sequence[tuple[float, str]] = ()) -> None:
+          title: str, ylabel: str, marks: Sequence[tuple[float, str]] = (),
+          right: dict[str, list[tuple[float, float]]] | None = None,
+          right_label: str = "") -> None:
     """Prints the flat JSON report, writes it to ``path`` and a PNG plot beside it."""
     text = json.dumps(report, indent=2, sort_keys=True)
     print(text)
@@ -135,7 +137,17 @@ def write(report: dict[str, Any], path: str | None, series: dict[str, list[tuple
     ax.set_ylabel(ylabel)
     ax.set_title(title)
     ax.grid(alpha=0.3)
-    ax.legend()
+    handles, labels = ax.get_legend_handles_labels()
+    if right:  # another unit (e.g. latency beside a rate), on its own axis
+        ax2 = ax.twinx()
+        for name, points in right.items():
+            if points:
+                xs, ys = zip(*points)
+                ax2.plot(xs, ys, label=name, linewidth=1, marker=".", color="tab:purple")
+        ax2.set_ylabel(right_label)
+        more = ax2.get_legend_handles_labels()
+        handles, labels = handles + more[0], labels + more[1]
+    ax.legend(handles, labels, loc="upper left")
     fig.tight_layout()
     fig.savefig(str(Path(path).with_suffix(".png")))
     plt.close(fig)

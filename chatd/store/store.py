@@ -264,7 +264,8 @@ class Store:
         status, flat = await self._run("agent_online", login, capacity, " ".join(langs),
                                        " ".join(topics), name)
         sessions = [{"session": flat[i], "state": flat[i + 1], "topic": flat[i + 2],
-                     "last_seq": int(flat[i + 3] or 0)} for i in range(0, len(flat), 4)]
+                     "last_seq": int(flat[i + 3] or 0), "assigned_at": int(flat[i + 4] or 0)}
+                    for i in range(0, len(flat), 5)]
         return str(status), sessions
 
     async def reap(self, text_fr: str, text_en: str) -> list[int]:
@@ -415,7 +416,8 @@ class Store:
         sets, found = res[:len(logins)], iter(res[len(logins):])
         valid = [bool(next(found)) if digest else True for digest in credentials]
         pairs = [(login, sid) for login, sids in zip(logins, sets) for sid in sids]
-        names = ("state", "offer_agent", "agent", "topic", "lang", "created", "offer_deadline")
+        names = ("state", "offer_agent", "agent", "topic", "lang", "created", "offer_deadline",
+                 "assigned_at")
         async with self.redis.pipeline(transaction=False) as pipe:
             for _, sid in pairs:
                 pipe.hmget(self.keys.session(sid), *names)
@@ -426,7 +428,8 @@ class Store:
             views.setdefault(login, []).append({
                 "session": sid, "state": v["state"], "offer_agent": v["offer_agent"],
                 "agent": v["agent"], "topic": v["topic"], "lang": v["lang"],
-                "created": int(v["created"] or 0), "deadline": int(v["offer_deadline"] or 0)})
+                "created": int(v["created"] or 0), "deadline": int(v["offer_deadline"] or 0),
+                "assigned_at": int(v["assigned_at"] or 0)})
         return views, valid
 
     async def agent_states(self, logins: list[str]) -> list[tuple[str, int, int]]:

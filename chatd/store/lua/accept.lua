@@ -11,7 +11,7 @@ if state == 'offered' and offer_agent == login then
   redis.call('HSET', skey, 'state', 'active', 'agent', login, 'offer_agent', '',
              'assigned_at', NOW, 'agent_name', name)
   redis.call('ZREM', k_offers(), sid)
-  publish(k_agent_channel(login), {e = 'assigned', sid = sid})
+  publish(k_agent_channel(login), {e = 'assigned', sid = sid, at = NOW})
   publish(k_session_channel(sid), {e = 'assigned', sid = sid, agent = login, name = name})
   return 'ok'
 end

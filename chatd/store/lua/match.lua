@@ -93,7 +93,7 @@ for _, t in ipairs(topics) do
           end
           redis.call('HSET', skey, 'state', 'active', 'agent', a.login, 'assigned_at', NOW,
                      'agent_name', a.name)
-          publish(k_agent_channel(a.login), {e = 'assigned', sid = sid})
+          publish(k_agent_channel(a.login), {e = 'assigned', sid = sid, at = NOW})
           publish(k_session_channel(sid), {e = 'assigned', sid = sid, agent = a.login,
                                            name = a.name})
         else
