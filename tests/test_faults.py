@@ -14,6 +14,7 @@ from typing import Any, AsyncIterator
 
 import httpx
 import pytest
+import redis.exceptions
 import websockets
 
 from chatd.config import Settings
@@ -328,3 +329,27 @@ async def test_a_clock_30_s_ahead_changes_nothing(redis_server: RedisServer, ser
     await asyncio.sleep(4)  # more than a heartbeat TTL
     for server in (ahead, on_time):
         assert "agent(s) offline" not in server.output()
+
+
+async def test_commands_retry_through_a_restart_but_scripts_never_replay() -> None:
+    """A Redis restart under a pooled client: plain commands are sent again when their
+    connection failed (the asyncio Retry, which awaits), scripts are not (their caller answers
+    `unavailable` and the client resends the same cid: a blind replay could run one twice)."""
+    own = RedisServer()
+    await own.start()
+    plain = command_client(own.url, retries=10)
+    scripts = command_client(own.url, retries=0)
+    try:
+        await plain.set("k", "v")
+        await scripts.ping()
+        await own.stop()
+        restart = asyncio.ensure_future(own.start())  # back within a fraction of a second
+        assert await plain.get("k") == "v"  # AOF: the value survived; the command waited
+        await restart
+        await own.stop()
+        with pytest.raises(redis.exceptions.ConnectionError):
+            await scripts.ping()
+    finally:
+        await plain.aclose()
+        await scripts.aclose()
+        await own.stop()
