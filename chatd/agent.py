@@ -8,7 +8,7 @@ import protocol.messages as m
 from protocol import ErrorCode
 from protocol.outbound import error, note_ack
 
-from . import metrics, texts
+from . import metrics
 from .auth import token_digest
 from .connection import Connection
 from .store.store import HISTORY_PAGE
@@ -165,8 +165,7 @@ class AgentHandlers:
             topic = self.rt.topics.get(msg.to_topic)
             if topic is None:
                 raise Refused(ErrorCode.BAD_MESSAGE, f"unknown topic {msg.to_topic!r}")
-        status = await self.store.transfer(msg.session, conn.identity, msg.to_agent, topic,
-                                           texts.TRANSFERRED["fr"], texts.TRANSFERRED["en"])
+        status = await self.store.transfer(msg.session, conn.identity, msg.to_agent, topic)
         if status == "not_found":
             raise Refused(ErrorCode.NOT_FOUND, NOT_FOUND)
         if status == "conflict":

@@ -17,7 +17,6 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-import msgpack
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
@@ -124,8 +123,8 @@ class Auth:
             for d in digests:
                 pipe.delete(self.keys.token(d))
             pipe.delete(self.keys.tokens(login))
-            pipe.publish(self.keys.agent_channel(login), msgpack.packb({"e": "kick"}))
             await pipe.execute()
+        await self.store.publish("a", login, {"e": "kick"})
 
     async def restore(self, account: Account, credential: str) -> None:
         """Gives a Redis that lost its data back a connected agent's account (as last read)
@@ -175,7 +174,7 @@ class Auth:
         if login is None:
             return None
         await self.redis.srem(self.keys.tokens(login), d)
-        await self.redis.publish(self.keys.agent_channel(login), msgpack.packb({"e": "kick"}))
+        await self.store.publish("a", login, {"e": "kick"})
         return str(login)
 
     # -- visitors -----------------------------------------------------------------------------

@@ -90,12 +90,12 @@ class AdminError(Exception):
 
 
 @contextlib.asynccontextmanager
-async def _redis_for_admin(settings: Settings) -> AsyncIterator[Any]:
-    """The deployment's Redis: the configured one, a running server's embedded one, or the
-    embedded one started for the duration of the command."""
+async def _store_for_admin(settings: Settings) -> AsyncIterator[Any]:
+    """The deployment's store: on the configured Redis (any topology), a running server's
+    embedded one, or the embedded one started for the duration of the command."""
     from redis.exceptions import RedisError
 
-    from .store.connect import command_client
+    from .store import open_store
 
     embedded = None
     data = None
@@ -108,15 +108,15 @@ async def _redis_for_admin(settings: Settings) -> AsyncIterator[Any]:
             embedded = EmbeddedRedis(data)
             embedded.start()
         url = data.url()
-    client = command_client(url, max_connections=4, retries=0)
+    store = open_store(url, settings, max_connections=4, retries=0)
     try:
         try:
-            await client.ping()
+            await store.redis.ping()
         except (RedisError, OSError) as exc:
             raise AdminError(f"Redis unreachable: {exc}") from None
-        yield client
+        yield store
     finally:
-        await client.aclose()
+        await store.aclose()
         if embedded is not None:
             embedded.stop()
         if data is not None:
@@ -125,10 +125,8 @@ async def _redis_for_admin(settings: Settings) -> AsyncIterator[Any]:
 
 async def _admin(settings: Settings, args: argparse.Namespace) -> int:
     from .auth import AccountError, Auth
-    from .store import Store
 
-    async with _redis_for_admin(settings) as client:
-        store = Store(client, settings)
+    async with _store_for_admin(settings) as store:
         if args.command == "agents":
             auth = Auth(store, await store.shared_secret(settings.secret),
                         settings.agent_session_hours * 3600)

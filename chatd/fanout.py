@@ -1,8 +1,10 @@
-"""This process's one pub/sub connection: Redis channels in, decoded events out to the hub.
+"""This process's pub/sub: Redis channels in, decoded events out to the hub.
 
-Pub/sub is only the fast path: the streams are the truth. When the listener loses Redis it
-reconnects with backoff, subscribes again to every channel it held, and asks the hub to resync,
-which backfills each live session from its stream (docs/protocol.md, "Delivery").
+One connection (``Fanout``), or with Redis Cluster one per primary (``ShardedFanout``: sharded
+pub/sub, SSUBSCRIBE on the node that serves each channel's slot). Pub/sub is only the fast
+path: the streams are the truth. When a listener loses Redis it reconnects with backoff,
+subscribes again to every channel it held, and asks the hub to resync, which backfills each
+live session from its stream (docs/protocol.md, "Delivery").
 """
 
 from __future__ import annotations
@@ -31,9 +33,19 @@ SILENT_AFTER = 6.0  # seconds without hearing its own beat: the link is dead, re
 class Fanout:
     def __init__(self, redis: Redis, always: str, on_event: OnEvent,
                  on_resync: Callable[[], Awaitable[None]],
-                 publish: Callable[[str, bytes], Awaitable[Any]] | None = None) -> None:
+                 publish: Callable[[str, bytes], Awaitable[Any]] | None = None,
+                 sharded: bool = False, name: str = "fanout",
+                 on_moved: Callable[[str], None] | None = None) -> None:
+        """``always``: the channel this listener beats on (subscribed for its life);
+        ``sharded``: SSUBSCRIBE (one node of a cluster); ``on_moved``: told of a channel that
+        the node gave up (its slot moved: a failover, a resharding)."""
         self._redis = redis  # a client with decode_responses=False: payloads are msgpack
         self._always = always
+        self._sharded = sharded
+        self._name = name
+        self._on_moved = on_moved
+        self._kinds = ("smessage", "ssubscribe", "sunsubscribe") if sharded else (
+            "message", "subscribe", "unsubscribe")
         self._publish = publish  # through the command client: the way events travel
         self._me = secrets.token_bytes(8)
         self._beat = msgpack.packb({"e": "beat", "from": self._me})
@@ -48,10 +60,11 @@ class Fanout:
         self._ps: Any = None
         self._task: asyncio.Task[None] | None = None
         self._was_connected = False  # a (re)connection after the first must resync
+        self._leaving: set[str] = set()  # unsubscriptions asked for, not yet confirmed
         self.connected = asyncio.Event()
 
     async def start(self) -> None:
-        self._task = spawn("fanout", self._run)
+        self._task = spawn(self._name, self._run)
 
     async def stop(self) -> None:
         if self._task:
@@ -62,6 +75,10 @@ class Fanout:
                 pass
         if self._ps is not None:
             await self._close_ps()
+        try:
+            await self._redis.aclose()
+        except Exception:  # closing a dead connection: nothing to do
+            pass
 
     async def subscribe(self, channel: str) -> None:
         """Subscribe and wait until Redis confirms, so no publish after this returns is missed;
@@ -116,9 +133,11 @@ class Fanout:
                 for op, channels in runs:
                     try:
                         if op == "subscribe":
-                            await self._ps.subscribe(*channels)
+                            await self._subscribe(*channels)
                         else:
-                            await self._ps.unsubscribe(*channels)
+                            self._leaving.update(channels)
+                            await (self._ps.sunsubscribe(*channels) if self._sharded
+                                   else self._ps.unsubscribe(*channels))
                     except (RedisError, OSError) as exc:  # the reconnect subscribes again
                         for channel in channels:
                             fut = self._pending.get(channel)
@@ -135,7 +154,7 @@ class Fanout:
             try:
                 self._ps = self._redis.pubsub()
                 self._unconfirmed = set(self.channels)  # until Redis confirms each again
-                await self._ps.subscribe(*self.channels)
+                await self._subscribe(*self.channels)
                 self.connected.set()
                 if self._was_connected:
                     log.warning("pub/sub reconnected; resyncing live sessions from their streams")
@@ -153,6 +172,12 @@ class Fanout:
             finally:
                 self.connected.clear()
                 await self._close_ps()
+
+    async def _subscribe(self, *channels: str) -> None:
+        if self._sharded:
+            await self._ps.ssubscribe(*channels)
+        else:
+            await self._ps.subscribe(*channels)
 
     async def _close_ps(self) -> None:
         try:
@@ -199,15 +224,18 @@ class Fanout:
         unpack = msgpack.unpackb
         on_event = self._on_event
         always = self._always
+        data_kind, subscribed, unsubscribed = self._kinds
         while True:
             message = await ps.get_message(ignore_subscribe_messages=False, timeout=None)
             if message is None:
                 continue
             kind = message["type"]
+            if type(kind) is bytes:
+                kind = kind.decode()
             channel = message["channel"]
             if type(channel) is bytes:
                 channel = channel.decode()
-            if kind == "message":
+            if kind == data_kind:
                 try:
                     event = unpack(message["data"], raw=False, unicode_errors="replace")
                 except Exception:  # not ours: ignore rather than die
@@ -221,11 +249,18 @@ class Fanout:
                     on_event(channel, event)
                 except Exception:
                     log.exception("event handler failed on %s", channel)
-            elif kind == "subscribe":
+            elif kind == subscribed:
                 self._unconfirmed.discard(channel)
                 fut = self._pending.get(channel)
                 if fut is not None and not fut.done():
                     fut.set_result(None)
+            elif kind == unsubscribed and channel not in self._leaving:
+                # not asked for: the node no longer serves its slot (sharded pub/sub)
+                self.channels.discard(channel)
+                if self._on_moved is not None:
+                    self._on_moved(channel)
+            elif kind == unsubscribed:
+                self._leaving.discard(channel)
 
 
 def _ignore_result(pending: set[asyncio.Future[Any]]) -> Callable[[asyncio.Future[Any]], None]:
@@ -235,3 +270,130 @@ def _ignore_result(pending: set[asyncio.Future[Any]]) -> Callable[[asyncio.Futur
         if not fut.cancelled():
             fut.exception()
     return done
+
+
+class ShardedFanout:
+    """Sharded pub/sub on a Redis Cluster: one listener (a ``Fanout`` with SSUBSCRIBE) per
+    primary, each channel on the node that serves its slot, each listener beating on a channel
+    of its own node. After a failover or a resharding (a listener's node gone, or a slot given
+    up: Redis says ``sunsubscribe``), the slot map is read again, every channel goes to its
+    node now, and the hub resyncs: events published meanwhile are recovered from state."""
+
+    def __init__(self, cluster: Any, node_client: Callable[[str, int], Redis], beat: Any,
+                 on_event: OnEvent, on_resync: Callable[[], Awaitable[None]],
+                 publish: Callable[[str, bytes], Awaitable[Any]] | None) -> None:
+        self._cluster = cluster  # a RedisCluster: its slot map says which node serves what
+        self._node_client = node_client
+        self._beat = beat  # shard tag -> its beat channel name
+        self._on_event = on_event
+        self._on_resync = on_resync
+        self._publish = publish
+        self._listeners: dict[str, Fanout] = {}  # node name -> its listener
+        self._home: dict[str, str] = {}  # channel -> node name
+        self._moved = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        self._task = spawn("fanout-routes", self._watch)
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        await asyncio.gather(*(f.stop() for f in self._listeners.values()))
+
+    def _owner(self, channel: str) -> str:
+        node = self._cluster.nodes_manager.get_node_from_slot(self._cluster.keyslot(channel))
+        return str(node.name)
+
+    async def subscribe(self, channel: str) -> None:
+        if channel in self._home:
+            return
+        try:
+            name = self._owner(channel)
+        except Exception:  # no slot map yet, or the cluster is failing over: the watch will
+            self._home[channel] = ""
+            self._moved.set()
+            return
+        listener = self._listeners.get(name)
+        self._home[channel] = name if listener is not None else ""
+        if listener is None:
+            self._moved.set()
+            return
+        await listener.subscribe(channel)
+
+    def unsubscribe(self, channel: str) -> None:
+        name = self._home.pop(channel, None)
+        listener = self._listeners.get(name or "")
+        if listener is not None:
+            listener.unsubscribe(channel)
+
+    def live(self, channel: str) -> bool:
+        listener = self._listeners.get(self._home.get(channel, ""))
+        return listener is not None and listener.live(channel)
+
+    @property
+    def connected(self) -> asyncio.Event:
+        """Set while every listener is connected."""
+        event = asyncio.Event()
+        if self._listeners and all(f.connected.is_set() for f in self._listeners.values()):
+            event.set()
+        return event
+
+    def _channel_moved(self, channel: str) -> None:
+        if channel in self._home:
+            self._home[channel] = ""
+        self._moved.set()
+
+    async def _watch(self) -> None:
+        """Keeps one listener per primary, and each channel with its node: at start, when a
+        slot moved, and every few seconds (a node that died says nothing)."""
+        while True:
+            try:
+                await self._route()
+            except (RedisError, OSError) as exc:
+                if not transient(exc):
+                    raise
+                log.warning("cluster slot map unreadable (%s: %s); retrying", type(exc).__name__,
+                            exc)
+            try:
+                await asyncio.wait_for(self._moved.wait(), 3.0)
+            except asyncio.TimeoutError:
+                pass
+            self._moved.clear()
+
+    async def _route(self) -> None:
+        await self._cluster.nodes_manager.initialize()
+        primaries = {n.name: n for n in self._cluster.get_primaries()}
+        changed = False
+        for name in list(self._listeners):
+            if name not in primaries:  # failed over, or removed: its channels go elsewhere
+                listener = self._listeners.pop(name)
+                await listener.stop()
+                changed = True
+        for name, node in primaries.items():
+            if name not in self._listeners:
+                beat = self._beat(self._cluster, node)
+                listener = Fanout(self._node_client(node.host, node.port), beat,
+                                  self._on_event, self._resync_soon, self._publish,
+                                  sharded=True, name="fanout", on_moved=self._channel_moved)
+                self._listeners[name] = listener
+                await listener.start()
+                changed = True
+        moves = []
+        for channel, home in list(self._home.items()):
+            owner = self._owner(channel)
+            if owner != home:
+                old = self._listeners.get(home)
+                if old is not None:
+                    old.unsubscribe(channel)
+                self._home[channel] = owner
+                moves.append(self._listeners[owner].subscribe(channel))
+        if moves:
+            await asyncio.gather(*moves)
+            changed = True
+        if changed:
+            await self._on_resync()
+
+    async def _resync_soon(self) -> None:
+        await self._on_resync()

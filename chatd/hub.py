@@ -18,7 +18,6 @@ import protocol
 from protocol import CloseCode
 
 from .connection import Connection
-from .fanout import Fanout
 from .store import Entry, Store, transient
 
 log = logging.getLogger("chatd.hub")
@@ -49,7 +48,8 @@ class _Encoded:
 
 
 class Hub:
-    def __init__(self, store: Store, fanout_redis: Any, publish: Any = None) -> None:
+    def __init__(self, store: Store, make_fanout: Any) -> None:
+        """``make_fanout(on_event, on_resync)``: this process's pub/sub (fanout.py)."""
         self.store = store
         self.keys = store.keys
         self.sessions: dict[str, set[Connection]] = {}
@@ -60,8 +60,7 @@ class Hub:
         self.max_seq: dict[str, int] = {}
         self._held: dict[str, list[tuple[Any, dict[str, Any]]]] = {}  # sessions being created
         self._channel_owner: dict[str, tuple[str, str]] = {}  # channel -> ("s"|"a", id)
-        self.fanout = Fanout(fanout_redis, self.keys.broadcast, self.on_event, self.resync,
-                             publish)
+        self.fanout = make_fanout(self.on_event, self.resync)
         self.on_assigned_agent: Any = None  # set by the agent handlers: builds `assigned`
         self.wanted: dict[str, tuple[str, int]] = {}  # login -> the status and capacity chosen
 

@@ -1,13 +1,13 @@
 """Rate and size limits that keep one abusive client from hurting the others.
 
 Per-connection limits (frames per second) are local token buckets: a connection lives on one
-process. Limits that must hold across processes (new chats per token and per IP per hour) are
-counted in Redis, by the script that creates the chat.
+process. Limits that must hold across processes (new chats per token and per address per
+hour) are counted in Redis, when a chat is created (store/routing.py: admit.lua, count.lua;
+the address is hashed, never stored).
 """
 
 from __future__ import annotations
 
-import hashlib
 import time
 
 
@@ -54,10 +54,3 @@ class ConnectionCounter:
             self.by_ip.pop(ip, None)
         else:
             self.by_ip[ip] = n
-
-
-def chat_counters(vid: str, ip: str) -> tuple[str, str]:
-    """The hourly counters a new chat counts against (``create.lua`` adds the hour, by Redis's
-    clock, and counts across every process): the visitor's token, and its address, hashed: the
-    address itself is not written to Redis."""
-    return f"vt:{vid}", f"ip:{hashlib.sha256(ip.encode()).hexdigest()[:20]}"

@@ -15,7 +15,7 @@ from typing import Any
 
 from redis.exceptions import RedisError
 
-from . import metrics, texts
+from . import metrics
 from .config import Settings
 from .hub import Hub
 from .store import Store, transient
@@ -25,6 +25,7 @@ log = logging.getLogger("chatd.matching")
 
 DEFAULT_HANDLING_S = 300  # assumed chat length before any chat of a topic has closed
 POSITIONS_EVERY = 1.0  # seconds: queue positions are re-sent at most this often (contract)
+REPAIR_EVERY = 2.0  # seconds between repairs of interrupted operations (one process each time)
 
 
 class Matcher:
@@ -38,6 +39,7 @@ class Matcher:
         self.handling: dict[str, int] = {}  # topic -> ms, refreshed with the positions
         self._positions_at = 0.0
         self._sweep_at = 0.0  # loop time of this process's next try at the automatic purge
+        self._repair_at = 0.0  # and at the repair of interrupted operations
         self.capacity = 0  # slots of available agents, refreshed each tick
 
     def kick(self) -> None:
@@ -78,8 +80,7 @@ class Matcher:
             try:
                 await self.store.sync_clock()
                 expired = await self.store.expire_offers()
-                gone, requeued, closed = await self.store.reap(texts.AGENT_GONE["fr"],
-                                                              texts.AGENT_GONE["en"])
+                gone, requeued, closed = await self.store.reap()
                 if expired or gone or requeued or closed:
                     self.kick()
                 if gone or requeued or closed:
@@ -90,6 +91,14 @@ class Matcher:
                     self._positions_at = now
                     await self._send_positions()
                 self.hub.close_idle(now, self.settings.idle_timeout)
+                if now >= self._repair_at:
+                    self._repair_at = now + REPAIR_EVERY
+                    if await self.store.claim_repair(REPAIR_EVERY):
+                        n = await self.store.repair()
+                        if n:
+                            log.warning("repair: finished %d interrupted operation(s) (a "
+                                        "process died between two steps)", n)
+                            self.kick()
                 if now >= self._sweep_at:
                     self._sweep_at = now + self.settings.purge_every
                     if await self.store.claim_sweep(self.settings.purge_every):

@@ -18,7 +18,8 @@ from .config import Settings, Topic
 from .hub import Hub
 from .limits import ConnectionCounter
 from .matching import Matcher
-from .store import Store, connect, transient
+from .fanout import Fanout, ShardedFanout
+from .store import connect, open_store, transient
 from .supervised import spawn
 
 log = logging.getLogger("chatd")
@@ -28,11 +29,22 @@ class Runtime:
     def __init__(self, settings: Settings, redis_url: str) -> None:
         self.settings = settings
         self.redis_url = redis_url
-        self.redis = connect.command_client(redis_url)
-        self.script_redis = connect.command_client(redis_url, max_connections=8, retries=0)
-        self.pubsub_redis = connect.pubsub_client(redis_url)
-        self.store = Store(self.redis, settings, self.script_redis)
-        self.hub = Hub(self.store, self.pubsub_redis, self.redis.publish)
+        self.store = open_store(redis_url, settings)
+        self.redis = self.store.redis
+        store = self.store
+        if connect.is_cluster(redis_url):
+            nodes = connect.node_factory(redis_url, decode=False, pubsub=True)
+
+            def make_fanout(on_event: Any, on_resync: Any) -> Any:
+                return ShardedFanout(store.redis, nodes, store.beat_channel, on_event,
+                                     on_resync, store.publish_raw)
+        else:
+            pubsub = connect.pubsub_client(redis_url)
+
+            def make_fanout(on_event: Any, on_resync: Any) -> Any:
+                return Fanout(pubsub, store.beat_channel(), on_event, on_resync,
+                              store.publish_raw)
+        self.hub = Hub(self.store, make_fanout)
         self.matcher = Matcher(settings, self.store, self.hub)
         self.connections = ConnectionCounter(settings.max_conn_per_ip)
         self.topics: dict[str, Topic] = {t.id: t for t in settings.topics}
@@ -118,9 +130,7 @@ class Runtime:
                 task.cancel()
         await self.matcher.stop()
         await self.hub.fanout.stop()
-        await self.redis.aclose()
-        await self.script_redis.aclose()
-        await self.pubsub_redis.aclose()
+        await self.store.aclose()
 
     async def redis_answers(self) -> bool:
         try:

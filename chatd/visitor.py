@@ -5,14 +5,12 @@ from __future__ import annotations
 import secrets
 from typing import TYPE_CHECKING, Any
 
-import msgpack
 import protocol.messages as m
 from protocol import ErrorCode
 from protocol.outbound import ack, error
 
 from . import metrics
 from .connection import Connection
-from .limits import chat_counters
 
 if TYPE_CHECKING:
     from .runtime import Runtime
@@ -98,9 +96,8 @@ class VisitorHandlers:
         try:
             conn.cursors[sid] = 0
             status, pos, other, other_topic = await self.store.create_session(
-                sid, conn.identity, topic, lang, msg.text, None,
-                chat_counters(conn.identity, conn.ip), settings.sessions_per_token_hour,
-                settings.sessions_per_ip_hour)
+                sid, conn.identity, topic, lang, msg.text, conn.ip,
+                settings.sessions_per_token_hour, settings.sessions_per_ip_hour)
             if status != "ok":
                 self.hub.detach(conn, sid)
                 if status == "conflict" and other_topic == topic.id:
@@ -185,4 +182,4 @@ async def relay_ephemeral(rt: Runtime, conn: Connection, sid: str, event: dict[s
     """typing/read: not stored, only relayed, and only within a session the caller holds."""
     if sid not in conn.attached:
         raise Refused(ErrorCode.NOT_FOUND, NOT_FOUND)
-    await rt.redis.publish(rt.store.keys.session_channel(sid), msgpack.packb(event))
+    await rt.store.publish("s", sid, event)

@@ -37,7 +37,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--connections", type=int, default=1000)
     p.add_argument("--base", type=float, default=2.0, help="surge: arrivals/s before the surge")
     p.add_argument("--factor", type=float, default=8.0, help="surge: arrival multiplier")
-    p.add_argument("--topology", choices=("single", "sentinel"), default="single",
+    p.add_argument("--redis", choices=("single", "cluster"), default="single",
+                   help="with --spawn: one redis-server, or a Redis Cluster of three primaries")
+    p.add_argument("--topology", choices=("single", "sentinel", "cluster"), default="single",
                    help="chaos: the Redis topology it starts (Debian's redis-server 7)")
     p.add_argument("--faults", help="chaos: comma-separated, in turn: kill-chatd, kill-primary, "
                    "freeze, restart-redis (default: all that fit the topology)")
@@ -88,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
         runner = asyncio.run
     if args.spawn:
         try:
-            with Cluster(args.spawn, env) as target:
+            with Cluster(args.spawn, env, args.redis) as target:
                 return runner(_run(args, target))
         except KeyboardInterrupt:
             print("loadtest: interrupted; servers stopped", file=sys.stderr)
@@ -117,7 +119,7 @@ def _chaos(args: argparse.Namespace) -> int:
               file=sys.stderr)
         return 2
     replicas = args.ack_replicas if args.ack_replicas is not None else (
-        1 if args.topology == "sentinel" else 0)
+        0 if args.topology == "single" else 1)
     try:
         import uvloop
 

@@ -1,6 +1,6 @@
 """`chaos`: chats under faults, and a checker that counts what went wrong.
 
-``python -m loadtest chaos --topology single|sentinel [--faults kill-chatd,freeze,…]``
+``python -m loadtest chaos --topology single|sentinel|cluster [--faults kill-chatd,freeze,…]``
 starts the Redis topology (``topology.py``: Debian's redis-server 7, a proxy in front of each
 data node), N chatd processes and traffic: citizens arrive, write, are answered, sometimes
 transferred, and the gendarme closes; every client resends what was not acknowledged (same
@@ -42,8 +42,7 @@ import websockets
 
 from chatd.auth import Auth
 from chatd.config import Settings
-from chatd.store import Store
-from chatd.store.connect import command_client
+from chatd.store import open_store
 
 from .cluster import BENCH_ENV, free_port
 from .report import percentile
@@ -412,14 +411,13 @@ class Agent:
 async def transcripts(url: str, prefix: str, sids: list[str]
                       ) -> tuple[dict[str, list[Any]], dict[str, dict[str, str]]]:
     """Each chat's messages as stored, and its state, read back from Redis at the end."""
-    client = command_client(url)
-    store = Store(client, Settings(key_prefix=prefix))
+    store = open_store(url, Settings(key_prefix=prefix))
     try:
         found = {sid: [e async for page in store.history_pages(sid) for e in page]
                  for sid in sids}
         states = dict(zip(sids, await store.states(sids)))
     finally:
-        await client.aclose()
+        await store.aclose()
     return found, states
 
 
@@ -554,8 +552,8 @@ async def run(topology: str, faults: list[str], duration: float, every: float, p
 
 
 async def _accounts(url: str, prefix: str, servers: Servers, n: int) -> list[tuple[str, str]]:
-    client = command_client(url)
-    auth = Auth(Store(client, Settings(key_prefix=prefix)), "unused-for-accounts", 86400)
+    store = open_store(url, Settings(key_prefix=prefix))
+    auth = Auth(store, "unused-for-accounts", 86400)
     out = []
     try:
         for i in range(n):
@@ -568,7 +566,7 @@ async def _accounts(url: str, prefix: str, servers: Servers, n: int) -> list[tup
                 r.raise_for_status()
                 out.append((login, str(r.json()["token"])))
     finally:
-        await client.aclose()
+        await store.aclose()
     return out
 
 

@@ -9,13 +9,12 @@ import socket
 from typing import Any, Callable
 
 import httpx
-import redis.asyncio as aioredis
 import picows
 
 import protocol
 from chatd.auth import Auth
 from chatd.config import Settings
-from chatd.store import Store
+from chatd.store import open_store
 
 from .cluster import Target
 
@@ -95,8 +94,8 @@ class Conn:
 async def create_agents(target: Target, n: int, capacity: int, langs: tuple[str, ...] = ("fr",),
                         tag: str = "lt") -> list[tuple[str, str]]:
     """Creates n agent accounts and signs each in: [(login, token)]."""
-    client = aioredis.Redis.from_url(target.redis_url, decode_responses=True)
-    auth = Auth(Store(client, Settings(key_prefix=target.prefix)), "unused-for-accounts", 86400)
+    store = open_store(target.redis_url, Settings(key_prefix=target.prefix))
+    auth = Auth(store, "unused-for-accounts", 86400)
     logins = [f"{tag}{i}" for i in range(n)]
     sem = asyncio.Semaphore(4)
 
@@ -110,5 +109,5 @@ async def create_agents(target: Target, n: int, capacity: int, langs: tuple[str,
                 return login, str(r.json()["token"])
 
     out = await asyncio.gather(*[one(login) for login in logins])
-    await client.aclose()
+    await store.aclose()
     return list(out)

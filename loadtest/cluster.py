@@ -14,6 +14,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -42,27 +43,44 @@ class Target:
     prefix: str
     server_pids: list[int] = field(default_factory=list)  # supervisors; workers are children
     redis_pid: int | None = None
+    shards: dict[str, int] = field(default_factory=dict)  # a Redis Cluster's nodes: name -> pid
 
     def http(self, i: int = 0) -> str:
         return self.urls[i % len(self.urls)].replace("ws://", "http://")
 
 
 class Cluster:
-    def __init__(self, n: int, env: dict[str, str] | None = None) -> None:
+    """``redis``: 'single' (one redis-server) or 'cluster' (a Redis Cluster of three primaries
+    and their replicas, topology.py)."""
+
+    def __init__(self, n: int, env: dict[str, str] | None = None, redis: str = "single") -> None:
         self.n = n
         self.env = {**BENCH_ENV, **(env or {})}
         self.dir = Path(tempfile.mkdtemp(prefix="chatd-loadtest-"))
         self.procs: list[subprocess.Popen[bytes]] = []
         self.redis: subprocess.Popen[bytes] | None = None
+        self.kind = redis
+        self.topology: Any = None
 
     def __enter__(self) -> Target:
-        port = free_port()
-        self.redis = subprocess.Popen(
-            [find_redis_server(), "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--dir", str(self.dir), "--maxclients", "20000"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        redis_url = f"redis://127.0.0.1:{port}/0"
-        _wait(lambda: _tcp_answers(port), 10, "redis-server")
+        shards: dict[str, int] = {}
+        if self.kind == "cluster":
+            import asyncio
+
+            from .topology import Cluster as RedisCluster
+
+            self.topology = RedisCluster(proxied=False)
+            asyncio.run(self.topology.start())
+            redis_url = self.topology.url
+            shards = {n.name: n.proc.pid for n in self.topology.primary_nodes()}
+        else:
+            port = free_port()
+            self.redis = subprocess.Popen(
+                [find_redis_server(), "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                 "--appendonly", "no", "--dir", str(self.dir), "--maxclients", "20000"],
+                stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+            redis_url = f"redis://127.0.0.1:{port}/0"
+            _wait(lambda: _tcp_answers(port), 10, "redis-server")
         prefix = "lt" + uuid.uuid4().hex[:8]
         env = {**os.environ, **self.env, "CHATD_KEY_PREFIX": prefix,
                "CHATD_SECRET": "loadtest-secret-" + prefix}
@@ -77,7 +95,8 @@ class Cluster:
         for url in urls:
             http = url.replace("ws://", "http://")
             _wait(lambda: _ready(http), 20, f"chatd at {http}")
-        return Target(urls, redis_url, prefix, [p.pid for p in self.procs], self.redis.pid)
+        return Target(urls, redis_url, prefix, [p.pid for p in self.procs],
+                      self.redis.pid if self.redis else None, shards)
 
     def __exit__(self, *exc: object) -> None:
         for p in self.procs:
@@ -91,6 +110,10 @@ class Cluster:
         if self.redis is not None:
             self.redis.terminate()
             self.redis.wait(10)
+        if self.topology is not None:
+            import asyncio
+
+            asyncio.run(self.topology.stop())
         for log in sorted(self.dir.glob("chatd-*.log")):  # what went wrong, for the operator
             lines = [ln for ln in log.read_text(errors="replace").splitlines()
                      if "ERROR" in ln or "WARNING" in ln or "Traceback" in ln]

@@ -92,14 +92,16 @@ async def run(target: Target, visitors: int, agents: int, capacity: int,
     unserved_states: dict[str, int] = defaultdict(int)
     missing = [c.name for c in vconns if c.name not in assign_ms]
     if missing:
-        import redis.asyncio as aioredis
+        from chatd.config import Settings
+        from chatd.store import open_store
 
-        r = aioredis.Redis.from_url(target.redis_url, decode_responses=True)
-        for name in missing:
-            sid = session_of.get(name)
-            state = (await r.hget(f"{target.prefix}:s:{{{sid}}}", "state")) if sid else "no session"
-            unserved_states[str(state)] += 1
-        await r.aclose()
+        store = open_store(target.redis_url, Settings(key_prefix=target.prefix))
+        sids = [session_of.get(name) for name in missing]
+        states = await store.states([s for s in sids if s])
+        known = dict(zip([s for s in sids if s], states))
+        for sid in sids:
+            unserved_states[str(known[sid].get("state")) if sid else "no session"] += 1
+        await store.aclose()
     report = {
         "scenario": "match", "processes": n, "visitors": visitors, "agents": agents,
         "capacity": capacity, "arrivals_per_s": rate,

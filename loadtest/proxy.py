@@ -45,6 +45,8 @@ class Proxy:
             self.flows.add(flow)
             try:
                 await asyncio.wait(flow.pumps, return_when=asyncio.FIRST_COMPLETED)
+            except asyncio.CancelledError:  # the proxy is stopping
+                pass
             finally:
                 self.flows.discard(flow)
                 for pump in flow.pumps:

@@ -95,7 +95,7 @@ async def run(target: Target, pairs: int, rate: float, duration: float) -> tuple
     senders += [(a, sid) for a in agents for sid in a.state["sessions"]]
     senders = [s for pair in zip(senders[:pairs], senders[pairs:]) for s in pair]
 
-    sampler = Sampler(target.server_pids, target.redis_pid)
+    sampler = Sampler(target.server_pids, target.redis_pid, target.shards)
     sampler.start()
     t0 = time.perf_counter()
     tick = 0.005
@@ -137,6 +137,9 @@ async def run(target: Target, pairs: int, rate: float, duration: float) -> tuple
         "disconnected": sum(1 for c in visitors + agents if c.closed),
         **{f"errors_{code}": n for code, n in errors.items()}, **sampler.summary(),
     }
+    relayed = max(1, len(in_window))
+    for name, seconds in sampler.cpu_seconds().items():  # what one relayed message costs
+        report[f"{name}_cpu_us_per_msg"] = round(seconds * 1e6 / relayed, 1)
     for c in visitors + agents:
         await c.close()
     # latency over time, as 100 ms buckets of p99

@@ -36,14 +36,21 @@ def tree(pids: Sequence[int]) -> list[psutil.Process]:
 
 
 class Sampler:
-    """Samples CPU% and RSS of the server processes, Redis, and this generator, every second."""
+    """Samples CPU% and RSS of the server processes, Redis, and this generator, every second;
+    and counts the CPU seconds each used from start to stop (``cpu_seconds``: per message,
+    the figure that compares stacks)."""
 
-    def __init__(self, server_pids: Sequence[int], redis_pid: int | None) -> None:
+    def __init__(self, server_pids: Sequence[int], redis_pid: int | None,
+                 shards: dict[str, int] | None = None) -> None:
+        """``shards``: a cluster's nodes (name -> pid), counted one by one."""
         self.servers = [p for p in tree(server_pids) if "redis-server" not in _name(p)]
-        self.redis = [psutil.Process(redis_pid)] if redis_pid else []
+        self.shards = {name: psutil.Process(pid) for name, pid in (shards or {}).items()}
+        self.redis = ([psutil.Process(redis_pid)] if redis_pid else []) + list(self.shards.values())
         self.me = psutil.Process(os.getpid())
         self.samples: list[dict[str, float]] = []
         self._task: asyncio.Task[None] | None = None
+        self._cpu0: dict[int, float] = {}
+        self._cpu1: dict[int, float] = {}
         for p in self.servers + self.redis + [self.me]:
             p.cpu_percent(None)
 
@@ -51,12 +58,25 @@ class Sampler:
         return sum(_rss(p) for p in self.servers if _is_worker(p))
 
     def start(self) -> None:
+        self._cpu0 = {p.pid: _cpu_seconds(p) for p in self.servers + self.redis}
         self._task = asyncio.create_task(self._run())
 
     async def stop(self) -> None:
+        self._cpu1 = {p.pid: _cpu_seconds(p) for p in self.servers + self.redis}
         if self._task:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
+
+    def cpu_seconds(self) -> dict[str, float]:
+        """CPU seconds used between start and stop: ``server``, ``redis`` (all of it), and
+        each shard's (``redis_<name>``)."""
+        def used(procs: list[psutil.Process]) -> float:
+            return sum(max(0.0, self._cpu1.get(p.pid, 0.0) - self._cpu0.get(p.pid, 0.0))
+                       for p in procs)
+        out = {"server": used(self.servers), "redis": used(self.redis)}
+        for name, proc in self.shards.items():
+            out[f"redis_{name}"] = used([proc])
+        return out
 
     async def _run(self) -> None:
         t0 = time.monotonic()
@@ -100,6 +120,14 @@ def _rss(p: psutil.Process) -> int:
         return int(p.memory_info().rss)
     except psutil.Error:
         return 0
+
+
+def _cpu_seconds(p: psutil.Process) -> float:
+    try:
+        t = p.cpu_times()
+        return float(t.user + t.system)
+    except psutil.Error:
+        return 0.0
 
 
 def _cpu(p: psutil.Process) -> float:

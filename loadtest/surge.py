@@ -14,7 +14,8 @@ import random
 import time
 from typing import Any
 
-import redis.asyncio as aioredis
+from chatd.config import Settings
+from chatd.store import open_store
 
 from .client import Conn, create_agents
 from .cluster import Target
@@ -108,13 +109,13 @@ async def run(target: Target, base: float, factor: float, duration: float,
         await c.send({"type": "hello", "token": token})
         await c.send({"type": "status", "status": "available"})
         agent_conns.append(c)
-    r = aioredis.Redis.from_url(target.redis_url, decode_responses=True)
-    queue_key = f"{target.prefix}:{{m}}:q:general"
+    store = open_store(target.redis_url, Settings(key_prefix=target.prefix))
     queue_series: list[tuple[float, float]] = []
 
     async def watch_queue() -> None:
         while True:
-            queue_series.append((time.monotonic() - t0, float(await r.zcard(queue_key))))
+            waiting, _, _, _ = await store.queue_stats(["general"])
+            queue_series.append((time.monotonic() - t0, float(waiting["general"])))
             await asyncio.sleep(0.5)
 
     async def arrive(i: int, t: float) -> None:
@@ -147,7 +148,7 @@ async def run(target: Target, base: float, factor: float, duration: float,
     await asyncio.sleep(1.0)
     watcher.cancel()
     await sampler.stop()
-    await r.aclose()
+    await store.aclose()
     lost = sum(1 for cid in expected if cid in acked and cid not in received)
     capacity_per_s = AGENTS * CAPACITY / (HANDLING_S + THINK_S)
     during_rate = arrivals["during"] / third if not soak else 0.0

@@ -342,9 +342,109 @@ class Sentinels(Topology):
         await self.restart(node)
 
 
+class Cluster(Topology):
+    """A Redis Cluster: three primaries and one replica each (``redis-cli --cluster create``).
+    Each node announces its proxy's port to clients (``cluster-announce-port``); the cluster
+    bus runs on the real port + 10,000, from 127.0.0.2, outside the proxies."""
+
+    kind = "cluster"
+
+    def __init__(self, proxied: bool = True, primaries: int = 3) -> None:
+        super().__init__(proxied)
+        self.primaries = primaries
+
+    def data_args(self, port: int, extra: list[str]) -> list[str]:
+        return super().data_args(port, [
+            "--cluster-enabled", "yes", "--cluster-config-file", f"nodes-{port}.conf",
+            "--cluster-node-timeout", "2000", "--cluster-announce-ip", "127.0.0.1",
+            "--cluster-announce-port", str(self.front.get(port, port)),
+            "--cluster-announce-bus-port", str(port + 10_000),
+            "--cluster-replica-validity-factor", "0", *extra])
+
+    async def start(self) -> None:
+        n = 2 * self.primaries
+        ports = free_ports(2 * n)
+        data, fronts = ports[:n], ports[n:]
+        self.front = dict(zip(data, fronts)) if self.proxied else {}
+        self.start_proxy()
+        for i, port in enumerate(data):
+            self.nodes.append(Node(f"redis-{i}", self.data_args(port, []), port,
+                                   self.dir / f"redis-{port}.log"))
+        for node in self.nodes:
+            node.start()
+        for node in self.nodes:
+            await _until(lambda node=node: _answers(node.port), 10, f"{node.name} starting")
+        await self.wait_proxy()
+        addresses = [f"127.0.0.1:{self.front.get(p, p)}" for p in data]
+        made = await asyncio.create_subprocess_exec(
+            "redis-cli", "--cluster", "create", *addresses, "--cluster-replicas", "1",
+            "--cluster-yes", stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        out, _ = await made.communicate()
+        if made.returncode != 0:
+            raise TopologyError(f"redis-cli --cluster create failed: {out.decode()[-500:]}")
+        await _until(self.healthy, 30, "the cluster reaching cluster_state:ok")
+        self.url = "redis+cluster://" + ",".join(addresses[:2])
+
+    def _info(self, node: Node, *command: str) -> str:
+        try:
+            return subprocess.run(["redis-cli", "-p", str(node.port), *command],
+                                  capture_output=True, text=True, timeout=5).stdout
+        except subprocess.TimeoutExpired:
+            return ""
+
+    def healthy(self) -> bool:
+        """Every live node says cluster_state:ok, and each primary has a replica online."""
+        live = [n for n in self.nodes if n.alive()]
+        if not all("cluster_state:ok" in self._info(n, "CLUSTER", "INFO") for n in live):
+            return False
+        return all("connected_slaves:1" in self._info(n, "INFO", "replication")
+                   for n in self.primary_nodes())
+
+    def primary_nodes(self) -> list[Node]:
+        return [n for n in self.nodes if n.alive()
+                and "role:master" in self._info(n, "INFO", "replication")]
+
+    def primary(self) -> Node:
+        primaries = self.primary_nodes()
+        if not primaries:
+            raise TopologyError("no primary")
+        return primaries[0]
+
+    async def kill_primary(self) -> Node:
+        """SIGKILL of one primary; returns when its replica has taken over its slots."""
+        old = self.primary()
+        old.kill()
+        await old.wait_exit()
+        await _until(lambda: self._covered(), 30, "a cluster failover")
+        return old
+
+    def _covered(self) -> bool:
+        live = [n for n in self.nodes if n.alive()]
+        return bool(live) and all("cluster_state:ok" in self._info(n, "CLUSTER", "INFO")
+                                  for n in live) and len(self.primary_nodes()) == self.primaries
+
+    async def restart(self, node: Node) -> None:
+        """Back from the dead: it rejoins as a replica (its nodes.conf remembers the cluster)."""
+        node.start()
+        await _until(lambda: _answers(node.port), 10, f"{node.name} restarting")
+        await _until(self.healthy, 60, f"{node.name} back as a replica in sync")
+
+    async def restart_replica(self) -> None:
+        primaries = self.primary_nodes()
+        node = next(n for n in self.nodes if n.alive() and n not in primaries)
+        node.kill(signal.SIGTERM)
+        await node.wait_exit()
+        await self.restart(node)
+
+    def pids_by_node(self) -> dict[str, int]:
+        return {n.name: n.proc.pid for n in self.nodes if n.proc is not None and n.alive()}
+
+
 def make(kind: str, proxied: bool = True) -> Topology:
     if kind == "single":
         return Single(proxied)
     if kind == "sentinel":
         return Sentinels(proxied)
+    if kind == "cluster":
+        return Cluster(proxied)
     raise TopologyError(f"unknown topology {kind!r}")

@@ -12,8 +12,7 @@ import pytest
 import redis.asyncio as aioredis
 from chatd.auth import Auth
 from chatd.config import Settings
-from chatd.store import Store
-from chatd.store.connect import command_client
+from chatd.store import open_store
 
 from harness import Chatd, Client, RedisServer, new_prefix
 
@@ -53,7 +52,9 @@ async def browser() -> AsyncIterator[Any]:
 
 @pytest.fixture
 async def rds(redis_server: RedisServer) -> AsyncIterator[aioredis.Redis]:
-    client = aioredis.Redis.from_url(redis_server.url, decode_responses=True)
+    # decoded as chatd decodes (surrogate escapes: its records are msgpack, connect.py)
+    client = aioredis.Redis.from_url(redis_server.url, decode_responses=True,
+                                     encoding_errors="surrogateescape")
     yield client
     await client.aclose()
 
@@ -108,13 +109,13 @@ async def create_account(server: Chatd, redis_url: str, login: str | None = None
                          name: str | None = None) -> str:
     """An account with the test PASSWORD, written the way `chatd agents add` writes it."""
     login = login or f"agent{next(_logins)}"
-    client = command_client(redis_url)  # any topology: redis://, redis+sentinel://…
+    store = open_store(redis_url, Settings(key_prefix=server.prefix))  # any topology
     try:
-        auth = Auth(Store(client, Settings(key_prefix=server.prefix)), "unused-secret", 3600)
+        auth = Auth(store, "unused-secret", 3600)
         await auth.add_account(login, name or login.title(), role, list(langs), list(topics),
                                capacity, PASSWORD)
     finally:
-        await client.aclose()
+        await store.aclose()
     return login
 
 

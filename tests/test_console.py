@@ -3,19 +3,17 @@ real citizens on the other side (the protocol test client)."""
 
 from __future__ import annotations
 
-import asyncio
 import re
 from typing import Any
 
 import httpx
 import pytest
-import redis.asyncio as aioredis
 from chatd.auth import Auth
 from chatd.config import Settings
-from chatd.store import Store
+from chatd.store import open_store
 
 from conftest import PASSWORD, create_account, make_agent, make_visitor, start_chat
-from harness import ROOT, Chatd
+from harness import ROOT, Chatd, eventually
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.browser]
 
@@ -60,16 +58,14 @@ async def console_agent(browser: Any, server: Chatd, redis_url: str, available: 
 
 
 async def wait_status(server: Chatd, redis_url: str, login: str, status: str) -> None:
-    r = aioredis.Redis.from_url(redis_url, decode_responses=True)
+    store = open_store(redis_url, Settings(key_prefix=server.prefix))
     try:
-        key = Store(r, Settings(key_prefix=server.prefix)).keys.agent(login)
-        for _ in range(100):
-            if await r.hget(key, "status") == status:
-                return
-            await asyncio.sleep(0.05)
-        raise AssertionError(f"{login} never became {status}")
+        async def reached() -> bool:
+            return (await store.agent_states([login]))[0][0] == status
+        if not await eventually(reached, 5):
+            raise AssertionError(f"{login} never became {status}")
     finally:
-        await r.aclose()
+        await store.aclose()
 
 
 async def accept_in_console(page: Any, sid: str) -> None:
@@ -84,12 +80,22 @@ async def reply(page: Any, sid: str, text: str) -> None:
     await c(page, "send").click()
 
 
-async def session_field(server: Chatd, redis_url: str, sid: str, name: str) -> str | None:
-    r = aioredis.Redis.from_url(redis_url, decode_responses=True)
+async def route_field(server: Chatd, redis_url: str, sid: str, name: str) -> str | None:
+    """A field of a chat's routing record (where it stands: queued, offered to whom…)."""
+    store = open_store(redis_url, Settings(key_prefix=server.prefix))
     try:
-        return await r.hget(Store(r, Settings(key_prefix=server.prefix)).keys.session(sid), name)
+        route = (await store.routes([sid]))[0]
+        return None if route is None else route.get(name)
     finally:
-        await r.aclose()
+        await store.aclose()
+
+
+async def session_field(server: Chatd, redis_url: str, sid: str, name: str) -> str | None:
+    store = open_store(redis_url, Settings(key_prefix=server.prefix))
+    try:
+        return (await store.session(sid)).get(name)
+    finally:
+        await store.aclose()
 
 
 async def test_sign_in_bad_password_sign_out_and_expiry(browser: Any, server: Chatd,
@@ -114,9 +120,9 @@ async def test_sign_in_bad_password_sign_out_and_expiry(browser: Any, server: Ch
     await c(page, "login").wait_for()  # signed out for good
     # an account disabled (or signed out elsewhere) ends the console's session at once
     await sign_in(page, login)
-    r = aioredis.Redis.from_url(redis_server.url, decode_responses=True)
-    await Auth(Store(r, Settings(key_prefix=server.prefix)), "x", 3600).revoke_all(login)
-    await r.aclose()
+    store = open_store(redis_server.url, Settings(key_prefix=server.prefix))
+    await Auth(store, "x", 3600).revoke_all(login)
+    await store.aclose()
     await page.get_by_text("Votre session a expiré").wait_for()
     assert await c(page, "login").is_visible()
     assert page.errors == []
@@ -134,7 +140,7 @@ async def test_offers_accept_decline_and_expiry(browser: Any, chatd_factory: Any
     assert "s pour accepter" in await offer.inner_text()
     await offer.locator("[data-chatd=decline]").click()
     await offer.wait_for(state="detached")
-    assert f" {login}=" in (await session_field(server, redis_server.url, s1, "declined") or "")
+    assert f" {login}=" in (await route_field(server, redis_server.url, s1, "declined") or "")
     # an offer left alone expires, disappears and the citizen goes back to the queue
     v2 = await make_visitor(server)
     s2 = await start_chat(v2, "theft", "On a cambriolé ma maison")
@@ -313,10 +319,10 @@ async def test_an_agent_cannot_open_another_agents_chat(browser: Any, server: Ch
     answer = await page.evaluate(
         "fetch('/api/sessions/' + %r).then(async r => [r.status, (await r.json()).error])" % sid)
     assert answer == [404, "not_found"]
-    r = aioredis.Redis.from_url(redis_server.url, decode_responses=True)
-    trail = await r.xrange(Store(r, Settings(key_prefix=server.prefix)).keys.audit)
-    await r.aclose()
-    assert not [f for _id, f in trail if f["who"] == login]  # a refused read is not a read
+    store = open_store(redis_server.url, Settings(key_prefix=server.prefix))
+    trail = await store.audit_entries(1000)
+    await store.aclose()
+    assert not [e for e in trail if e["who"] == login]  # a refused read is not a read
     assert await c(page, "chat").count() == 0
 
 

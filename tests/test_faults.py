@@ -18,7 +18,7 @@ import redis.exceptions
 import websockets
 
 from chatd.config import Settings
-from chatd.store import Store
+from chatd.store import open_store
 from chatd.store.connect import command_client
 from conftest import PASSWORD, create_account, make_agent, make_visitor, start_chat
 from harness import Chatd, Client, Closed, RedisServer, eventually, new_prefix, run
@@ -127,13 +127,12 @@ class Side:
 
 
 async def transcript(url: str, prefix: str, sid: str) -> list[tuple[int, str, str, str]]:
-    client = command_client(url)
+    store = open_store(url, Settings(key_prefix=prefix))
     try:
-        store = Store(client, Settings(key_prefix=prefix))
         return [(e.seq, e.sender, e.cid, e.text)
                 async for page in store.history_pages(sid) for e in page]
     finally:
-        await client.aclose()
+        await store.aclose()
 
 
 def check(sides: list[Side], final: list[tuple[int, str, str, str]]) -> None:
@@ -240,8 +239,9 @@ async def test_a_frozen_link_is_detected_and_delivery_resumes(single: Single,
     await agent.recv("msg", cid="after", timeout=20)
     healed = time.monotonic() - frozen_at
     assert healed < 20, f"delivery resumed only after {healed:.0f} s"
+    assert await eventually(lambda: "pub/sub silent" in server.output(), 12 - healed), \
+        "the silent link was never noticed"
     detected = [ln for ln in server.output().splitlines() if "pub/sub silent" in ln]
-    assert detected, "the silent link was never noticed"
     assert float(detected[0].split("silent for ")[1].split(" s")[0]) <= 10
     for i in range(3):  # and live delivery is back (not only the periodic backfill)
         sent = time.monotonic()

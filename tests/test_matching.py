@@ -10,12 +10,18 @@ import httpx
 import pytest
 
 from conftest import make_agent, make_visitor, start_chat
-from chatd.store import Keys
+from chatd.config import Settings
+from chatd.store import Keys, Store
 from harness import Chatd, Client, eventually
 
 pytestmark = pytest.mark.asyncio
 
 FAST = {"CHATD_TICK": "0.2"}
+
+
+def fast_store(rds, prefix: str) -> Store:  # type: ignore[no-untyped-def]
+    """A store on the test Redis, to read what the server wrote (its records are msgpack)."""
+    return Store(rds, Settings(key_prefix=prefix))
 
 
 @pytest.fixture
@@ -343,7 +349,7 @@ async def test_an_agent_who_comes_back_in_time_keeps_their_chats(chatd_factory, 
     await a1.close()
 
     async def offline() -> bool:  # the heartbeat lapsed: the chat waits for them
-        return await rds.hget(Keys(prefix).agent(a1.login), "status") == "offline"
+        return (await fast_store(rds, prefix).agent_states([a1.login]))[0][0] == "offline"
     assert await eventually(offline, 5)
     await visitor.send({"type": "send", "session": sid, "cid": "w1", "text": "vous êtes là ?"})
     back = await make_agent(server, redis_server.url, login=a1.login, create=False, available=False)

@@ -193,3 +193,34 @@ def test_coverage_guided_fuzzing_finds_no_crash() -> None:
                        capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]
     assert "Done 200000 runs" in r.stderr
+
+
+def test_the_states_table_in_the_docs_is_the_one_the_scripts_use() -> None:
+    """docs/protocol.md prints the transition table the Lua scripts are given (states.py)."""
+    from pathlib import Path
+
+    from chatd.store.scripts import NAMES, _read, source
+    from chatd.store.states import TRANSITIONS, lua_table, markdown_table
+
+    docs = (Path(__file__).resolve().parent.parent / "docs" / "protocol.md").read_text()
+    printed = docs.split("<!-- states: generated from chatd/store/states.py -->\n")[1]
+    assert printed.split("\n<!-- /states -->")[0] == markdown_table()
+    assert lua_table() in source("match") and lua_table() in source("session_sync")
+    bodies = "".join(_read(f"{n}.lua") for n in ["lib", *NAMES])
+    assert [e for e in TRANSITIONS if f"'{e}'" not in bodies] == []  # every event is used
+
+
+def test_scripts_touch_only_the_keys_they_are_given() -> None:
+    """No script builds a key name: every key comes through KEYS (keys.py, scripts.py)."""
+    import re
+
+    from chatd.store.scripts import NAMES, _read
+
+    for name in ["lib", *NAMES]:
+        body = _read(f"{name}.lua")
+        calls = re.findall(r"redis\.call\(\s*'(\w+)',\s*([^,)]+)", body)
+        for command, first in calls:
+            if command.upper() in ("TIME", "PUBLISH", "SPUBLISH"):
+                continue
+            assert re.fullmatch(r"(S|R|V)\.\w+|C|key|queue|stream|R\.queue\[[^]]+\]( or R\.queue\.general)?",
+                                first.strip()), f"{name}.lua: {command} on {first!r}"

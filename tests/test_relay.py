@@ -363,7 +363,7 @@ print(r.status_code, size)
 async def test_opening_a_huge_transcript_holds_up_no_other_chat(chatd_factory, redis_server, rds,
                                                                 prefix) -> None:
     """A supervisor reads a chat of 100,000 messages (twice) while another chat on the same
-    process relays: no single Redis call takes 20 ms, and the other chat's relay p99 stays
+    process relays: no single Redis call takes 50 ms, and the other chat's relay p99 stays
     under 50 ms (the transcript is read and sent page by page)."""
     server = await chatd_factory()
     visitor, agent, huge = await connect_pair(server, redis_server.url)
@@ -373,7 +373,7 @@ async def test_opening_a_huge_transcript_holds_up_no_other_chat(chatd_factory, r
     await seed_messages(rds, Keys(prefix), huge, n, LONG_TEXT)
     v2, a2, sid2 = await connect_pair(server, redis_server.url)
     sup = await make_agent(server, redis_server.url, role="supervisor", available=False)
-    await rds.config_set("slowlog-log-slower-than", 20_000)  # µs
+    await rds.config_set("slowlog-log-slower-than", 50_000)  # µs (a page takes ~1 ms; the whole read took 100s of ms)
     await rds.slowlog_reset()
     received = 0
 

@@ -16,6 +16,7 @@ import httpx
 import psutil
 import pytest
 
+from chatd.store import Keys
 from conftest import PASSWORD, make_agent, make_visitor, start_chat
 from harness import ROOT, Chatd, eventually, run, wait_for_exit
 
@@ -358,7 +359,7 @@ async def leftovers(rds: Any, prefix: str, needles: list[str]) -> list[str]:
     except the audit trail (who was shown which chat id, when) and the hourly rate counters."""
     found = []
     async for key in rds.scan_iter(f"{prefix}:*"):
-        if key == f"{prefix}:audit" or key.startswith(f"{prefix}:rl:"):
+        if key == Keys(prefix).audit or ":rl:" in key:
             continue
         kind = await rds.type(key)
         if kind == "string":

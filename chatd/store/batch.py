@@ -1,12 +1,15 @@
-"""Auto-pipelining: script calls made by many coroutines go to Redis together as one pipeline,
-so a burst of messages costs one write and one read instead of one round trip each (measured in
-docs/benchmarks.md; the same idea as Centrifugo's).
+"""Auto-pipelining: commands and script calls made by many coroutines go to Redis together as
+one pipeline per node, so a burst of messages costs one write and one read per node instead of
+one round trip each (measured in docs/benchmarks.md; the same idea as Centrifugo's).
 
-With acks that wait for replicas (``ack_replicas`` ≥ 1) a pipeline ends with ``WAIT N T``: it
-covers every script of the batch (they ran on that connection). Only if N replicas answered in
-time are the scripts' held-back events published and their messages marked durable, in one
-``confirm.lua``, and the callers answered; otherwise each caller gets ``NotReplicated`` (a
-transient error: the client is told `unavailable` and resends, which is idempotent).
+With Redis Cluster, each call goes to the node that serves its first key's slot (a script
+declares its keys: keys.py, scripts.py); a call answered MOVED or ASK did not run, and is sent
+again after the slot map is read anew. With acks that wait for replicas (``replicas`` ≥ 1)
+each node's pipeline ends with ``WAIT N T``: it covers every script of that pipeline (they ran
+on that connection). Only if N replicas answered in time are the chat scripts' held-back
+events published and their messages marked durable (``confirm.lua``, on the same node), and
+the callers answered; otherwise each script's caller gets ``NotReplicated`` (a transient
+error: the client is told `unavailable` and resends, which is idempotent).
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ import logging
 from typing import Any, Awaitable, Callable
 
 from redis.asyncio import Redis
-from redis.exceptions import NoScriptError, RedisError
+from redis.exceptions import AskError, MovedError, NoScriptError, RedisError
 
 from ..supervised import spawn
 from .errors import NotReplicated
@@ -25,29 +28,53 @@ log = logging.getLogger("chatd.store")
 
 MAX_BATCH = 512
 SENDERS = 2  # pipelines in flight at once: while they are, the next batch grows
+MAX_REDIRECTS = 5
 
-_Call = tuple[tuple[Any, ...], "asyncio.Future[Any]", bool]
+
+class _Call:
+    __slots__ = ("args", "fut", "script", "chat", "redirects")
+
+    def __init__(self, args: tuple[Any, ...], fut: asyncio.Future[Any], script: bool,
+                 chat: bool) -> None:
+        self.args = args
+        self.fut = fut
+        self.script = script  # EVALSHA of one of ours: its reply is wrapped (scripts.py)
+        self.chat = chat  # a chat script: its keys are a chat's, its events that chat's
+        self.redirects = 0
+
+    def key(self) -> Any:
+        """The key that decides the node (a script's first key; a command's first argument)."""
+        if self.script:
+            return self.args[3]
+        return self.args[1] if len(self.args) > 1 else ""
 
 
 class Batcher:
     """Commands queue up; a few long-lived sender tasks each take everything queued and send it
-    as one pipeline. No task per batch, and under load the batches grow by themselves while
-    the previous ones are in flight (one write and one read for many commands)."""
+    as one pipeline per node. No task per batch, and under load the batches grow by themselves
+    while the previous ones are in flight (one write and one read for many commands)."""
 
-    def __init__(self, redis: Redis, confirm: tuple[Any, ...] = (), replicas: int = 0,
-                 timeout_ms: int = 500,
-                 reload: Callable[[], Awaitable[None]] | None = None) -> None:
-        self._redis = redis
-        self._confirm = confirm  # EVALSHA confirm.lua 0 prefix mode
+    def __init__(self, redis: Any, node_client: Callable[[str, int], Redis] | None = None,
+                 replicas: int = 0, timeout_ms: int = 500, confirm_mode: str = "") -> None:
+        self._redis = redis  # a Redis, or a RedisCluster (then ``node_client`` makes clients)
+        self._node_client = node_client
+        self._clients: dict[str, Redis] = {}
         self._replicas = replicas
         self._timeout_ms = timeout_ms
-        self._reload = reload
+        self._confirm_mode = confirm_mode
+        self.confirm_sha = ""  # set by Scripts
+        self.reload: Callable[[], Awaitable[None]] | None = None
         self._queue: list[_Call] = []
         self._wake: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
-    def call(self, *args: Any, durable: bool = False) -> asyncio.Future[Any]:
-        """``durable``: a script run in deferred mode, whose reply is {result, pubs, marks}."""
+    @property
+    def cluster(self) -> bool:
+        return self._node_client is not None
+
+    def call(self, *args: Any, chat: bool | None = None) -> asyncio.Future[Any]:
+        """``chat`` is given for our scripts (True: a chat script): their future resolves to
+        (result, later, syncs); a plain command's to its reply."""
         loop = asyncio.get_running_loop()
         if loop is not self._loop:  # first use in this event loop (the CLI runs several)
             self._loop = loop
@@ -55,7 +82,7 @@ class Batcher:
             for _ in range(SENDERS):
                 spawn("pipeline", self._sender)
         fut: asyncio.Future[Any] = loop.create_future()
-        self._queue.append((args, fut, durable))
+        self._queue.append(_Call(args, fut, chat is not None, bool(chat)))
         self._wake.set()  # type: ignore[union-attr]
         return fut
 
@@ -74,68 +101,142 @@ class Batcher:
                 log.exception("a Redis pipeline failed")
 
     async def _send(self, batch: list[_Call]) -> None:
-        waits = self._replicas > 0 and any(durable for _, _, durable in batch)
+        if not self.cluster:
+            await self._send_to(self._redis, batch)
+            return
+        groups: dict[str, tuple[Redis, list[_Call]]] = {}
+        for call in batch:
+            try:
+                client, name = self._client_for(call.key())
+            except Exception as exc:  # no node serves it now (the cluster is failing over)
+                _fail([call], RedisError(f"no node for this key: {exc}"))
+                continue
+            groups.setdefault(name, (client, []))[1].append(call)
+        await asyncio.gather(*(self._send_to(client, calls) for client, calls in groups.values()))
+
+    def _client_for(self, key: Any) -> tuple[Redis, str]:
+        cluster = self._redis
+        node = cluster.nodes_manager.get_node_from_slot(cluster.keyslot(key))
+        return self._client_for_node(node), node.name
+
+    async def _send_to(self, client: Redis, calls: list[_Call]) -> None:
+        waits = self._replicas > 0 and any(c.script for c in calls)
         try:
-            async with self._redis.pipeline(transaction=False) as pipe:
-                for args, _, _ in batch:
-                    pipe.execute_command(*args)
+            async with client.pipeline(transaction=False) as pipe:
+                for call in calls:
+                    pipe.execute_command(*call.args)
                 if waits:
                     pipe.execute_command("WAIT", self._replicas, self._timeout_ms)
                 results = await pipe.execute(raise_on_error=False)
         except (RedisError, OSError) as exc:
-            _fail(batch, exc)
+            _fail(calls, exc)
             return
         except BaseException as exc:  # cancelled at shutdown
-            _fail(batch, RedisError(f"batch aborted: {type(exc).__name__}"))
+            _fail(calls, RedisError(f"batch aborted: {type(exc).__name__}"))
             raise
-        if waits:
-            acked = results.pop()
-            if isinstance(acked, Exception) or int(acked) < self._replicas:
-                why = acked if isinstance(acked, Exception) else (
-                    f"{acked} of {self._replicas} replica(s) within {self._timeout_ms} ms")
-                _fail([c for c in batch if c[2]], NotReplicated(f"not replicated: {why}"))
-                kept = [(c, r) for c, r in zip(batch, results) if not c[2]]
-                batch, results = [c for c, _ in kept], [r for _, r in kept]
-            else:
-                results = await self._publish(batch, results)
-        for (_, fut, _), result in zip(batch, results):
-            if fut.done():
+        acked = results.pop() if waits else None
+        moved = [c for c, r in zip(calls, results) if isinstance(r, (MovedError, AskError))]
+        if moved:
+            await self._redirect(moved)
+        pairs = [(c, r) for c, r in zip(calls, results)
+                 if not isinstance(r, (MovedError, AskError))]
+        if waits and (isinstance(acked, Exception) or int(acked) < self._replicas):
+            why = acked if isinstance(acked, Exception) else (
+                f"{acked} of {self._replicas} replica(s) within {self._timeout_ms} ms")
+            _fail([c for c, _ in pairs if c.script], NotReplicated(f"not replicated: {why}"))
+            pairs = [(c, r) for c, r in pairs if not c.script]
+        answers = await self._unwrap(client, pairs)
+        for (call, _), answer in zip(pairs, answers):
+            if call.fut.done():
                 continue
-            if isinstance(result, Exception):
-                fut.set_exception(result)
+            if isinstance(answer, BaseException):
+                call.fut.set_exception(answer)
             else:
-                fut.set_result(result)
+                call.fut.set_result(answer)
 
-    async def _publish(self, batch: list[_Call], results: list[Any]) -> list[Any]:
-        """The batch is on the replicas: mark its messages durable and publish its events (one
-        call), then hand each script its own result."""
-        marks: list[Any] = []
-        pubs: list[Any] = []
-        out: list[Any] = []
-        for (_, _, durable), result in zip(batch, results):
-            if durable and not isinstance(result, Exception):
-                value, script_pubs, script_marks = result
-                pubs += script_pubs
-                marks += script_marks
-                out.append(value)
+    async def _redirect(self, calls: list[_Call]) -> None:
+        """MOVED/ASK: the slot is served elsewhere now (a failover, a resharding); these calls
+        did not run. Read the slot map again and queue them once more."""
+        try:
+            await self._redis.nodes_manager.initialize()
+        except (RedisError, OSError) as exc:
+            _fail(calls, exc)
+            return
+        again = []
+        for call in calls:
+            call.redirects += 1
+            if call.redirects > MAX_REDIRECTS:
+                _fail([call], RedisError("too many redirections"))
             else:
-                out.append(result)
-        if marks or pubs:
-            args = (*self._confirm, len(marks) // 3, *marks, *pubs)
+                again.append(call)
+        self._queue[:0] = again
+        if again and self._wake is not None:
+            self._wake.set()
+
+    async def _unwrap(self, client: Redis, pairs: list[tuple[_Call, Any]]) -> list[Any]:
+        """Scripts' replies: what chat scripts held back (with acks that wait for replicas) is
+        published and marked durable now, per chat, in one pipeline on the same node; then each
+        caller gets (result, later, syncs)."""
+        out: list[Any] = []
+        confirms: list[tuple[Any, ...]] = []
+        for call, reply in pairs:
+            if not call.script or isinstance(reply, Exception):
+                out.append(reply)
+                continue
+            result, pubs, marks, later, syncs = reply
+            out.append((result, later, syncs))
+            if call.chat and (pubs or marks):
+                keys = call.args[3:8]  # the chat's five keys
+                payloads = pubs[1::2]  # (channel, payload) pairs: the channel is this chat's
+                confirms.append(("EVALSHA", self.confirm_sha, 5, *keys, self._confirm_mode,
+                                 len(marks) // 2, *marks, *payloads))
+        if confirms:
             try:
-                try:
-                    await self._redis.execute_command(*args)
-                except NoScriptError:
-                    if self._reload is None:
-                        raise
-                    await self._reload()
-                    await self._redis.execute_command(*args)
+                await self._confirm(client, confirms)
             except (RedisError, OSError) as exc:  # not shown: the clients resend, then it is
-                return [exc if durable else r for (_, _, durable), r in zip(batch, out)]
+                return [exc if c.chat and c.script else r for (c, _), r in zip(pairs, out)]
         return out
+
+    async def _confirm(self, client: Redis, confirms: list[tuple[Any, ...]]) -> None:
+        for attempt in range(2):
+            async with client.pipeline(transaction=False) as pipe:
+                for args in confirms:
+                    pipe.execute_command(*args)
+                results = await pipe.execute(raise_on_error=False)
+            errors = [r for r in results if isinstance(r, Exception)]
+            if not errors:
+                return
+            if attempt == 0 and all(isinstance(e, NoScriptError) for e in errors) and self.reload:
+                await self.reload()
+                continue
+            raise errors[0]
+
+    async def load_scripts(self, sources: list[str]) -> None:
+        """Every script into the cache of every node that may run it."""
+        if self.cluster:
+            await self._redis.nodes_manager.initialize()
+            clients = [self._client_for_node(n) for n in self._redis.get_primaries()]
+        else:
+            clients = [self._redis]
+        for client in clients:
+            async with client.pipeline(transaction=False) as pipe:
+                for src in sources:
+                    pipe.script_load(src)
+                await pipe.execute()
+
+    def _client_for_node(self, node: Any) -> Redis:
+        client = self._clients.get(node.name)
+        if client is None:
+            assert self._node_client is not None
+            client = self._clients[node.name] = self._node_client(node.host, node.port)
+        return client
+
+    async def aclose(self) -> None:
+        for client in self._clients.values():
+            await client.aclose()
 
 
 def _fail(calls: list[_Call], exc: BaseException) -> None:
-    for _, fut, _ in calls:
-        if not fut.done():
-            fut.set_exception(exc)
+    for call in calls:
+        if not call.fut.done():
+            call.fut.set_exception(exc)

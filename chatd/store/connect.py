@@ -1,5 +1,6 @@
 """How chatd reaches Redis, whatever ``CHATD_REDIS_URL`` names (``chatd.redis_url``): pooled
-clients for commands and scripts, and the client the pub/sub listener uses.
+clients for commands and scripts, and the client the pub/sub listener uses (for a cluster:
+one per node).
 
 Every client gives up on a silent link: a reply that does not come within ``SOCKET_TIMEOUT``
 fails the command (the caller answers `unavailable`, the connection is dropped and the next one
@@ -11,9 +12,10 @@ turns into a dropped connection (retried, or `unavailable`).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
 from redis.backoff import ExponentialBackoff, NoBackoff
@@ -74,7 +76,12 @@ def command_client(url: str, decode: bool = True, max_connections: int = 64,
             max_connections=max_connections, timeout=POOL_WAIT,
             encoding_errors="surrogateescape")
     if target.kind == "cluster":
-        raise NotImplementedError("redis+cluster:// is not supported yet")
+        return RedisCluster(
+            startup_nodes=[ClusterNode(h, p) for h, p in target.nodes],
+            decode_responses=decode, username=target.username, password=target.password,
+            socket_connect_timeout=CONNECT_TIMEOUT, socket_timeout=SOCKET_TIMEOUT,
+            health_check_interval=HEALTH_CHECK, max_connections=max_connections,
+            encoding_errors="surrogateescape", **_tls(target))
     pool = BlockingConnectionPool.from_url(
         url, max_connections=max_connections, timeout=POOL_WAIT, decode_responses=decode,
         socket_connect_timeout=CONNECT_TIMEOUT, socket_timeout=SOCKET_TIMEOUT,
@@ -91,6 +98,26 @@ def pubsub_client(url: str) -> Redis:
     if target.kind == "sentinel":
         return _sentinel(target, False, retry, socket_timeout=None).master_for(target.service)
     if target.kind == "cluster":
-        raise NotImplementedError("redis+cluster:// is not supported yet")
+        raise ValueError("a cluster's pub/sub is one connection per node: node_factory()")
     return Redis.from_url(url, decode_responses=False, socket_connect_timeout=CONNECT_TIMEOUT,
                           retry=retry)
+
+
+def is_cluster(url: str) -> bool:
+    return parse(url).kind == "cluster"
+
+
+def node_factory(url: str, decode: bool = True, pubsub: bool = False
+                 ) -> Callable[[str, int], Redis]:
+    """For a cluster: a client to one node (the batcher's pipelines, the sharded pub/sub),
+    with the cluster's credentials and TLS; never retrying by itself."""
+    target = parse(url)
+
+    def make(host: str, port: int) -> Redis:
+        return Redis(host=host, port=port, username=target.username, password=target.password,
+                     decode_responses=decode, socket_connect_timeout=CONNECT_TIMEOUT,
+                     socket_timeout=None if pubsub else SOCKET_TIMEOUT,
+                     health_check_interval=0 if pubsub else HEALTH_CHECK,
+                     retry=Retry(NoBackoff(), 0), encoding_errors="surrogateescape",
+                     **_tls(target))
+    return make

@@ -1,10 +1,20 @@
 """Every Redis key and channel name chatd uses, and nowhere else.
 
-Patterns are written once here; Python gets them through ``Keys`` and the Lua scripts get the
-same patterns as generated functions (``k_session(sid)`` …), so the two can never disagree.
-A session's hash, streams and channel share the hash tag ``{sid}`` so that they live on one
-Redis Cluster slot; matching state shares the tag ``{m}``. Every name starts with the
-deployment's ``key_prefix``, which is also how tests isolate themselves on one Redis.
+Names are grouped by the hash tag that decides their Redis Cluster slot (docs/operations.md,
+"Redis Cluster"):
+
+- ``{<sid>}``: one chat: its state as the transcript sees it, messages, notes, client ids,
+  channel. Chats spread over every shard; a message touches its chat's shard only.
+- ``{m}``: the routing state (queues, offers, gendarmes, loads, every open chat's routing
+  record), one slot: matching must see it all at once.
+- ``{v:<vid>}``: one visitor: their open chat, their chats, their bar, their allowance.
+- ``{d}``: deployment-wide: the secret, accounts and login tokens, the closed index, the audit
+  trail, personal canned answers.
+- per-address counters: one key each (a single-key operation needs no tag).
+
+Lua scripts never build a name: they are given every key they touch in KEYS, in the order
+their header lists (scripts.py), and their events name a target (a chat, a gendarme) that
+Python turns into a channel here. Every name starts with the deployment's ``key_prefix``.
 """
 
 from __future__ import annotations
@@ -13,42 +23,55 @@ import re
 
 #: name -> pattern; ``<arg>`` marks an argument, ``P`` the prefix.
 PATTERNS: dict[str, str] = {
-    "secret": "P:secret",
-    "epoch": "P:epoch",  # which generation of data this Redis holds
-    "account": "P:acct:<login>",
-    "accounts": "P:accts",
-    "token": "P:tok:<digest>",
-    "tokens": "P:toks:<login>",
-    "blocked": "P:blocked:<vid>",
-    "counter": "P:rl:<name>",
-    "closed": "P:closed",
-    "sweep": "P:sweep",  # held by the process sweeping this period
-    "visitor_sessions": "P:v:<vid>:sessions",
-    "audit": "P:audit",
-    "canned": "P:canned:<login>",
-    # matching state, one slot
+    # deployment-wide
+    "secret": "P:{d}:secret",
+    "epoch": "P:{d}:epoch",  # which generation of data this Redis holds
+    "sweep": "P:{d}:sweep",  # held by the process sweeping this period
+    "repair": "P:{d}:repair",  # likewise, for the repair of interrupted operations
+    "account": "P:{d}:acct:<login>",
+    "accounts": "P:{d}:accts",
+    "token": "P:{d}:tok:<digest>",
+    "tokens": "P:{d}:toks:<login>",
+    "closed": "P:{d}:closed",
+    "audit": "P:{d}:audit",
+    "canned": "P:{d}:canned:<login>",
+    # one visitor
+    "visitor": "P:{v:<vid>}",
+    "visitor_sessions": "P:{v:<vid>}:sessions",
+    "blocked": "P:{v:<vid>}:blocked",
+    "token_counter": "P:{v:<vid>}:rl:<hour>",
+    # one address (hashed)
+    "ip_counter": "P:rl:ip:<digest>:<hour>",
+    # routing state, one slot
     "topics": "P:{m}:topics",
-    "queue": "P:{m}:q:<topic>",
+    "routes": "P:{m}:routes",  # sid -> the chat's routing record (msgpack)
+    "agents": "P:{m}:agents",  # login -> the gendarme's record (msgpack)
     "available": "P:{m}:avail",
-    "agent": "P:{m}:ag:<login>",
-    "agent_sessions": "P:{m}:agsess:<login>",
     "offers": "P:{m}:offers",
     "offer_order": "P:{m}:offer_order",  # counts first offers: FIFO is checked against it
     "agents_seen": "P:{m}:seen",
     "visitors_seen": "P:{m}:vseen",
     "orphans": "P:{m}:orphans",
     "open": "P:{m}:open",
+    "pending": "P:{m}:pending",  # chats whose creation is under way
     "handling": "P:{m}:handling",
-    # one session, one slot
+    "queue": "P:{m}:q:<topic>",
+    # one chat, one slot
     "session": "P:s:{<sid>}",
     "messages": "P:s:{<sid>}:m",
     "notes": "P:s:{<sid>}:n",
     "cids": "P:s:{<sid>}:c",
     # channels
     "session_channel": "P:s:{<sid>}:ch",
-    "agent_channel": "P:a:{<login>}:ch",
-    "broadcast": "P:bc",
+    "agent_channel": "P:{m}:a:<login>:ch",
+    "beat": "P:{<shard>}:beat",  # each process's liveness beats (one channel per shard)
 }
+
+#: the routing keys every matching script is given, in this order, then one queue per topic
+ROUTING = ("topics", "routes", "agents", "available", "offers", "offer_order", "agents_seen",
+           "visitors_seen", "orphans", "open", "pending", "handling")
+#: a chat's keys, in the order its scripts are given them
+SESSION = ("session", "messages", "notes", "cids", "session_channel")
 
 _ARG = re.compile(r"<(\w+)>")
 
@@ -64,6 +87,14 @@ class Keys:
     # Declared for type checkers; bound in __init__.
     def __getattr__(self, name: str) -> str:  # pragma: no cover
         raise AttributeError(name)
+
+    def routing(self, topics: list[str]) -> list[str]:
+        """The KEYS of a matching script: ROUTING, then the queue of each topic."""
+        return [getattr(self, name) for name in ROUTING] + [self.queue(t) for t in topics]
+
+    def chat(self, sid: str) -> list[str]:
+        """The KEYS of a chat's script."""
+        return [getattr(self, name)(sid) for name in SESSION]
 
 
 def _python_function(prefix: str, pattern: str):  # type: ignore[no-untyped-def]
@@ -82,19 +113,3 @@ def _python_function(prefix: str, pattern: str):  # type: ignore[no-untyped-def]
 
     build.__name__ = "_".join(args)
     return build
-
-
-def lua_functions() -> str:
-    """Lua source defining ``k_<name>(args…)`` for every pattern, using the global ``P``."""
-    lines = []
-    for name, pattern in PATTERNS.items():
-        args = _ARG.findall(pattern)
-        pieces = []
-        for i, piece in enumerate(_ARG.split(pattern[1:])):
-            if i % 2:
-                pieces.append(f"tostring({piece})")
-            elif piece:
-                pieces.append(repr(piece).replace("'", '"'))
-        body = " .. ".join(["P"] + pieces)
-        lines.append(f"local function k_{name}({', '.join(args)}) return {body} end")
-    return "\n".join(lines) + "\n"

@@ -1,16 +1,19 @@
 """Loads the Lua scripts of ``lua/`` and runs them, batched (``batch.py``).
 
-Each script is ``lib.lua`` plus the key functions of ``keys.py`` plus the script itself, its
-body wrapped in a function so that, when acks wait for replicas (``CHATD_ACK_REPLICAS`` ≥ 1),
-every script also returns what it would have published and which messages it wrote: the
-batcher publishes them and marks them durable (``confirm.lua``) only after ``WAIT`` says the
-replicas hold the writes (docs/operations.md, "What an ack means"). Scripts are registered
-once and run by SHA; a Redis that lost its script cache (a restart, a failover to a node that
-never ran them) gets them again.
+Each script belongs to a family, named on its first line, which says which keys it is given
+(KEYS, in the order keys.py lists them) and so which slot it runs in: ``chat`` (one chat's
+keys), ``routing`` (the routing state, then one queue per topic: ARGV[2] names the topics in
+that order), ``visitor`` (one visitor's keys), ``counter`` (one counter). A script never builds
+a key name; the prelude binds the names it was given (S, R, V, C), then comes the transition
+table (states.py), ``lib.lua``, and the script's body, wrapped so that every script returns
+``{result, PUBS, MARKS, LATER, SYNCS}`` (lib.lua says what each holds). Scripts are
+registered once and run by SHA; a Redis that lost its script cache (a restart, a failover to
+a node that never ran them) gets them again.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
@@ -18,55 +21,83 @@ from redis.asyncio import Redis
 from redis.exceptions import NoScriptError
 
 from .batch import Batcher
-from .keys import lua_functions
+from .keys import ROUTING
+from .states import lua_table
 
-NAMES = (
-    "create", "append", "match", "accept", "decline", "expire_offers", "heartbeat",
-    "agent_online", "reap", "close", "rate", "status", "transfer",
-    "open_chat", "confirm",
-)
+_PRELUDES = {
+    "chat": "local S = {hash = KEYS[1], msgs = KEYS[2], notes = KEYS[3], cids = KEYS[4], "
+            "channel = KEYS[5]}\nlocal R, V, C\n",
+    "routing": "local R = {" + ", ".join(f"{name} = KEYS[{i + 1}]"
+                                         for i, name in enumerate(ROUTING))
+               + ", queue = {}}\n"
+               "do\n  local n = " + str(len(ROUTING)) + "\n"
+               "  for t in string.gmatch(ARGV[2], '%S+') do n = n + 1; R.queue[t] = KEYS[n] end\n"
+               "end\nlocal S, V, C\n",
+    "visitor": "local V = {hash = KEYS[1], sessions = KEYS[2], blocked = KEYS[3], "
+               "counter = KEYS[4]}\nlocal S, R, C\n",
+    "counter": "local C = KEYS[1]\nlocal S, R, V\n",
+}
+
+
+def _read(name: str) -> str:
+    return resources.files(__package__).joinpath("lua", name).read_text(encoding="utf-8")
+
+
+def family(name: str) -> str:
+    first = _read(f"{name}.lua").splitlines()[0]
+    if not first.startswith("-- family: "):
+        raise ValueError(f"{name}.lua must start with '-- family: chat|routing|visitor|counter'")
+    return first.split(":", 1)[1].strip()
+
+
+NAMES = tuple(sorted(p.name[:-4] for p in resources.files(__package__).joinpath("lua").iterdir()
+                     if p.name.endswith(".lua") and p.name != "lib.lua"))
+FAMILIES = {name: family(name) for name in NAMES}
 
 
 def source(name: str) -> str:
-    lua = resources.files(__package__).joinpath("lua")
-    lib = lua.joinpath("lib.lua").read_text(encoding="utf-8")
-    body = lua.joinpath(f"{name}.lua").read_text(encoding="utf-8")
-    # ARGV[1] (the prefix) must be bound before the key functions refer to it.
-    return ("local P = ARGV[1]\n" + lua_functions() + lib.replace("local P = ARGV[1]\n", "")
-            + "local function main()\n" + body + "\nend\n"
-            + "local result = main()\n"
-            + "if DEFER then return {result, PUBS, MARKS} end\n"
-            + "return result\n")
+    return (_PRELUDES[FAMILIES[name]] + lua_table() + _read("lib.lua")
+            + "local function main()\n" + _read(f"{name}.lua") + "\nend\n"
+            + "return {main(), PUBS, MARKS, LATER, SYNCS}\n")
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """A script's result, and what a routing script leaves its caller to do: tell the chats'
+    hashes (``syncs``), then publish (``later``: kind, target, payload, ...)."""
+
+    result: Any
+    later: list[Any]
+    syncs: list[Any]
 
 
 class Scripts:
-    def __init__(self, redis: Redis, batch_redis: Redis, prefix: str, ack_replicas: int = 0,
-                 ack_timeout_ms: int = 500) -> None:
+    def __init__(self, redis: Redis, batcher: Batcher, mode: str) -> None:
         self._redis = redis
-        self._prefix = prefix
         self._sources = {name: source(name) for name in NAMES}
         self._shas = {name: redis.register_script(src).sha for name, src in self._sources.items()}
-        self._mode = "d" if ack_replicas > 0 else ""
-        confirm = ("EVALSHA", self._shas["confirm"], 0, prefix, "")
-        self._batch = Batcher(batch_redis, confirm, ack_replicas, ack_timeout_ms, self.load)
+        self._mode = mode  # 'd' (acks wait for replicas), 'c' (cluster), both or none
+        self._batch = batcher
+        batcher.confirm_sha = self._shas["confirm"]
+        batcher.reload = self.load
 
     async def command(self, *args: Any) -> Any:
         """A plain command, in the same pipeline as the scripts of this turn of the loop."""
         return await self._batch.call(*args)
 
-    async def run(self, name: str, *argv: Any) -> Any:
+    async def run(self, name: str, keys: list[str], *argv: Any) -> Reply:
         try:
-            return await self._run(name, argv)
+            return await self._run(name, keys, argv)
         except NoScriptError:  # a Redis without them (restarted, failed over): load, run again
             await self.load()
-            return await self._run(name, argv)
+            return await self._run(name, keys, argv)
 
-    async def _run(self, name: str, argv: tuple[Any, ...]) -> Any:
-        return await self._batch.call("EVALSHA", self._shas[name], 0, self._prefix, self._mode,
-                                      *argv, durable=bool(self._mode))
+    async def _run(self, name: str, keys: list[str], argv: tuple[Any, ...]) -> Reply:
+        result, later, syncs = await self._batch.call(
+            "EVALSHA", self._shas[name], len(keys), *keys, self._mode, *argv,
+            chat=FAMILIES[name] == "chat")
+        return Reply(result, later, syncs)
 
     async def load(self) -> None:
-        async with self._redis.pipeline(transaction=False) as pipe:
-            for src in self._sources.values():
-                pipe.script_load(src)
-            await pipe.execute()
+        """Every script into every node's cache (a cluster: every primary)."""
+        await self._batch.load_scripts(list(self._sources.values()))

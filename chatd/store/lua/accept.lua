@@ -1,18 +1,25 @@
--- An agent accepts an offer: the session becomes theirs.
--- KEYS: none
--- ARGV: P, NOW, sid, login, agent display name
+-- family: routing
+-- An agent accepts an offer: the chat becomes theirs. Accepting again a chat already theirs
+-- is 'conflict' (answered already), but announces it again: a retry after `unavailable` (its
+-- first answer was lost) still gets its `assigned`.
+-- KEYS: the routing state (keys.ROUTING), then one queue per topic
+-- ARGV: mode, topics, sid, login, agent display name
 -- Returns: 'ok'; 'conflict' (it was offered to this agent but is gone: expired, taken,
---          already accepted, visitor left); 'not_found' (never offered to this agent)
+--          visitor left); 'not_found' (never offered to this agent)
 local sid, login, name = ARGV[3], ARGV[4], ARGV[5]
-local skey = k_session(sid)
-local state, offer_agent, agent, declined = unpack(redis.call('HMGET', skey,
-  'state', 'offer_agent', 'agent', 'declined'))
-if state == 'offered' and offer_agent == login then
-  redis.call('HSET', skey, 'state', 'active', 'agent', login, 'offer_agent', '',
-             'assigned_at', NOW, 'agent_name', name)
-  redis.call('ZREM', k_offers(), sid)
-  publish(k_agent_channel(login), {e = 'assigned', sid = sid, at = NOW})
-  publish(k_session_channel(sid), {e = 'assigned', sid = sid, agent = login, name = name})
+local route = get_route(sid)
+if route and route.st == 'active' and route.agent == login then
+  emit('a', login, {e = 'assigned', sid = sid, at = route.assigned_at})
+  sync(sid, route, '')
+  return 'conflict'
+end
+if route and route.st == 'offered' and route.offer_agent == login then
+  move(route, 'accept')
+  route.agent, route.name, route.offer_agent, route.assigned_at = login, name, '', NOW
+  redis.call('ZREM', R.offers, sid)
+  put_route(sid, route)
+  emit('a', login, {e = 'assigned', sid = sid, at = NOW})
+  sync(sid, route, '')
   return 'ok'
 end
-return offer_refusal(state, agent, declined, login)
+return offer_refusal(route, login)

@@ -1,13 +1,13 @@
--- Appends a message or an internal note, once per cid, after checking the sender owns the session.
--- KEYS: none (session keys from k_*(sid))
--- ARGV: P, NOW, sid, kind ('msg'|'note'), from ('visitor'|'agent'), actor (visitor id or login),
---       text, cid, role ('agent'|'supervisor')
+-- family: chat
+-- Appends a message or an internal note, once per cid and sender, after checking the sender
+-- may write in this chat (its hash's copy of the holder: session_sync.lua keeps it).
+-- KEYS: a chat's (keys.SESSION)
+-- ARGV: mode, sid, kind ('msg'|'note'), from ('visitor'|'agent'), actor (visitor id or
+--       login), text, cid
 -- Returns: {status, seq} with status 'ok' (new), 'dup' (cid seen: the original seq),
 --          'not_found' (no such session, or not the actor's), 'closed' (session is over)
-local sid, kind, from, actor, text, cid, role =
-  ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8], ARGV[9]
-local skey = k_session(sid)
-local state, visitor, agent = unpack(redis.call('HMGET', skey, 'state', 'visitor', 'agent'))
+local sid, kind, from, actor, text, cid = ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7]
+local state, visitor, agent = unpack(redis.call('HMGET', S.hash, 'state', 'visitor', 'agent'))
 if not state then return {'not_found', 0} end
 if from == 'visitor' then
   if visitor ~= actor then return {'not_found', 0} end
@@ -16,22 +16,22 @@ elseif agent ~= actor then
 end
 local cidkey = cid_field(kind == 'note' and 'n' or 'm', from, actor, cid)
 if cid ~= '' then
-  local seen = redis.call('HGET', k_cids(sid), cidkey)
+  local seen = redis.call('HGET', S.cids, cidkey)
   if seen then
     if DEFER then  -- its first ack may have failed (WAIT timed out): shown from now on
-      local stream = kind == 'note' and k_notes(sid) or k_messages(sid)
+      local stream = kind == 'note' and S.notes or S.msgs
       local entry = redis.call('XRANGE', stream, '0-' .. seen, '0-' .. seen)[1]
       if entry then
         local f = {}
         for i = 1, #entry[2], 2 do f[entry[2][i]] = entry[2][i + 1] end
         if kind == 'note' then
-          mark_durable(sid, 'dnseq', tonumber(seen))
-          publish(k_session_channel(sid), {e = 'note', sid = sid, nseq = tonumber(seen),
-                  agent = f.agent, text = f.text, ts = tonumber(f.ts), cid = cid})
+          mark_durable('dnseq', tonumber(seen))
+          publish(S.channel, {e = 'note', sid = sid, nseq = tonumber(seen), agent = f.agent,
+                              text = f.text, ts = tonumber(f.ts), cid = cid})
         else
-          mark_durable(sid, 'dseq', tonumber(seen))
-          publish(k_session_channel(sid), {e = 'msg', sid = sid, seq = tonumber(seen),
-                  from = f.from, text = f.text, ts = tonumber(f.ts), cid = cid})
+          mark_durable('dseq', tonumber(seen))
+          publish(S.channel, {e = 'msg', sid = sid, seq = tonumber(seen), from = f.from,
+                              text = f.text, ts = tonumber(f.ts), cid = cid})
         end
       end
     end
@@ -43,10 +43,10 @@ if from == 'agent' and state ~= 'active' then return {'not_found', 0} end
 if kind == 'msg' then
   return {'ok', append_msg(sid, from, text, cid, actor)}
 end
-local nseq = redis.call('HINCRBY', skey, 'nseq', 1)
-redis.call('XADD', k_notes(sid), '0-' .. nseq, 'agent', actor, 'text', text, 'ts', NOW, 'cid', cid)
-if cid ~= '' then redis.call('HSET', k_cids(sid), cidkey, nseq) end
-mark_durable(sid, 'dnseq', nseq)
-publish(k_session_channel(sid), {e = 'note', sid = sid, nseq = nseq, agent = actor, text = text,
-                                 ts = NOW, cid = cid})
+local nseq = redis.call('HINCRBY', S.hash, 'nseq', 1)
+redis.call('XADD', S.notes, '0-' .. nseq, 'agent', actor, 'text', text, 'ts', NOW, 'cid', cid)
+if cid ~= '' then redis.call('HSET', S.cids, cidkey, nseq) end
+mark_durable('dnseq', nseq)
+publish(S.channel, {e = 'note', sid = sid, nseq = nseq, agent = actor, text = text, ts = NOW,
+                    cid = cid})
 return {'ok', nseq}

@@ -1,31 +1,34 @@
+-- family: routing
 -- Matches waiting visitors with available agents; safe to run from any process at any time.
 -- Topics are scanned by priority (highest first), each queue in arrival order; a visitor goes to
 -- the least-loaded eligible agent (topic, language, capacity by topic weight, not recently
 -- declined). A topic may only use free slots beyond those reserved for higher-priority topics.
--- KEYS: none (matching state under the {m} tag, sessions under their {sid} tags)
--- ARGV: P, NOW, offer timeout ms, direct (1|0), language fallback ms, decline cooldown ms,
---       max matches
+-- KEYS: the routing state (keys.ROUTING), then one queue per topic
+-- ARGV: mode, topics, offer timeout ms, direct (1|0), language fallback ms, decline cooldown
+--       ms, max matches
 -- Returns: the number of matches made
 local offer_ms, direct, fallback_ms, cooldown_ms, max_matches =
   tonumber(ARGV[3]), ARGV[4] == '1', tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
 
-local raw = redis.call('ZRANGE', k_available(), 0, -1, 'WITHSCORES')
+local raw = redis.call('ZRANGE', R.available, 0, -1)
 if #raw == 0 then return 0 end
 local agents = {}
 local free_total = 0
-for i = 1, #raw, 2 do
-  local login = raw[i]
-  local cap, load, langs, topics, name = unpack(redis.call('HMGET', k_agent(login),
-    'cap', 'load', 'langs', 'topics', 'name'))
-  local a = {login = login, cap = tonumber(cap) or 0, load = tonumber(load) or 0,
-             langs = ' ' .. (langs or '') .. ' ', topics = ' ' .. (topics or '') .. ' ',
-             any_topic = (topics == nil or topics == false or topics == ''), name = name or login}
-  agents[#agents + 1] = a
-  if a.cap > a.load then free_total = free_total + (a.cap - a.load) end
+for _, login in ipairs(raw) do
+  local a = get_agent(login)
+  if a then
+    a.login = login
+    a.cap, a.load = tonumber(a.cap) or 0, tonumber(a.load) or 0
+    a.any_topic = (a.topics == nil or a.topics == '')
+    a.lang_list = ' ' .. (a.langs or '') .. ' '
+    a.topic_list = ' ' .. (a.topics or '') .. ' '
+    agents[#agents + 1] = a
+    if a.cap > a.load then free_total = free_total + (a.cap - a.load) end
+  end
 end
 if free_total <= 0 then return 0 end
 
-local traw = redis.call('HGETALL', k_topics())
+local traw = redis.call('HGETALL', R.topics)
 local topics = {}
 for i = 1, #traw, 2 do
   local prio, weight, reserved = string.match(traw[i + 1], '^(-?%d+),(%d+),(%d+)')
@@ -54,8 +57,8 @@ local function pick(topic, lang, weight, declined, any_lang)
   local best = nil
   for _, a in ipairs(agents) do
     if a.cap - a.load >= weight
-      and (a.any_topic or string.find(a.topics, ' ' .. topic .. ' ', 1, true))
-      and (any_lang or string.find(a.langs, ' ' .. lang .. ' ', 1, true))
+      and (a.any_topic or string.find(a.topic_list, ' ' .. topic .. ' ', 1, true))
+      and (any_lang or string.find(a.lang_list, ' ' .. lang .. ' ', 1, true))
       and not declined_recently(declined, a.login)
       and (best == nil or a.load < best.load) then
       best = a
@@ -64,56 +67,54 @@ local function pick(topic, lang, weight, declined, any_lang)
   return best
 end
 
+local function stored(a)  -- the record as kept (without this run's helper fields)
+  return {status = a.status, cap = a.cap, load = a.load, langs = a.langs, topics = a.topics,
+          name = a.name, held = a.held}
+end
+
 local matches = 0
 for _, t in ipairs(topics) do
   if matches >= max_matches or free_total <= 0 then break end
+  local queue = R.queue[t.id]
   local keep = reserved_above(t.prio)
-  local heads = redis.call('ZRANGE', k_queue(t.id), 0, 49)
+  local heads = queue and redis.call('ZRANGE', queue, 0, 49) or {}
   for _, sid in ipairs(heads) do
     if matches >= max_matches or free_total - t.weight < keep then break end
-    local skey = k_session(sid)
-    local state, lang, created, declined, weight = unpack(redis.call('HMGET', skey,
-      'state', 'lang', 'created', 'declined', 'weight'))
-    weight = tonumber(weight) or t.weight
-    if state ~= 'queued' then
-      redis.call('ZREM', k_queue(t.id), sid)  -- stale entry: repair, never serve twice
+    local route = get_route(sid)
+    if not route or route.st ~= 'queued' then
+      redis.call('ZREM', queue, sid)  -- stale entry: repair, never serve twice
     else
-      local waited = NOW - tonumber(created)
-      local a = pick(t.id, lang, weight, declined, false)
-      if a == nil and waited >= fallback_ms then a = pick(t.id, lang, weight, declined, true) end
+      local weight = tonumber(route.weight) or t.weight
+      local waited = NOW - tonumber(route.created)
+      local a = pick(t.id, route.lang, weight, route.declined, false)
+      if a == nil and waited >= fallback_ms then
+        a = pick(t.id, route.lang, weight, route.declined, true)
+      end
       if a ~= nil then
-        redis.call('ZREM', k_queue(t.id), sid)
-        a.load = take_load(a.login, weight)
-        free_total = free_total - weight
-        redis.call('SADD', k_agent_sessions(a.login), sid)
-        matches = matches + 1
-        if direct then
-          if not hget(skey, 'offer_order') then
-            redis.call('HSET', skey, 'offer_order', redis.call('INCR', k_offer_order()))
-          end
-          redis.call('HSET', skey, 'state', 'active', 'agent', a.login, 'assigned_at', NOW,
-                     'agent_name', a.name)
-          publish(k_agent_channel(a.login), {e = 'assigned', sid = sid, at = NOW})
-          publish(k_session_channel(sid), {e = 'assigned', sid = sid, agent = a.login,
-                                           name = a.name})
-        else
-          local deadline = NOW + offer_ms
-          if not hget(skey, 'offer_order') then
-            redis.call('HSET', skey, 'offer_order', redis.call('INCR', k_offer_order()))
-          end
-          redis.call('HSET', skey, 'state', 'offered', 'offer_agent', a.login,
-                     'offer_deadline', deadline, 'offered_at', NOW)
-          redis.call('ZADD', k_offers(), deadline, sid)
-          local first = redis.call('XRANGE', k_messages(sid), '-', '+', 'COUNT', 1)
-          local preview = ''
-          if #first > 0 then
-            local f = first[1][2]
-            for i = 1, #f, 2 do if f[i] == 'text' then preview = string.sub(f[i + 1], 1, 280) end end
-          end
-          publish(k_agent_channel(a.login), {e = 'offer', sid = sid, topic = t.id, lang = lang,
-            waited_ms = waited, expires_ms = offer_ms, preview = preview})
-          publish(k_session_channel(sid), {e = 'offered', sid = sid})
+        redis.call('ZREM', queue, sid)
+        a.load = a.load + weight
+        hold(a, sid)
+        if redis.call('ZSCORE', R.available, a.login) then
+          redis.call('ZADD', R.available, a.load, a.login)
         end
+        put_agent(a.login, stored(a))
+        free_total = free_total - weight
+        matches = matches + 1
+        if not route.order then route.order = redis.call('INCR', R.offer_order) end
+        if direct then
+          move(route, 'assign')
+          route.agent, route.name, route.assigned_at = a.login, a.name or a.login, NOW
+          emit('a', a.login, {e = 'assigned', sid = sid, at = NOW})
+        else
+          move(route, 'offer')
+          route.offer_agent, route.deadline, route.offered_at = a.login, NOW + offer_ms, NOW
+          redis.call('ZADD', R.offers, route.deadline, sid)
+          emit('a', a.login, {e = 'offer', sid = sid, topic = t.id, lang = route.lang,
+                              waited_ms = waited, expires_ms = offer_ms,
+                              preview = route.preview or ''})
+        end
+        put_route(sid, route)
+        sync(sid, route, '')
       end
     end
   end

@@ -1,20 +1,20 @@
+-- family: routing
 -- An agent sets their availability. Available agents are scored by load for matching.
--- KEYS: none
--- ARGV: P, NOW, login, status ('available'|'away'), capacity, langs (space-separated),
+-- KEYS: the routing state (keys.ROUTING), then one queue per topic
+-- ARGV: mode, topics, login, status ('available'|'away'), capacity, langs (space-separated),
 --       topics (space-separated, '' for all), display name
 -- Returns: {status, load, capacity}
 local login, status, cap, langs, topics, name =
-  ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8]
-local akey = k_agent(login)
-redis.call('HSET', akey, 'status', status, 'cap', cap, 'langs', langs, 'topics', topics,
-           'name', name)
-local load = tonumber(hget(akey, 'load') or '0')
-if not hget(akey, 'load') then redis.call('HSET', akey, 'load', 0) end
-redis.call('ZADD', k_agents_seen(), NOW, login)
+  ARGV[3], ARGV[4], tonumber(ARGV[5]), ARGV[6], ARGV[7], ARGV[8]
+local a = get_agent(login) or {held = {}, load = 0}
+a.status, a.cap, a.langs, a.topics, a.name = status, cap, langs, topics, name
+a.load = tonumber(a.load) or 0
+put_agent(login, a)
+redis.call('ZADD', R.agents_seen, NOW, login)
 if status == 'available' then
-  redis.call('ZADD', k_available(), load, login)
+  redis.call('ZADD', R.available, a.load, login)
 else
-  redis.call('ZREM', k_available(), login)
+  redis.call('ZREM', R.available, login)
 end
-publish(k_agent_channel(login), {e = 'status', status = status, load = load, cap = tonumber(cap)})
-return {status, load, tonumber(cap)}
+emit('a', login, {e = 'status', status = status, load = a.load, cap = cap})
+return {status, a.load, cap}

@@ -1,0 +1,31 @@
+-- family: chat
+-- Tells a chat's own hash what a routing script decided (its state, who holds it), once per
+-- version of the routing record, appends the system message that goes with it, and tells the
+-- visitor. The routing record is the truth; this copy is what writes are checked against, so
+-- until this runs the previous holder may still write (a few ms; if the process died, until
+-- the repair runs: docs/operations.md, "Interrupted operations").
+-- KEYS: a chat's (keys.SESSION)
+-- ARGV: mode, sid, version, state, agent, agent name, assigned at, topic, note ('' |
+--       'transferred' | 'agent_gone'), previous agent, text fr, text en
+-- Returns: 'ok', 'old' (this version or a newer one was told already), 'closed', 'gone'
+local sid, ver, state, agent, name, assigned_at, topic, note, prev_agent, text_fr, text_en =
+  ARGV[2], tonumber(ARGV[3]), ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8], ARGV[9], ARGV[10],
+  ARGV[11], ARGV[12]
+local cur, rv, lang = unpack(redis.call('HMGET', S.hash, 'state', 'rv', 'lang'))
+if not cur then return 'gone' end
+if cur == 'closed' then return 'closed' end
+if ver <= (tonumber(rv) or 0) then return 'old' end
+redis.call('HSET', S.hash, 'state', state, 'agent', agent, 'agent_name', name, 'topic', topic,
+           'assigned_at', assigned_at, 'rv', ver)
+if prev_agent ~= '' then redis.call('HSET', S.hash, 'prev_agent', prev_agent) end
+if note ~= '' then
+  append_msg(sid, 'system', lang == 'en' and text_en or text_fr, '', '')
+end
+if state == 'active' then
+  publish(S.channel, {e = 'assigned', sid = sid, agent = agent, name = name})
+elseif state == 'queued' then
+  publish(S.channel, {e = 'queued', sid = sid, topic = topic})
+elseif state == 'offered' then
+  publish(S.channel, {e = 'offered', sid = sid})
+end
+return 'ok'

@@ -1,0 +1,81 @@
+"""What the store reads back: messages and notes as stored, routing records, transcripts."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import msgpack
+
+READ_PAGE = 500  # entries per read: no single Redis call works through a whole long list
+HISTORY_PAGE = 200  # messages an `assigned` carries; later ones follow as `msg` frames
+COUNTER_WINDOW_S = 3700  # an hourly counter lives a little over its hour
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """One message of a session's stream, as stored."""
+
+    seq: int
+    sender: str
+    text: str
+    ts: int
+    cid: str
+
+
+@dataclass(frozen=True, slots=True)
+class NoteEntry:
+    nseq: int
+    agent: str
+    text: str
+    ts: int
+    cid: str
+
+
+def unpack(raw: Any) -> dict[str, Any]:
+    """A record as Lua's cmsgpack packed it (read through a client that decodes replies with
+    surrogate escapes: back to bytes first)."""
+    data = raw.encode("utf-8", "surrogateescape") if isinstance(raw, str) else raw
+    return msgpack.unpackb(data, raw=False)  # type: ignore[no-any-return]
+
+
+def transcript_head(sid: str, info: dict[str, str]) -> dict[str, Any]:
+    """A chat's facts as exported and as shown read-only (``messages`` and ``notes`` follow,
+    read page by page)."""
+    out: dict[str, Any] = {"session": sid}
+    for field in ("state", "topic", "lang", "created", "assigned_at", "closed_at", "by",
+                  "reason", "disposition", "rating", "comment", "agent", "prev_agent"):
+        value = info.get(field)
+        if value not in (None, ""):
+            out[field] = int(value) if field in ("created", "assigned_at", "closed_at",
+                                                 "rating") else value
+    return out
+
+
+def message_of(e: Entry) -> dict[str, Any]:
+    return {"seq": e.seq, "from": e.sender, "text": e.text, "ts": e.ts}
+
+
+def note_of(n: NoteEntry) -> dict[str, Any]:
+    return {"nseq": n.nseq, "from_agent": n.agent, "text": n.text, "ts": n.ts}
+
+
+def _visible(seq: Any, durable: Any) -> int:
+    """The last number that may be shown: what reached the replicas (``dseq``, kept by the
+    scripts; a chat from before it existed has only ``seq``)."""
+    return int(durable if durable is not None else (seq or 0))
+
+
+def _pairs(rows: list[Any]) -> list[Any]:
+    """Stream entries as a script returns them ([id, [field, value, ...]]) as XRANGE gives them."""
+    return [(i, dict(zip(f[::2], f[1::2]))) for i, f in rows]
+
+
+def _entries(rows: list[Any]) -> list[Entry]:
+    return [Entry(int(i.split("-", 1)[1]), f["from"], f["text"], int(f["ts"]), f.get("cid", ""))
+            for i, f in rows]
+
+
+def _notes(rows: list[Any]) -> list[NoteEntry]:
+    return [NoteEntry(int(i.split("-", 1)[1]), f["agent"], f["text"], int(f["ts"]), f.get("cid", ""))
+            for i, f in rows]

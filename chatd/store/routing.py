@@ -1,0 +1,253 @@
+"""Queues, offers and gendarmes: the chat's way from `start` to a gendarme and to its end.
+
+Part of ``Store`` (store.py says how an operation that spans slots is ordered). Each routing
+change is one routing script (the ``{m}`` slot), then the chats' hashes, then the events.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from typing import TYPE_CHECKING, Any, Iterable
+
+from ..config import Topic
+from .records import COUNTER_WINDOW_S, READ_PAGE, unpack
+
+if TYPE_CHECKING:
+    from .store import Store
+
+PENDING_GRACE_MS = 10_000  # a chat still pending after this was cut short: the repair acts
+
+
+class Routing:
+    # -- a new chat -----------------------------------------------------------------------------
+
+    async def create_session(self: Store, sid: str, vid: str, topic: Topic, lang: str,
+                             text: str | None, ip: str, per_token: int, per_ip: int
+                             ) -> tuple[str, int, str, str]:
+        """Admission and creation. Returns ('ok', queue position, '', ''), or
+        ('blocked' | 'rate_token' | 'rate_ip', 0, '', ''), or ('conflict', 0, the open chat's
+        id, its topic): the visitor's chat (a retried `start` whose answer was lost)."""
+        for _ in range(2):
+            verdict = await self._admit(sid, vid, per_token)
+            if verdict[0] != "conflict":
+                break
+            other = str(verdict[1])
+            route = (await self.routes([other]))[0]
+            if route is not None:
+                if route["st"] == "pending":  # cut short by a process's death: finish it
+                    await self._finish(other, route, text or "")
+                return "conflict", 0, other, str(route["topic"])
+            closed = (await self.redis.hget(self.keys.session(other), "state")) in (None, "closed")
+            if not closed:
+                topic_now = await self.redis.hget(self.keys.session(other), "topic")
+                return "conflict", 0, other, str(topic_now)
+            await self._release_visitor(vid, other, "-")  # a stale claim: the chat is over
+        else:
+            return "conflict", 0, "", ""
+        if verdict[0] != "ok":
+            return str(verdict[0]), 0, "", ""
+        earlier, prev = verdict[1], verdict[2]
+        address = self.keys.ip_counter(hashlib.sha256(ip.encode()).hexdigest()[:20], self._hour())
+        n = (await self.scripts.run("count", [address], COUNTER_WINDOW_S)).result
+        if int(n) > per_ip:
+            await self._release_visitor(vid, sid, "")
+            return "rate_ip", 0, "", ""
+        status, created = await self._route("route_create", sid, vid, topic.id, lang,
+                                            topic.priority, topic.weight)
+        status, preview = await self._chat("session_create", sid, vid, topic.id, lang, created,
+                                           earlier, prev, text or "")
+        position = await self._route("route_enqueue", sid, preview)
+        return "ok", int(position), "", ""
+
+    def _hour(self: Store) -> int:
+        return self.now_ms() // 3_600_000
+
+    async def _admit(self: Store, sid: str, vid: str, per_token: int) -> list[Any]:
+        keys = self._visitor_keys(vid)
+        return list((await self.scripts.run("admit", keys, sid, per_token,
+                                            COUNTER_WINDOW_S)).result)
+
+    def _visitor_keys(self: Store, vid: str) -> list[str]:
+        k = self.keys
+        return [k.visitor(vid), k.visitor_sessions(vid), k.blocked(vid),
+                k.token_counter(vid, self._hour())]
+
+    async def _release_visitor(self: Store, vid: str, sid: str, summary: str) -> None:
+        """visitor_release.lua: ``summary`` '' undoes a claim, '-' only frees the visitor's
+        open chat, else records how it ended."""
+        await self.scripts.run("visitor_release", self._visitor_keys(vid), sid, summary,
+                               self.longest_retention())
+
+    async def _finish(self: Store, sid: str, route: dict[str, Any], text: str) -> int:
+        """Steps 2 and 3 of a new chat, for one that a dead process left pending."""
+        _, preview = await self._chat("session_create", sid, route["visitor"], route["topic"],
+                                      route["lang"], route["created"], 0, "", text)
+        return int(await self._route("route_enqueue", sid, preview))
+
+    # -- closing --------------------------------------------------------------------------------
+
+    async def close(self: Store, sid: str, by: str, actor: str, reason: str,
+                    disposition: str = "", rating: int | None = None,
+                    comment: str | None = None) -> str:
+        """Chat hash first (nobody writes any more), then routing, the visitor's record and the
+        closed index. 'ok', 'closed' (already: the rest is done again, harmlessly) or
+        'not_found'."""
+        retention = " ".join([str(self.retention_ms)] + [
+            f"{t}={self.retention_of(t)}" for t in self.topics])
+        res = await self._chat("session_close", sid, by, actor, reason, disposition,
+                               retention, rating or "", comment or "")
+        if res[0] == "not_found":
+            return "not_found"
+        await self.finish_close(sid, str(res[1]), str(res[2]), int(res[3] or 0), reason,
+                                disposition)
+        return str(res[0])
+
+    async def finish_close(self: Store, sid: str, vid: str, topic: str, closed_at: int,
+                           reason: str, disposition: str) -> None:
+        await self._route("route_close", sid)
+        await self._release_visitor(vid, sid, f"{closed_at}|{topic}|{reason}|{disposition}")
+        await self.redis.zadd(self.keys.closed, {sid: closed_at})
+
+    # -- matching and offers --------------------------------------------------------------------
+
+    async def match(self: Store, max_matches: int = 200) -> int:
+        s = self.settings
+        return int(await self._route(
+            "match", int(s.offer_timeout * 1000), 1 if s.assign_mode == "direct" else 0,
+            int(s.lang_fallback * 1000), int(s.offer_timeout * 1000), max_matches))
+
+    async def accept(self: Store, sid: str, login: str, name: str) -> str:
+        return str(await self._route("accept", sid, login, name))
+
+    async def decline(self: Store, sid: str, login: str) -> str:
+        return str(await self._route("decline", sid, login))
+
+    async def expire_offers(self: Store) -> int:
+        return int(await self._route("expire_offers"))
+
+    async def transfer(self: Store, sid: str, login: str, to_agent: str | None,
+                       to_topic: Topic | None) -> str:
+        return str(await self._route(
+            "transfer", sid, login, to_agent or "", to_topic.id if to_topic else "",
+            to_topic.priority if to_topic else 0, to_topic.weight if to_topic else 1,
+            int(self.settings.offer_timeout * 1000)))
+
+    # -- gendarmes ------------------------------------------------------------------------------
+
+    async def heartbeat(self: Store, logins: list[str], visitor_sids: list[str]) -> list[str]:
+        """Agents first, then the visitors' sessions, at most READ_PAGE names per call."""
+        back: list[str] = []
+        for i in range(0, max(1, len(logins)), READ_PAGE):
+            page = logins[i:i + READ_PAGE]
+            back += await self._route("heartbeat", len(page), *page)
+        for i in range(0, len(visitor_sids), READ_PAGE):
+            await self._route("heartbeat", 0, *visitor_sids[i:i + READ_PAGE])
+        return back
+
+    async def agent_online(self: Store, login: str, capacity: int, langs: Iterable[str],
+                           topics: Iterable[str], name: str) -> tuple[str, list[dict[str, Any]]]:
+        status, flat = await self._route("agent_online", login, capacity, " ".join(langs),
+                                         " ".join(topics), name)
+        sids = flat[::4]
+        seqs = await self.last_seqs(sids)
+        sessions = [{"session": flat[i], "state": flat[i + 1], "topic": flat[i + 2],
+                     "last_seq": seq, "assigned_at": int(flat[i + 3] or 0)}
+                    for i, seq in zip(range(0, len(flat), 4), seqs)]
+        return str(status), sessions
+
+    async def set_status(self: Store, login: str, status: str, capacity: int,
+                         langs: Iterable[str], topics: Iterable[str], name: str
+                         ) -> tuple[str, int, int]:
+        st, load, cap = await self._route("status", login, status, capacity, " ".join(langs),
+                                          " ".join(topics), name)
+        return str(st), int(load), int(cap)
+
+    async def reap(self: Store) -> list[int]:
+        """Liveness (reap.lua); the chats whose visitor left past their grace are closed here,
+        chat first."""
+        s = self.settings
+        gone, requeued, left = await self._route(
+            "reap", int(s.heartbeat_ttl * 1000), int(s.agent_grace * 1000),
+            int(s.visitor_grace * 1000))
+        await asyncio.gather(*(self.close(sid, "system", "", "visitor_left") for sid in left))
+        return [int(gone), int(requeued), len(left)]
+
+    # -- what the queues look like --------------------------------------------------------------
+
+    async def queue_positions(self: Store, entries: list[tuple[str, str]]) -> list[int | None]:
+        """1-based positions of (topic, sid) pairs among waiting visitors of their topic: a
+        ZRANK each (O(log n): no read of the whole line, however long it is), pipelined in
+        batches."""
+        out: list[int | None] = []
+        for i in range(0, len(entries), READ_PAGE):
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for topic, sid in entries[i:i + READ_PAGE]:
+                    pipe.zrank(self.keys.queue(topic), sid)
+                ranks = await pipe.execute()
+            out += [None if r is None else int(r) + 1 for r in ranks]
+        return out
+
+    async def queue_stats(self: Store, topics: list[str]
+                          ) -> tuple[dict[str, int], dict[str, int], int, int]:
+        """For the supervisors' page: visitors waiting per topic, when the first in each line
+        arrived (epoch ms, topics with someone waiting), open chats, offers pending."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for t in topics:
+                pipe.zcard(self.keys.queue(t))
+                pipe.zrange(self.keys.queue(t), 0, 0)
+            pipe.zcard(self.keys.open)
+            pipe.zcard(self.keys.offers)
+            res = await pipe.execute()
+        waiting = {t: int(res[2 * i]) for i, t in enumerate(topics)}
+        heads = {t: res[2 * i + 1][0] for i, t in enumerate(topics) if res[2 * i + 1]}
+        routes = await self.routes(list(heads.values()))
+        oldest = {t: int(r["created"]) for t, r in zip(heads, routes) if r}
+        return waiting, oldest, int(res[-2]), int(res[-1])
+
+    async def handling_ms(self: Store) -> dict[str, int]:
+        raw = await self.redis.hgetall(self.keys.handling)
+        return {k: int(v) for k, v in raw.items()}
+
+    async def agents(self: Store, logins: list[str]) -> list[dict[str, Any] | None]:
+        """The gendarmes' records (None: never seen)."""
+        if not logins:
+            return []
+        raws = await self.redis.hmget(self.keys.agents, logins)
+        return [None if raw is None else unpack(raw) for raw in raws]
+
+    async def capacity_online(self: Store) -> int:
+        """Total capacity of available agents: the denominator of queue ETAs."""
+        logins = await self.redis.zrange(self.keys.available, 0, -1)
+        return sum(int(a.get("cap") or 0) for a in await self.agents(logins) if a)
+
+    async def agent_states(self: Store, logins: list[str]) -> list[tuple[str, int, int]]:
+        """Live (status, load, capacity) of each login; ``offline`` when never seen."""
+        return [(str(a.get("status") or "offline"), int(a.get("load") or 0),
+                 int(a.get("cap") or 0)) if a else ("offline", 0, 0)
+                for a in await self.agents(logins)]
+
+    async def agent_view(self: Store, logins: list[str], credentials: list[str]
+                         ) -> tuple[dict[str, list[dict[str, Any]]], list[bool]]:
+        """Each agent's chats as the routing state says (offered to them, or theirs), and
+        whether each credential (a login token's digest; '' for none) is still valid."""
+        records = await self.agents(logins)
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for digest in credentials:
+                if digest:
+                    pipe.exists(self.keys.token(digest))
+            found = iter(await pipe.execute())
+        valid = [bool(next(found)) if digest else True for digest in credentials]
+        pairs = [(login, sid) for login, a in zip(logins, records) if a
+                 for sid in a.get("held") or ()]
+        routes = await self.routes([sid for _, sid in pairs])
+        views: dict[str, list[dict[str, Any]]] = {}
+        for (login, sid), r in zip(pairs, routes):
+            if r is None:
+                continue
+            views.setdefault(login, []).append({
+                "session": sid, "state": r["st"], "offer_agent": r.get("offer_agent") or "",
+                "agent": r.get("agent") or "", "topic": r["topic"], "lang": r["lang"],
+                "created": int(r["created"]), "deadline": int(r.get("deadline") or 0),
+                "assigned_at": int(r.get("assigned_at") or 0)})
+        return views, valid

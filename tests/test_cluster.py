@@ -1,0 +1,181 @@
+"""Redis Cluster: chats sharded over every primary, sharded pub/sub, a primary's SIGKILL during
+a conversation, and operations cut short between their steps (docs/operations.md, "Redis
+Cluster", "Interrupted operations"). A real cluster of Debian's redis-server 7: three
+primaries with one replica each, made with ``redis-cli --cluster create``."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+import time
+from typing import AsyncIterator
+
+import pytest
+
+from chatd.config import Settings
+from chatd.store import open_store
+from conftest import PASSWORD, make_agent, make_visitor, start_chat
+from harness import Chatd, RedisServer, eventually, new_prefix, run
+from loadtest.topology import Cluster
+from test_faults import Side, check, serve, transcript
+
+pytestmark = [pytest.mark.asyncio, pytest.mark.slow]
+
+
+@pytest.fixture
+async def cluster() -> AsyncIterator[Cluster]:
+    async with Cluster() as topo:
+        yield topo  # type: ignore[misc]
+
+
+@pytest.fixture
+async def servers() -> AsyncIterator[list[Chatd]]:
+    started: list[Chatd] = []
+    yield started
+    await asyncio.gather(*(s.stop() for s in started))
+
+
+def node_keys(node_port: int, pattern: str) -> list[str]:
+    import redis
+
+    r = redis.Redis(port=node_port, decode_responses=True)
+    try:
+        return list(r.scan_iter(pattern, count=1000))
+    finally:
+        r.close()
+
+
+async def test_chats_spread_over_every_primary_and_the_admin_commands_work(
+        cluster: Cluster, servers: list[Chatd]) -> None:
+    prefix = new_prefix()
+    server = await serve(servers, cluster.url, prefix, env={"CHATD_TICK": "0.2"})
+    env = {**os.environ, "CHATD_KEY_PREFIX": prefix, "CHATD_REDIS_URL": cluster.url}
+    r = await run([sys.executable, "-m", "chatd", "agents", "add", "leroy",
+                   "--name", "Maréchal des logis Leroy", "--capacity", "20",
+                   "--password-stdin"], stdin=PASSWORD + "\n", env=env)
+    assert r.returncode == 0, r.stderr
+    agent = await make_agent(server, cluster.url, login="leroy", create=False)
+    sids = []
+    for i in range(12):
+        v = await make_visitor(server)
+        sid = await start_chat(v, text=f"citoyen {i}")
+        await agent.recv("offer", session=sid, timeout=10)
+        await agent.send({"type": "accept", "session": sid})
+        await v.recv("assigned", session=sid)
+        await v.send({"type": "send", "session": sid, "cid": "1", "text": "merci"})
+        await agent.recv("msg", session=sid, cid="1")  # sharded pub/sub, whichever shard
+        sids.append(sid)
+    holders = {n.name: [s for s in sids if node_keys(n.port, f"{prefix}:s:{{{s}}}")]
+               for n in cluster.primary_nodes()}
+    assert len(holders) == 3 and all(holders.values()), holders  # every primary holds chats
+    assert sum(len(v) for v in holders.values()) == 12
+    await agent.send({"type": "close", "session": sids[0], "disposition": "answered"})
+    await agent.recv("closed", session=sids[0])
+    exported = await run([sys.executable, "-m", "chatd", "export"], env=env)
+    assert sids[0] in exported.stdout and "citoyen 0" in exported.stdout
+
+
+async def test_a_chat_goes_on_across_a_primarys_sigkill_and_nothing_acknowledged_is_lost(
+        cluster: Cluster, servers: list[Chatd]) -> None:
+    """CHATD_ACK_REPLICAS=1 on a cluster: the primary that serves the chat is killed in the
+    middle of a conversation, with replication stalled so that writes pile up on it alone;
+    its replica takes over its slots; the old primary comes back as a replica."""
+    prefix = new_prefix()
+    env = {"CHATD_ACK_REPLICAS": "1", "CHATD_TICK": "0.2", "CHATD_HEARTBEAT_TTL": "6"}
+    a = await serve(servers, cluster.url, prefix, env=env)
+    b = await serve(servers, cluster.url, prefix, env=env)
+    agent = await make_agent(b, cluster.url)
+    v = await make_visitor(a)
+    sid = await start_chat(v, text="Bonjour")
+    await agent.recv("offer", session=sid, timeout=10)
+    await agent.send({"type": "accept", "session": sid})
+    await agent.recv("assigned", session=sid)
+    visitor = Side("visitor", a, v, sid, v.token)  # type: ignore[attr-defined]
+    gendarme = Side("agent", b, agent, sid, agent.token)  # type: ignore[attr-defined]
+    deadline = time.monotonic() + 120
+    store = open_store(cluster.url, Settings(key_prefix=prefix))
+    victim_port = store.redis.get_node_from_key(store.keys.session(sid)).port
+    await store.aclose()
+    victim = next(n for n in cluster.nodes if cluster.front.get(n.port) == victim_port)
+
+    async def talk(side: Side, n: int) -> None:
+        for i in range(n):
+            await side.say(f"{side.role[0]}{i}", f"{side.role} {i}", deadline)
+            await asyncio.sleep(0.05)
+
+    async def fault() -> None:
+        await asyncio.sleep(1.5)
+        cluster.freeze(internal=True)  # replication stalls: acks that did not wait would be lost
+        await asyncio.sleep(0.5)
+        victim.kill()
+        await victim.wait_exit()
+        await eventually(cluster._covered, 30)
+        await cluster.restart(victim)
+
+    await asyncio.gather(talk(visitor, 50), talk(gendarme, 50), fault())
+    last = max(max(visitor.acked.values()), max(gendarme.acked.values()))
+    for side in (visitor, gendarme):
+        await side.caught_up(last, 30)
+    check([visitor, gendarme], await transcript(cluster.url, prefix, sid))
+    assert len(visitor.acked) == len(gendarme.acked) == 50
+
+
+async def test_a_death_between_two_steps_is_finished_by_the_repair(
+        redis_server: RedisServer, servers: list[Chatd], prefix: str) -> None:
+    """What a process that dies between two steps leaves: a new chat only pending in the
+    routing state; a close done in the chat's hash only; an acceptance the chat's hash never
+    heard of. Each is made here with the store's own steps, as the dead process made it; a
+    running chatd finishes each by itself."""
+    server = await serve(servers, redis_server.url, prefix, env={"CHATD_TICK": "0.2"})
+    agent = await make_agent(server, redis_server.url, capacity=5)
+    store = open_store(redis_server.url, Settings(key_prefix=prefix))
+    try:
+        general = store.topics["general"]
+        # 1. a new chat cut short after its routing record and its hash: never queued
+        await store._route("route_create", "cut1", "vcut1", "general", "fr", general.priority,
+                           general.weight)
+        route = (await store.routes(["cut1"]))[0]
+        await store._chat("session_create", "cut1", "vcut1", "general", "fr", route["created"],
+                          0, "", "coupé")
+        offer = await agent.recv("offer", session="cut1", timeout=20)  # the repair queued it
+        assert offer.get("preview") in (None, "coupé")
+        # 2. a new chat cut short before its hash: dropped, and its visitor freed
+        await store._admit("cut2", "vcut2", 10)
+        await store._route("route_create", "cut2", "vcut2", "general", "fr", general.priority,
+                           general.weight)
+
+        async def dropped() -> bool:
+            return (await store.routes(["cut2"]))[0] is None
+        assert await eventually(dropped, 20)
+        assert await store.redis.hget(store.keys.visitor("vcut2"), "open") in (None, "")
+        # 3. a close that reached the chat's hash only: its gendarme's slot is given back
+        v = await make_visitor(server)
+        sid = await start_chat(v)
+        await agent.recv("offer", session=sid, timeout=10)
+        await agent.send({"type": "accept", "session": sid})
+        await agent.recv("assigned", session=sid)
+        _, load, _ = (await store.agent_states([agent.login]))[0]  # type: ignore[attr-defined]
+        await store._chat("session_close", sid, "system", "", "visitor_left", "",
+                          str(store.retention_ms), "", "")
+
+        async def released() -> bool:
+            return (await store.routes([sid]))[0] is None and (
+                await store.agent_states([agent.login]))[0][1] < load  # type: ignore[attr-defined]
+        assert await eventually(released, 20)
+        assert await store.redis.zscore(store.keys.closed, sid) is not None
+        # 4. an acceptance whose chat's hash was never told: the gendarme could not write
+        v2 = await make_visitor(server)
+        sid2 = await start_chat(v2)
+        offer = await agent.recv("offer", session=sid2, timeout=10)
+        reply = await store.scripts.run("accept", store.routing_keys, store.topic_list, sid2,
+                                        agent.login, "Gendarme")  # type: ignore[attr-defined]
+        assert reply.result == "ok" and reply.syncs  # ... and the process died here
+
+        async def told() -> bool:
+            return (await store.session(sid2)).get("agent") == agent.login  # type: ignore[attr-defined]
+        assert await eventually(told, 25)
+        await v2.recv("assigned", session=sid2, timeout=5)
+        assert "interrupted operation" in server.output()
+    finally:
+        await store.aclose()
