@@ -136,6 +136,7 @@ class Topology:
                 "--protected-mode", "no", "--bind-source-addr", "127.0.0.2",
                 "--dir", str(node_dir), "--appendonly", "yes", "--appendfsync", "everysec",
                 "--save", "", "--maxclients", "20000", "--repl-timeout", "5",
+                "--repl-diskless-sync-delay", "0",
                 "--replica-announce-ip", "127.0.0.1",
                 "--replica-announce-port", str(self.front.get(port, port)),
                 *extra]
@@ -397,7 +398,7 @@ class Cluster(Topology):
         live = [n for n in self.nodes if n.alive()]
         if not all("cluster_state:ok" in self._info(n, "CLUSTER", "INFO") for n in live):
             return False
-        return all("connected_slaves:1" in self._info(n, "INFO", "replication")
+        return all("state=online" in self._info(n, "INFO", "replication")
                    for n in self.primary_nodes())
 
     def primary_nodes(self) -> list[Node]:

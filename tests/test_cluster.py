@@ -62,6 +62,7 @@ async def test_chats_spread_over_every_primary_and_the_admin_commands_work(
         sid = await start_chat(v, text=f"citoyen {i}")
         await agent.recv("offer", session=sid, timeout=10)
         await agent.send({"type": "accept", "session": sid})
+        await agent.recv("assigned", session=sid)
         await v.recv("assigned", session=sid)
         await v.send({"type": "send", "session": sid, "cid": "1", "text": "merci"})
         await agent.recv("msg", session=sid, cid="1")  # sharded pub/sub, whichever shard
@@ -95,6 +96,7 @@ async def test_a_chat_goes_on_across_a_primarys_sigkill_and_nothing_acknowledged
     gendarme = Side("agent", b, agent, sid, agent.token)  # type: ignore[attr-defined]
     deadline = time.monotonic() + 120
     store = open_store(cluster.url, Settings(key_prefix=prefix))
+    await store.redis.initialize()
     victim_port = store.redis.get_node_from_key(store.keys.session(sid)).port
     await store.aclose()
     victim = next(n for n in cluster.nodes if cluster.front.get(n.port) == victim_port)
