@@ -90,7 +90,7 @@ class Matcher:
                 if now - self._positions_at >= POSITIONS_EVERY:  # not every tick if ticks are fast
                     self._positions_at = now
                     await self._send_positions()
-                self.hub.close_idle(now, self.settings.idle_timeout)
+                self.hub.idle.sweep(now, self.settings.idle_timeout)
                 if now >= self._repair_at:
                     self._repair_at = now + REPAIR_EVERY
                     if await self.store.claim_repair(REPAIR_EVERY):

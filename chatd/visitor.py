@@ -78,8 +78,9 @@ class VisitorHandlers:
                 continue
             sid = s["session"]
             await self.hub.attach(conn, sid, None)
-            if s["state"] == "queued":
-                conn.waiting[sid] = s["topic"]
+            # waiting for a gendarme, or one has it: either way the reconcile below tells
+            # this connection who answers (`assigned` with the name) once they do
+            conn.waiting[sid] = s["topic"]
             after = resume.after if resume is not None and resume.session == sid else s["last_seq"]
             self.hub.start_from(conn, sid, min(after, s["last_seq"]))
         # anything that happened between reading the sessions and subscribing

@@ -25,6 +25,7 @@ CHECKED = ("lost", "duplicated", "reordered", "taken_back", "double_assigned", "
     ("single", "restart-redis"),
     ("sentinel", "kill-primary"),
     ("sentinel", "freeze"),
+    ("cluster", "kill-primary"),
 ])
 def test_chaos(tmp_path: Path, topology: str, fault: str) -> None:
     out = tmp_path / "chaos.json"
@@ -36,5 +37,5 @@ def test_chaos(tmp_path: Path, topology: str, fault: str) -> None:
     assert r.returncode == 0, r.stderr[-3000:]
     assert {k: report[k] for k in CHECKED} == {k: 0 for k in CHECKED}
     assert report["faults_injected"] >= 1 and report["messages_acknowledged"] > 20
-    assert report["ack_replicas"] == (1 if topology == "sentinel" else 0)
+    assert report["ack_replicas"] == (0 if topology == "single" else 1)
     assert (tmp_path / "chaos.png").stat().st_size > 1000
