@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from conftest import make_agent, make_visitor, start_chat
+from conftest import create_account, make_agent, make_visitor, start_chat
 from harness import ROOT, Chatd, Client
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.browser]
@@ -59,7 +59,7 @@ async def test_the_whole_citizen_flow(browser: Any, server: Chatd, redis_server:
     await start_from_widget(page, "scam", "Bonjour, j'ai reçu un SMS frauduleux")
     assert await page.title() == "Informations pratiques"  # neutral while chatting
     sid = await accept_next(agent)
-    await w(page, "status").filter(has_text="Un gendarme vous répond").wait_for()
+    await w(page, "status").filter(has_text="vous répond").wait_for()
     first = w(page, "message", data_from="visitor").filter(has_text="SMS frauduleux")
     assert await first.count() == 1  # the first message is shown, once
     await agent.send({"type": "typing", "session": sid, "on": True})
@@ -83,8 +83,11 @@ async def test_the_whole_citizen_flow(browser: Any, server: Chatd, redis_server:
     await page.locator("label[for=chatd-star-5]").click()
     await page.get_by_role("button", name="Envoyer mon avis").click()
     await page.get_by_text("Merci pour votre avis").wait_for()
+    await page.get_by_role("button", name="Télécharger la conversation").click()
+    # saving a file on this device is said first: nothing is written before the yes
+    await page.get_by_text("sera enregistrée dans un fichier sur cet appareil").wait_for()
     async with page.expect_download() as info:
-        await page.get_by_role("button", name="Télécharger la conversation").click()
+        await page.get_by_role("button", name="Enregistrer sur cet appareil").click()
     path = await (await info.value).path()
     text = Path(path).read_text(encoding="utf-8")
     assert "Bonjour, j'ai reçu un SMS frauduleux" in text and "Ne cliquez pas" in text
@@ -100,9 +103,10 @@ async def test_user_text_is_never_html(browser: Any, server: Chatd, redis_server
     await agent.send({"type": "send", "session": sid, "cid": "x",
                       "text": '<img src=x onerror="window.pwned=1">javascript:alert(1)'})
     await w(page, "message", data_from="agent").filter(has_text="<img src=x").wait_for()
-    shadow_imgs = await page.evaluate(
-        "document.getElementById('chatd-widget').shadowRoot.querySelectorAll('img, b, a').length")
-    assert shadow_imgs == 0
+    root = "document.getElementById('chatd-widget').shadowRoot"
+    assert await page.evaluate(f"{root}.querySelectorAll('img, b').length") == 0
+    # the widget's own links (17, 112, 114 in the notice) are not in messages
+    assert await page.evaluate(f"{root}.querySelectorAll('[data-chatd=message] a').length") == 0
     assert await page.evaluate("window.pwned === undefined")
 
 
@@ -128,7 +132,7 @@ async def test_messages_typed_while_the_server_is_down_arrive_once(chatd_factory
     page = await open_widget(browser, server)
     await start_from_widget(page, "theft", "Mon vélo a été volé")
     sid = await accept_next(agent)
-    await w(page, "status").filter(has_text="Un gendarme vous répond").wait_for()
+    await w(page, "status").filter(has_text="vous répond").wait_for()
     await server.kill()  # the citizen's server process dies
     await w(page, "status").filter(has_text="Connexion perdue").wait_for()
     for text in ("C'était devant la gare", "Il est bleu"):
@@ -173,7 +177,7 @@ async def test_quick_exit_clears_everything_and_the_agent_sees_it(browser: Any, 
     page = await open_widget(browser, server)
     await start_from_widget(page, "violence", "J'ai besoin d'aide")
     sid = await accept_next(agent)
-    await w(page, "status").filter(has_text="Un gendarme vous répond").wait_for()
+    await w(page, "status").filter(has_text="vous répond").wait_for()
     await w(page, "quick-exit").click()
     await page.wait_for_url(EXIT_URL + "**")
     closed = await agent.recv("closed", session=sid)
@@ -286,3 +290,159 @@ async def test_the_host_page_api_and_easy_read_french(browser: Any, server: Chat
     assert await page.evaluate("window.__events") == ["open", "close"]
     assert await page.evaluate("document.getElementById('chatd-widget').shadowRoot.mode") == "open"
     await context.close()
+
+
+# ---- small screens, zoom, large text -------------------------------------------------------
+
+SHADOW = "document.getElementById('chatd-widget').shadowRoot"
+
+
+async def reachable(page: Any, names: list[str]) -> dict[str, str]:
+    """Each named part: its box lies inside the viewport and a tap at its centre lands on it
+    (nothing covers it). Returns what is wrong, by name."""
+    vw, vh = page.viewport_size["width"], page.viewport_size["height"]
+    wrong: dict[str, str] = {}
+    for name in names:
+        part = w(page, name)
+        box = await part.bounding_box()
+        if box is None:
+            wrong[name] = "not shown"
+            continue
+        if box["x"] < 0 or box["y"] < 0 or box["x"] + box["width"] > vw + 0.5 or box["y"] + box["height"] > vh + 0.5:
+            wrong[name] = f"outside the viewport: {box}"
+            continue
+        x, y = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+        hit = await page.evaluate(
+            f"([x, y, n]) => {{ const e = {SHADOW}.elementFromPoint(x, y); "
+            "return !!e && !!e.closest('[data-chatd=\"' + n + '\"]'); }", [x, y, name])
+        if not hit:
+            wrong[name] = "covered"
+    return wrong
+
+
+async def one_line_header(page: Any) -> bool:
+    """The header's parts sit on one line and it is no taller than one button and its padding."""
+    return bool(await page.evaluate(f"""() => {{
+        const h = {SHADOW}.querySelector('header');
+        const kids = Array.from(h.children).filter(k => k.getClientRects().length);
+        const mids = kids.map(k => {{ const r = k.getBoundingClientRect(); return r.top + r.height / 2; }});
+        const tallest = Math.max(...kids.map(k => k.getBoundingClientRect().height));
+        return Math.max(...mids) - Math.min(...mids) < 3 && h.getBoundingClientRect().height < tallest * 1.5;
+    }}"""))
+
+
+async def conversation_share(page: Any) -> float:
+    panel = await w(page, "panel").bounding_box()
+    conv = await w(page, "conversation").bounding_box()
+    assert panel and conv
+    return conv["height"] / panel["height"]
+
+
+SMALL = {
+    # a phone with its keyboard open: what is left of the screen
+    "phone-keyboard": dict(viewport={"width": 375, "height": 420}, has_touch=True, is_mobile=True,
+                           device_scale_factor=2),
+    # 1280 × 800 at 200 % zoom: half as many CSS pixels, each twice as large
+    "zoom-200": dict(viewport={"width": 640, "height": 400}, device_scale_factor=2),
+}
+
+
+@pytest.mark.parametrize("case", sorted(SMALL))
+async def test_small_screens_keep_the_conversation_and_every_control(case: str, browser: Any, server: Chatd,
+                                                                    redis_server: Any) -> None:
+    ARTIFACTS.mkdir(exist_ok=True)
+    agent = await make_agent(server, redis_server.url)
+    context = await browser.new_context(locale="fr-FR", **SMALL[case])
+    page = await context.new_page()
+    await page.goto(server.http + "/")
+    await w(page, "launcher").click()
+    await w(page, "topic").first.wait_for()
+    # the first screen shows the emergency notice in full
+    await w(page, "notice").filter(has_text="n'est pas un numéro d'urgence").wait_for()
+    assert await w(page, "notice-toggle").is_hidden()
+    await page.screenshot(path=str(ARTIFACTS / f"widget-{case}-first.png"))
+    await start_from_widget_here(page, "scam", "Un faux conseiller bancaire m'a appelé")
+    controls = ["quick-exit", "lang", "minimize", "notice-toggle", "end", "input", "send"]
+    # waiting: two lines of queue status
+    assert await one_line_header(page)
+    assert await w(page, "notice").is_hidden()  # folded once it has been shown…
+    assert "17" in await w(page, "notice-toggle").inner_text()  # …to one line that still says 17
+    assert await reachable(page, controls) == {}
+    assert await conversation_share(page) >= 0.5
+    await page.screenshot(path=str(ARTIFACTS / f"widget-{case}-waiting.png"))
+    sid = await accept_next(agent)
+    for i in range(6):
+        await agent.send({"type": "send", "session": sid, "cid": f"a{i}", "text": f"Question {i} : avez-vous donné des codes ?"})
+    await w(page, "message", data_from="agent").filter(has_text="Question 5").wait_for()
+    assert await one_line_header(page)
+    assert await reachable(page, controls) == {}
+    assert await conversation_share(page) >= 0.5
+    # the latest message is in view, above the compose box
+    last = await w(page, "message", data_from="agent").filter(has_text="Question 5").bounding_box()
+    compose = await w(page, "input").bounding_box()
+    assert last and compose and last["y"] + last["height"] <= compose["y"]
+    await page.wait_for_timeout(300)
+    await page.screenshot(path=str(ARTIFACTS / f"widget-{case}-chat.png"))
+    # the emergency notice is one tap away, and folds again
+    await w(page, "notice-toggle").click()
+    await w(page, "notice").filter(has_text="n'est pas un numéro d'urgence").wait_for()
+    assert await w(page, "notice").locator("a[href='tel:17']").count() == 1
+    assert await reachable(page, ["notice", "quick-exit", "input", "send"]) == {}
+    await page.screenshot(path=str(ARTIFACTS / f"widget-{case}-notice.png"))
+    await w(page, "notice-toggle").click()
+    await w(page, "notice").wait_for(state="hidden")
+    await context.close()
+
+
+async def start_from_widget_here(page: Any, topic: str, text: str) -> None:
+    """start_from_widget once the panel is open."""
+    await w(page, "topic", data_topic=topic).click()
+    await w(page, "input").fill(text)
+    await w(page, "send").click()
+    await w(page, "status").filter(has_text="Attente estimée").wait_for()
+
+
+async def font_px(page: Any, name: str) -> float:
+    return float(await page.evaluate(
+        f"n => parseFloat(getComputedStyle({SHADOW}.querySelector('[data-chatd=' + n + ']')).fontSize)", name))
+
+
+async def test_a_large_browser_font_enlarges_the_widget_and_a_small_page_root_does_not_shrink_it(
+        browser: Any, server: Chatd) -> None:
+    ARTIFACTS.mkdir(exist_ok=True)
+
+    async def measure(browser_font: int | None = None, page_root: str | None = None) -> tuple[float, float, Any]:
+        context = await browser.new_context(viewport={"width": 1280, "height": 800}, locale="fr-FR")
+        page = await context.new_page()
+        if browser_font:  # the reader's own setting (chrome://settings/fonts)
+            cdp = await context.new_cdp_session(page)
+            await cdp.send("Page.setFontSizes", {"fontSizes": {"standard": browser_font}})
+        if page_root:  # a host page that sets its own root size, as many sites do
+            async def small_root(route: Any) -> None:
+                response = await route.fetch()
+                await route.fulfill(response=response, body=(await response.text()) + f"html{{font-size:{page_root}}}")
+            await page.route("**/demo.css", small_root)
+        await page.goto(server.http + "/")
+        launcher = await font_px(page, "launcher")
+        await w(page, "launcher").click()
+        await w(page, "topic").first.wait_for()
+        return launcher, await font_px(page, "topic"), page
+
+    base_launcher, base_topic, page = await measure()
+    await page.context.close()
+    big_launcher, big_topic, page = await measure(browser_font=32)
+    assert big_launcher == pytest.approx(2 * base_launcher, rel=0.02)
+    assert big_topic == pytest.approx(2 * base_topic, rel=0.02)
+    assert big_topic >= 28  # 32 px × .9375
+    # with text that large the panel takes the whole screen, and still fits it
+    box = await w(page, "panel").bounding_box()
+    assert box and box["x"] >= 0 and box["y"] >= 0 and box["x"] + box["width"] <= 1280 and box["y"] + box["height"] <= 800
+    assert await one_line_header(page)
+    assert await reachable(page, ["quick-exit", "lang", "minimize"]) == {}
+    await page.screenshot(path=str(ARTIFACTS / "widget-font-32px.png"))
+    await page.context.close()
+    # a page with html{font-size:62.5%} (10 px rem) leaves the widget at the reader's size
+    small_launcher, small_topic, page = await measure(page_root="62.5%")
+    assert await page.evaluate("parseFloat(getComputedStyle(document.documentElement).fontSize)") == 10
+    assert small_launcher == pytest.approx(base_launcher) and small_topic == pytest.approx(base_topic)
+    await page.context.close()
