@@ -4,6 +4,7 @@ real agent on the other side (the protocol test client)."""
 from __future__ import annotations
 
 import asyncio
+import json
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,17 @@ async def open_widget(browser: Any, server: Chatd, width: int = 1280, height: in
         body="<!doctype html><title>Météo</title><p>Météo du jour</p>", content_type="text/html"))
     await page.goto(server.http + "/")
     return page
+
+
+async def host_attributes(context: Any, **attrs: str) -> None:
+    """The host page's options on the widget's script tag (data-lang…), set as the page is
+    parsed, before the deferred widget runs. (Serving a changed page through route.fulfill
+    would make Chromium treat it as a public page and block its connections to 127.0.0.1.)"""
+    await context.add_init_script(
+        "new MutationObserver((m, obs) => {"
+        "  const s = document.querySelector(\"script[src*='widget.js']\");"
+        "  if (s) { Object.assign(s.dataset, " + json.dumps(attrs) + "); obs.disconnect(); }"
+        "}).observe(document, {childList: true, subtree: true});")
 
 
 def w(page: Any, name: str, **attrs: str) -> Any:
@@ -269,14 +281,8 @@ async def test_the_browser_language_chooses_english(browser: Any, server: Chatd)
 
 async def test_the_host_page_api_and_easy_read_french(browser: Any, server: Chatd) -> None:
     context = await browser.new_context(locale="fr-FR")
+    await host_attributes(context, lang="fr-facile")  # the host page asks for easy-to-read French
     page = await context.new_page()
-
-    async def easy_read(route: Any) -> None:  # the host page asks for easy-to-read French
-        response = await route.fetch()
-        body = (await response.text()).replace('data-exit-url=', 'data-lang="fr-facile" data-exit-url=')
-        await route.fulfill(response=response, body=body)
-
-    await page.route(server.http + "/", easy_read)
     await page.goto(server.http + "/")
     await w(page, "launcher").wait_for()
     await page.evaluate("window.__events = []; "
@@ -446,3 +452,94 @@ async def test_a_large_browser_font_enlarges_the_widget_and_a_small_page_root_do
     assert await page.evaluate("parseFloat(getComputedStyle(document.documentElement).fontSize)") == 10
     assert small_launcher == pytest.approx(base_launcher) and small_topic == pytest.approx(base_topic)
     await page.context.close()
+
+
+# ---- safety on every path ------------------------------------------------------------------
+
+async def test_a_minimised_panel_shows_replies_and_quick_exit_is_one_tap_away_on_a_touch_screen(
+        browser: Any, server: Chatd, redis_server: Any) -> None:
+    ARTIFACTS.mkdir(exist_ok=True)
+    agent = await make_agent(server, redis_server.url)
+    context = await browser.new_context(viewport={"width": 375, "height": 740}, locale="fr-FR",
+                                        has_touch=True, is_mobile=True, device_scale_factor=2)
+    await context.route(EXIT_URL + "**", lambda route: route.fulfill(
+        body="<!doctype html><title>Météo</title><p>Météo du jour</p>", content_type="text/html"))
+    page = await context.new_page()
+    await page.goto(server.http + "/")
+    # before the widget is used the page shows only the launcher
+    assert await w(page, "quick-exit").count() == 0
+    await w(page, "launcher").tap()
+    await w(page, "topic").first.wait_for()
+    await start_from_widget_here(page, "violence", "J'ai besoin d'aide")
+    sid = await accept_next(agent)
+    await w(page, "minimize").tap()
+    await w(page, "launcher").wait_for()
+    assert await w(page, "panel").is_hidden()
+    exit_box, launcher_box = await w(page, "quick-exit").bounding_box(), await w(page, "launcher").bounding_box()
+    assert exit_box and launcher_box and exit_box["height"] >= 44  # a finger's size, beside the launcher
+    assert await w(page, "launcher").get_attribute("aria-label") is None
+    await agent.send({"type": "send", "session": sid, "cid": "a1", "text": "Êtes-vous en sécurité ?"})
+    await agent.send({"type": "send", "session": sid, "cid": "a2", "text": "Répondez quand vous pouvez."})
+    # the launcher counts the replies, for eyes and for screen readers
+    await w(page, "launcher").filter(has_text="2").wait_for()
+    assert await page.get_by_role("button", name="2 nouveaux messages").count() == 1
+    assert await page.title() == "Informations pratiques"  # nothing in the tab's title
+    await page.screenshot(path=str(ARTIFACTS / "widget-minimised-badge.png"))
+    await w(page, "launcher").tap()
+    await w(page, "message", data_from="agent").filter(has_text="Répondez").wait_for()
+    await w(page, "minimize").tap()
+    assert await page.get_by_role("button", name="nouveaux messages").count() == 0  # read once opened
+    await w(page, "quick-exit").tap()
+    await page.wait_for_url(EXIT_URL + "**")
+    closed = await agent.recv("closed", session=sid)
+    assert closed["reason"] == "quick_exit"
+    await context.close()
+
+
+async def test_ending_asks_first(browser: Any, server: Chatd, redis_server: Any) -> None:
+    agent = await make_agent(server, redis_server.url)
+    page = await open_widget(browser, server)
+    await start_from_widget(page, "general", "Bonjour")
+    sid = await accept_next(agent)
+    await w(page, "end").click()
+    await page.get_by_text("Terminer la conversation ? Le gendarme ne pourra plus vous répondre ici.").wait_for()
+    # the safe answer has the focus: Enter does not end the chat
+    await page.keyboard.press("Enter")
+    await agent.no_frame("closed", within=1.0)
+    assert await w(page, "input").is_enabled()
+    await w(page, "end").click()
+    await page.get_by_role("button", name="Oui, terminer").click()
+    closed = await agent.recv("closed", session=sid)
+    assert closed["by"] == "visitor" and closed["reason"] == "visitor_closed"
+    await w(page, "status").filter(has_text="La conversation est terminée").wait_for()
+
+
+async def test_the_first_screen_says_what_is_kept_and_takes_a_code(browser: Any, server: Chatd) -> None:
+    context = await browser.new_context(locale="fr-FR")
+    await host_attributes(context, retentionDays="7")  # the host page says how long chats are kept
+    page = await context.new_page()
+    sent: list[dict[str, Any]] = []
+    received: list[dict[str, Any]] = []
+
+    def watch(ws: Any) -> None:
+        ws.on("framesent", lambda data: sent.append(json.loads(data)))
+        ws.on("framereceived", lambda data: received.append(json.loads(data)))
+    page.on("websocket", watch)
+    await page.goto(server.http + "/")
+    await w(page, "launcher").click()
+    privacy = w(page, "privacy")
+    await privacy.filter(has_text="conserve cette conversation 7 jours au plus").wait_for()
+    assert "« Quitter rapidement » l'efface de cet appareil" in await privacy.inner_text()
+    # a returning visitor types the code they were given; today's server knows no such code
+    await page.get_by_role("button", name="J'ai un code").click()
+    await w(page, "code-input").fill("k7qm-4xpd-9t")
+    await page.get_by_role("button", name="Revenir à ma conversation").click()
+    await page.get_by_text("Ce code n'est pas reconnu, ou il a expiré.").wait_for()
+    hellos = [f for f in sent if f.get("type") == "hello"]
+    assert hellos[-1] == {"type": "hello", "lang": "fr", "code": "K7QM-4XPD-9T"}  # no token, no resume
+    # said because the server's welcome named no chat, not because a connection failed
+    assert received[-1]["type"] == "welcome" and received[-1]["sessions"] == []
+    assert len(hellos) == 2  # the first connection's, then the code's own
+    assert await w(page, "network").is_hidden()
+    assert await w(page, "topic").count() == 6  # still on the first screen
+    await context.close()
