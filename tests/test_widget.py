@@ -5,13 +5,16 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 
 from conftest import create_account, make_agent, make_visitor, start_chat
-from harness import ROOT, Chatd, Client
+from harness import ROOT, Chatd, Client, free_port
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.browser]
 
@@ -543,3 +546,127 @@ async def test_the_first_screen_says_what_is_kept_and_takes_a_code(browser: Any,
     assert await w(page, "network").is_hidden()
     assert await w(page, "topic").count() == 6  # still on the first screen
     await context.close()
+
+
+# ---- who answers, and when ------------------------------------------------------------------
+
+PARIS = ZoneInfo("Europe/Paris")
+FAST = 3 * 3600  # this device's clock is 3 hours fast
+
+
+def hhmm(ts_s: float) -> str:
+    return datetime.fromtimestamp(ts_s, PARIS).strftime("%H:%M")
+
+
+async def test_each_message_shows_its_time_by_the_server_clock(browser: Any, server: Chatd, redis_server: Any) -> None:
+    agent = await make_agent(server, redis_server.url)
+    context = await browser.new_context(locale="fr-FR", timezone_id="Europe/Paris")
+    await context.clock.install(time=time.time() + FAST)
+    page = await context.new_page()
+    await page.goto(server.http + "/")
+    await start_from_widget(page, "road", "Question sur le permis")
+    sid = await accept_next(agent)
+    await agent.send({"type": "send", "session": sid, "cid": "a1", "text": "Je vous écoute"})
+    echo = await agent.recv("msg", session=sid, cid="a1")  # its ts is the server's
+    reply = w(page, "message", data_from="agent").filter(has_text="Je vous écoute")
+    stamp = reply.locator("time")
+    await stamp.wait_for()
+    assert await stamp.inner_text() == hhmm(echo["ts"] / 1000)
+    iso = datetime.fromtimestamp(echo["ts"] / 1000, ZoneInfo("UTC")).isoformat(timespec="milliseconds")
+    assert await stamp.get_attribute("datetime") == iso.replace("+00:00", "Z")
+    device = await page.evaluate("new Date().toLocaleTimeString('fr-FR', {hour: '2-digit', minute: '2-digit'})")
+    assert device != await stamp.inner_text()  # the device's own clock would have said this
+    mine = w(page, "message", data_from="visitor").filter(has_text="permis").locator("time")
+    assert await mine.inner_text() in {hhmm(time.time()), hhmm(time.time() - 60)}
+    await context.close()
+
+
+async def test_the_status_names_the_gendarme_and_the_next_one_after_a_transfer(browser: Any, server: Chatd,
+                                                                              redis_server: Any) -> None:
+    first = await create_account(server, redis_server.url, name="Maréchal des logis Leroy")
+    agent = await make_agent(server, redis_server.url, login=first, create=False)
+    page = await open_widget(browser, server)
+    await start_from_widget(page, "theft", "On a volé mon vélo")
+    sid = await accept_next(agent)
+    await w(page, "status").filter(has_text="Maréchal des logis Leroy vous répond.").wait_for()
+    second = await create_account(server, redis_server.url, name="Adjudante Martin")
+    other = await make_agent(server, redis_server.url, login=second, create=False)
+    await agent.send({"type": "transfer", "session": sid, "to_agent": second})
+    await accept_next(other)
+    await w(page, "status").filter(has_text="Adjudante Martin vous répond.").wait_for()
+    assert "Leroy" not in await w(page, "status").inner_text()
+    # a reload knows the name too (welcome does not carry it)
+    await page.reload()
+    await w(page, "status").filter(has_text="Adjudante Martin vous répond.").wait_for()
+
+
+# ---- a lost network is said at once ---------------------------------------------------------
+
+async def test_going_offline_is_said_at_once_and_messages_leave_when_the_network_is_back(
+        browser: Any, server: Chatd, redis_server: Any) -> None:
+    agent = await make_agent(server, redis_server.url)
+    context = await browser.new_context(locale="fr-FR", timezone_id="Europe/Paris")
+    await context.clock.install(time=time.time() + FAST)
+    page = await context.new_page()
+    await page.goto(server.http + "/")
+    await start_from_widget(page, "general", "Bonjour")
+    sid = await accept_next(agent)
+    await w(page, "status").filter(has_text="vous répond").wait_for()
+    await context.set_offline(True)  # the browser's offline event
+    await w(page, "network").filter(has_text="Connexion perdue. Vos messages sont gardés").wait_for(timeout=1000)
+    await w(page, "input").fill("Je suis toujours là")
+    await w(page, "input").press("Enter")
+    mine = w(page, "message", data_from="visitor").filter(has_text="toujours là")
+    await mine.filter(has_text="en attente d'envoi").wait_for()
+    # a message not yet on the server is timed by this device's clock, corrected by the server's
+    assert await mine.locator("time").inner_text() in {hhmm(time.time()), hhmm(time.time() - 60)}
+    await agent.no_frame("msg", within=2.0, text="Je suis toujours là")
+    await context.set_offline(False)
+    await agent.recv("msg", session=sid, text="Je suis toujours là", timeout=10)
+    await mine.filter(has_text="envoyé").wait_for()
+    await w(page, "network").wait_for(state="hidden")
+    await agent.no_frame("msg", within=1.0, text="Je suis toujours là")  # once
+    await context.close()
+
+
+async def test_a_silent_connection_is_noticed_after_two_unanswered_pings(browser: Any, server: Chatd,
+                                                                       redis_server: Any) -> None:
+    from loadtest.proxy import Proxy
+
+    proxy, port = Proxy(), free_port()
+    listener = await proxy.listen(port, server.port)  # the citizen's way to the server
+    context = await browser.new_context(locale="fr-FR")
+    try:
+        agent = await make_agent(server, redis_server.url)
+        await context.clock.install()  # time flows, and can jump ahead
+        page = await context.new_page()
+        await page.goto(f"http://127.0.0.1:{port}/")
+        await start_from_widget(page, "general", "Bonjour")
+        sid = await accept_next(agent)
+        await w(page, "status").filter(has_text="vous répond").wait_for()
+
+        async def ping_period() -> None:
+            await page.clock.fast_forward(10_000)
+            await asyncio.sleep(0.4)  # a live link answers well within this
+
+        for _ in range(3):  # pings are answered: nothing to say
+            await ping_period()
+        assert await w(page, "network").is_hidden()
+        assert proxy.freeze("127.0.0.1") >= 1  # the link goes silent: nothing closes, nothing arrives
+        await w(page, "input").fill("Vous m'entendez ?")
+        await w(page, "input").press("Enter")
+        await ping_period()  # a ping leaves
+        await ping_period()  # unanswered; another leaves
+        assert await w(page, "network").is_hidden()  # one silent ping is not yet a lost link
+        await ping_period()  # the second is unanswered too
+        await w(page, "network").filter(has_text="Connexion perdue").wait_for(timeout=1000)
+        # the widget connects again at once (a new link works) and resends what was not acknowledged
+        await agent.recv("msg", session=sid, text="Vous m'entendez ?", timeout=10)
+        await w(page, "network").wait_for(state="hidden")
+        await w(page, "message", data_from="visitor").filter(has_text="m'entendez").filter(has_text="envoyé").wait_for()
+        await agent.no_frame("msg", within=1.0, text="Vous m'entendez ?")
+    finally:
+        await context.close()
+        listener.close()
+        for writer in proxy.frozen:
+            writer.close()
