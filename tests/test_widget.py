@@ -670,3 +670,62 @@ async def test_a_silent_connection_is_noticed_after_two_unanswered_pings(browser
         listener.close()
         for writer in proxy.frozen:
             writer.close()
+
+
+# ---- languages ------------------------------------------------------------------------------
+
+async def test_spanish_from_the_browser_then_every_language_from_the_picker(browser: Any, server: Chatd,
+                                                                           redis_server: Any) -> None:
+    agent = await make_agent(server, redis_server.url, langs=("es",))
+    context = await browser.new_context(locale="es-ES")
+    page = await context.new_page()
+    problems: list[str] = []  # a text missing in a language is said on the console
+    page.on("console", lambda m: problems.append(m.text) if m.text.startswith("chatd:") else None)
+    sent: list[dict[str, Any]] = []
+    page.on("websocket", lambda ws: ws.on("framesent", lambda data: sent.append(json.loads(data))))
+    await page.goto(server.http + "/")
+    await w(page, "launcher").filter(has_text="Chatear con un gendarme").click()
+    await w(page, "notice").filter(has_text="Este chat no es un número de emergencia").wait_for()
+    await w(page, "topic", data_topic="scam").filter(has_text="Estafa, fraude en internet").click()
+    await page.get_by_text("Describa su consulta").wait_for()
+    await w(page, "input").fill("Me han estafado")
+    await w(page, "send").click()
+    await w(page, "status").filter(has_text="Espera estimada").wait_for()
+    assert [f["lang"] for f in sent if f["type"] in ("hello", "start")] == ["es", "es"]
+    offer = await agent.recv("offer", timeout=10)
+    assert offer["lang"] == "es"  # what the server matched on
+    await agent.send({"type": "accept", "session": offer["session"]})
+    await w(page, "status").filter(has_text="le responde.").wait_for()
+    await agent.send({"type": "close", "session": offer["session"], "disposition": "answered"})
+    await w(page, "status").filter(has_text="La conversación ha terminado.").wait_for()
+    await page.get_by_text("Su opinión sobre esta conversación").wait_for()
+    await page.get_by_role("button", name="Descargar la conversación").wait_for()
+
+    expected = {  # what each language says in the same places
+        "de": ("Schnell verlassen", "Das Gespräch ist beendet.", "Gespräch herunterladen", "Betrug, Internetbetrug"),
+        "it": ("Uscita rapida", "La conversazione è terminata.", "Scarica la conversazione", "Truffa, frode online"),
+        "fr-falc": ("Partir vite", "La conversation est finie.", "Enregistrer la conversation",
+                    "Une arnaque, sur Internet ou ailleurs"),
+        "en": ("Quick exit", "The conversation has ended.", "Download the conversation", "Scams and cybercrime"),
+        "fr": ("Quitter rapidement", "La conversation est terminée.", "Télécharger la conversation",
+               "Escroquerie, arnaque en ligne"),
+    }
+    for code, (exit_text, closed, download, scam) in expected.items():
+        await w(page, "lang").click()
+        await w(page, "lang-option", data_lang=code).click()
+        await w(page, "quick-exit").filter(has_text=exit_text).wait_for()
+        await w(page, "status").filter(has_text=closed).wait_for()
+        await page.get_by_role("button", name=download).wait_for()
+        assert await w(page, "lang-option", data_lang=code).get_attribute("aria-pressed") == "true"
+        assert await w(page, "panel").get_attribute("lang") == ("fr" if code == "fr-falc" else code)
+        assert await w(page, "topic", data_topic="scam").inner_text() == scam
+    # the choice holds for the tab, and the next connection says it
+    await w(page, "lang").click()
+    await w(page, "lang-option", data_lang="fr-falc").click()
+    hellos = len([f for f in sent if f["type"] == "hello"])
+    await page.reload()  # the tab still holds the (closed) chat: the panel opens again
+    await w(page, "panel").filter(has_text="Tchat de la gendarmerie").wait_for()
+    await w(page, "status").filter(has_text="La conversation est finie.").wait_for()
+    assert [f for f in sent if f["type"] == "hello"][hellos:][-1]["lang"] == "fr-falc"
+    assert problems == []
+    await context.close()
