@@ -240,20 +240,54 @@ async def test_keyboard_only(browser: Any, server: Chatd, redis_server: Any) -> 
     await w(page, "status").filter(has_text="Attente estimée").wait_for(timeout=5000)
 
 
+async def axe_serious(page: Any) -> list[Any]:
+    result = await page.evaluate("axe.run(document, {resultTypes: ['violations']})")
+    return [(v["id"], v["impact"], [n["target"] for n in v["nodes"]][:3])
+            for v in result["violations"] if v["impact"] in ("serious", "critical")]
+
+
 async def test_accessibility_has_no_serious_violations(browser: Any, server: Chatd, redis_server: Any) -> None:
+    """axe-core on the demo page and the widget in each of its states."""
     axe = ROOT / "node_modules" / "axe-core" / "axe.min.js"
     assert axe.exists(), "axe-core is needed: ./scripts/test installs it from npm"
     agent = await make_agent(server, redis_server.url)
     page = await open_widget(browser, server, bypass_csp=True)  # only so that axe can be injected
-    await start_from_widget(page, "general", "Bonjour")
+    await page.add_script_tag(path=str(axe))
+    found: dict[str, list[Any]] = {}
+    found["demo page"] = await axe_serious(page)
+    await w(page, "launcher").click()
+    await w(page, "topic").first.wait_for()
+    await page.get_by_role("button", name="J'ai un code").click()
+    await w(page, "lang").click()  # the language list open
+    found["first screen, code entry, languages"] = await axe_serious(page)
+    await w(page, "lang-option", data_lang="es").click()
+    found["first screen in Spanish"] = await axe_serious(page)
+    await w(page, "lang").click()
+    await w(page, "lang-option", data_lang="fr").click()
+    await w(page, "topic", data_topic="general").click()
+    found["compose"] = await axe_serious(page)
+    await w(page, "input").fill("Bonjour")
+    await w(page, "send").click()
+    await w(page, "status").filter(has_text="Attente estimée").wait_for()
+    found["waiting"] = await axe_serious(page)
     sid = await accept_next(agent)
     await agent.send({"type": "send", "session": sid, "cid": "a1", "text": "Bonjour, je vous écoute."})
+    await agent.send({"type": "typing", "session": sid, "on": True})
     await w(page, "message", data_from="agent").wait_for()
-    await page.add_script_tag(path=str(axe))
-    result = await page.evaluate("axe.run(document, {resultTypes: ['violations']})")
-    serious = [(v["id"], v["impact"], [n["target"] for n in v["nodes"]][:3])
-               for v in result["violations"] if v["impact"] in ("serious", "critical")]
-    assert serious == []
+    await w(page, "notice-toggle").click()
+    await w(page, "end").click()  # the question before ending
+    found["chat, notice open, end asked"] = await axe_serious(page)
+    await page.get_by_role("button", name="Non, continuer").click()
+    await w(page, "minimize").click()
+    await agent.send({"type": "send", "session": sid, "cid": "a2", "text": "Toujours là ?"})
+    await w(page, "launcher").filter(has_text="1").wait_for()
+    found["minimised with a reply"] = await axe_serious(page)
+    await w(page, "launcher").click()
+    await agent.send({"type": "close", "session": sid, "disposition": "answered"})
+    await w(page, "status").filter(has_text="La conversation est terminée").wait_for()
+    await page.get_by_role("button", name="Télécharger la conversation").click()
+    found["closed, rating, download asked"] = await axe_serious(page)
+    assert {state: v for state, v in found.items() if v} == {}
 
 
 async def test_screenshots_at_phone_and_desktop_sizes(browser: Any, server: Chatd, redis_server: Any) -> None:
