@@ -395,9 +395,12 @@ async def test_small_screens_keep_the_conversation_and_every_control(case: str, 
                                                                     redis_server: Any) -> None:
     ARTIFACTS.mkdir(exist_ok=True)
     agent = await make_agent(server, redis_server.url)
-    context = await browser.new_context(locale="fr-FR", **SMALL[case])
+    # bypass_csp only so that axe can be injected
+    context = await browser.new_context(locale="fr-FR", bypass_csp=True, **SMALL[case])
     page = await context.new_page()
     await page.goto(server.http + "/")
+    await page.add_script_tag(path=str(ROOT / "node_modules" / "axe-core" / "axe.min.js"))
+    assert await axe_serious(page) == []  # the demo page at this size
     await w(page, "launcher").click()
     await w(page, "topic").first.wait_for()
     # the first screen shows the emergency notice in full
@@ -432,6 +435,7 @@ async def test_small_screens_keep_the_conversation_and_every_control(case: str, 
     assert await w(page, "notice").locator("a[href='tel:17']").count() == 1
     assert await reachable(page, ["notice", "quick-exit", "input", "send"]) == {}
     await page.screenshot(path=str(ARTIFACTS / f"widget-{case}-notice.png"))
+    assert await axe_serious(page) == []
     await w(page, "notice-toggle").click()
     await w(page, "notice").wait_for(state="hidden")
     await context.close()

@@ -879,7 +879,11 @@
   }
   function mark(n, key) { n._mark = key; renderMark(n); }
 
-  function scrollDown() { body.scrollTop = body.scrollHeight; }
+  var pinned = null;  // a card to keep in view rather than the last message
+  function scrollDown() {
+    if (pinned && pinned.isConnected) body.scrollTop = Math.max(0, pinned.offsetTop - body.offsetTop - 8);
+    else body.scrollTop = body.scrollHeight;
+  }
 
   function showMsg(f) {
     if (f.seq <= state.lastSeq || rendered[f.seq]) return;  // exactly once, whatever resends
@@ -1041,27 +1045,36 @@
     } else li.appendChild(document.createTextNode(label));
     return li;
   }
+  var cardsShown = "";
   function renderCards() {
-    cards.textContent = "";
     var waiting = state.phase === "waiting";
-    if (waiting && !state.available && !state.left) {
+    var unavailable = waiting && !state.available && !state.left;
+    var withCode = !!shownCode && (waiting || state.phase === "chat");
+    // rebuilt only when what they say changes: a new queue position keeps the focus where it is
+    var what = [unavailable, withCode, lang, state.topic, topicList.length].join("|");
+    if (what === cardsShown) return;
+    var appeared = unavailable && cardsShown.indexOf("true|") !== 0;
+    cardsShown = what;
+    cards.textContent = "";
+    if (unavailable) {
       var list = el("ul", {});
       alternatives().forEach(function (a) { var li = altItem(a); if (li) list.appendChild(li); });
       leaveBtn.textContent = T.leave;
       cards.appendChild(el("div", { "class": "card", chatd: "unavailable", role: "region", "aria-label": T.unavailable }, [
-        el("p", { text: T.unavailable, "class": "strong" }),
         el("p", { text: T.altTitle }), list,
         el("p", { "class": "hint", text: T.leaveHint }), leaveBtn
       ]));
     }
-    if (shownCode && (waiting || state.phase === "chat")) {
+    pinned = unavailable ? cards.firstChild : null;  // its top in view: other ways to get help come first
+    if (appeared) scrollDown();
+    if (withCode) {
       var codeEl = el("p", { "class": "code", chatd: "code", tabindex: "-1", text: shownCode.code });
       var copyBtn = el("button", { type: "button", text: T.copy });
       var copied = el("p", { "class": "hint", role: "status" });
       copyBtn.addEventListener("click", function () { copyCode(codeEl, copied); });
       cards.appendChild(el("div", { "class": "card", role: "region", "aria-label": T.codeTitle }, [
-        el("p", { text: T.codeTitle }), codeEl, copyBtn, copied,
-        el("p", { text: T.codeWords(shownCode.hours) })
+        el("p", { text: T.codeTitle }), codeEl,
+        el("p", { text: T.codeWords(shownCode.hours) }), copyBtn, copied
       ]));
     }
   }
