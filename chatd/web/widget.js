@@ -708,6 +708,10 @@
     b.addEventListener("click", function () { setLanguage(l, true); langsBox.hidden = true; langBtn.setAttribute("aria-expanded", "false"); langBtn.focus(); });
     langsBox.appendChild(b);
   });
+  langsBox.addEventListener("keydown", function (e) {
+    if (e.key !== "Escape") return;
+    langsBox.hidden = true; langBtn.setAttribute("aria-expanded", "false"); langBtn.focus();
+  });
   langBtn.addEventListener("click", function () {
     langsBox.hidden = !langsBox.hidden;
     langBtn.setAttribute("aria-expanded", String(!langsBox.hidden));
