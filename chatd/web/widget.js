@@ -562,7 +562,9 @@
     "[hidden]{display:none!important}",
     ".sr{position:absolute;width:1px;height:1px;overflow:hidden;clip:rect(0 0 0 0);white-space:nowrap}",
     // launcher, and quick exit beside it once the widget was used
-    ".dock{position:fixed;bottom:1em;" + side + ":1em;z-index:2147483000;display:flex;align-items:center;gap:.5em;flex-direction:" + (side === "left" ? "row-reverse" : "row") + "}",
+    // side by side when they fit, quick exit above the launcher when they do not
+    ".dock{position:fixed;bottom:1em;" + side + ":1em;z-index:2147483000;max-width:calc(100vw - 2em);display:flex;flex-wrap:wrap;align-items:center;justify-content:flex-end;gap:.5em;flex-direction:" + (side === "left" ? "row-reverse" : "row") + "}",
+    ".dock button{white-space:nowrap}",
     ".launcher{background:#000091;color:#fff;border:0;border-radius:1.75em;padding:.875em 1.25em;font-weight:600;box-shadow:0 .25em .875em rgba(0,0,0,.3);display:flex;align-items:center;gap:.5em}",
     ".badge{background:#ce0500;color:#fff;border-radius:1em;min-width:1.6em;padding:.1em .45em;font-size:.875em;font-weight:700;text-align:center}",
     ".dock .exit{border-radius:1.75em;padding:.875em 1em;box-shadow:0 .25em .875em rgba(0,0,0,.3)}",
