@@ -33,19 +33,46 @@ class Topic:
     weight: int = 1  # capacity slots one chat of this topic takes
     reserved: int = 0  # agent slots kept free across the team for this topic and higher
     retention_days: float | None = None  # closed chats of this topic kept this long (None: global)
+    # the other languages of the widget; empty: the French label is shown
+    label_es: str = ""
+    label_de: str = ""
+    label_it: str = ""
+    label_fr_falc: str = ""  # easy-read French
+
+    def labels(self) -> dict[str, str]:
+        """The label in every language the widget speaks, French where one is missing."""
+        fr = self.label_fr
+        return {"fr": fr, "en": self.label_en or fr, "es": self.label_es or fr,
+                "de": self.label_de or fr, "it": self.label_it or fr,
+                "fr-falc": self.label_fr_falc or fr}
 
     def public(self) -> dict[str, Any]:
-        return {"id": self.id, "label": {"fr": self.label_fr, "en": self.label_en},
-                "priority": self.priority}
+        return {"id": self.id, "label": self.labels(), "priority": self.priority}
 
 
 DEFAULT_TOPICS: tuple[Topic, ...] = (
-    Topic("violence", "Violences sexuelles ou conjugales", "Sexual or domestic violence", 30, 2, 0),
-    Topic("radicalisation", "Signaler une radicalisation", "Report radicalisation", 20, 1, 0),
-    Topic("theft", "Vol, cambriolage", "Theft, burglary", 10, 1, 0),
-    Topic("scam", "Escroquerie, arnaque en ligne", "Scams and cybercrime", 10, 1, 0),
-    Topic("road", "Sécurité routière, code de la route", "Road safety, highway code", 0, 1, 0),
-    Topic("general", "Renseignement général", "General information", 0, 1, 0),
+    Topic("violence", "Violences sexuelles ou conjugales", "Sexual or domestic violence", 30, 2, 0,
+          label_es="Violencia sexual o de pareja", label_de="Sexuelle oder häusliche Gewalt",
+          label_it="Violenza sessuale o domestica",
+          label_fr_falc="Violences dans le couple, violences sexuelles"),
+    Topic("radicalisation", "Signaler une radicalisation", "Report radicalisation", 20, 1, 0,
+          label_es="Denunciar una radicalización", label_de="Radikalisierung melden",
+          label_it="Segnalare una radicalizzazione",
+          label_fr_falc="Signaler une personne qui devient radicale"),
+    Topic("theft", "Vol, cambriolage", "Theft, burglary", 10, 1, 0,
+          label_es="Robo, robo en vivienda", label_de="Diebstahl, Einbruch",
+          label_it="Furto, furto in casa", label_fr_falc="On m'a volé quelque chose"),
+    Topic("scam", "Escroquerie, arnaque en ligne", "Scams and cybercrime", 10, 1, 0,
+          label_es="Estafa, fraude en internet", label_de="Betrug, Internetbetrug",
+          label_it="Truffa, frode online", label_fr_falc="Une arnaque, sur Internet ou ailleurs"),
+    Topic("road", "Sécurité routière, code de la route", "Road safety, highway code", 0, 1, 0,
+          label_es="Seguridad vial, código de circulación",
+          label_de="Verkehrssicherheit, Straßenverkehrsordnung",
+          label_it="Sicurezza stradale, codice della strada",
+          label_fr_falc="La route, la voiture, le permis"),
+    Topic("general", "Renseignement général", "General information", 0, 1, 0,
+          label_es="Información general", label_de="Allgemeine Auskunft",
+          label_it="Informazioni generali", label_fr_falc="Une autre question"),
 )
 
 
@@ -271,8 +298,9 @@ def read_tables(path: Path, setting: str, table: str) -> list[Any]:
 
 
 def load_topics(path: Path) -> tuple[Topic, ...]:
-    """Topics from a TOML file: ``[[topic]]`` tables with id, label_fr, label_en, priority,
-    weight, reserved, retention_days. ``general`` is added when missing, as the contract promises it."""
+    """Topics from a TOML file: ``[[topic]]`` tables with id, label_fr, label_en, label_es,
+    label_de, label_it, label_fr_falc (each missing label is the French one), priority, weight,
+    reserved, retention_days. ``general`` is added when missing, as the contract promises it."""
     name = env_name("topics_file")
     items = read_tables(path, name, "topic")
     topics: list[Topic] = []
@@ -282,6 +310,9 @@ def load_topics(path: Path) -> tuple[Topic, ...]:
             topic = Topic(
                 id=str(item["id"]), label_fr=str(item.get("label_fr", item["id"])),
                 label_en=str(item.get("label_en", item.get("label_fr", item["id"]))),
+                label_es=str(item.get("label_es", "")), label_de=str(item.get("label_de", "")),
+                label_it=str(item.get("label_it", "")),
+                label_fr_falc=str(item.get("label_fr_falc", "")),
                 priority=int(item.get("priority", 0)), weight=int(item.get("weight", 1)),
                 reserved=int(item.get("reserved", 0)),
                 retention_days=(float(item["retention_days"]) if "retention_days" in item else None),
@@ -299,5 +330,5 @@ def load_topics(path: Path) -> tuple[Topic, ...]:
         seen.add(topic.id)
         topics.append(topic)
     if "general" not in seen:
-        topics.append(Topic("general", "Renseignement général", "General information"))
+        topics.append(next(t for t in DEFAULT_TOPICS if t.id == "general"))
     return tuple(topics)

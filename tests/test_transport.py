@@ -186,7 +186,8 @@ async def test_healthz_readyz_metrics(server: Chatd) -> None:
         topics = (await http.get(server.http + "/api/topics")).json()
         assert any(t["id"] == "general" for t in topics)
         assert all(set(t) == {"id", "label", "priority"} for t in topics)
-        assert all(set(t["label"]) == {"fr", "en"} for t in topics)
+        # every language the widget speaks (docs/protocol.md, "HTTP")
+        assert all(set(t["label"]) == {"fr", "en", "es", "de", "it", "fr-falc"} for t in topics)
 
 
 async def test_concurrent_clients_do_not_block_each_other(server: Chatd) -> None:
