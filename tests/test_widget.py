@@ -396,7 +396,9 @@ async def test_small_screens_keep_the_conversation_and_every_control(case: str, 
     ARTIFACTS.mkdir(exist_ok=True)
     agent = await make_agent(server, redis_server.url)
     # bypass_csp only so that axe can be injected
-    context = await browser.new_context(locale="fr-FR", bypass_csp=True, **SMALL[case])
+    # boxes are measured once laid out: no opening animation under way
+    context = await browser.new_context(locale="fr-FR", bypass_csp=True, reduced_motion="reduce",
+                                        **SMALL[case])
     page = await context.new_page()
     await page.goto(server.http + "/")
     await page.add_script_tag(path=str(ROOT / "node_modules" / "axe-core" / "axe.min.js"))
@@ -459,7 +461,8 @@ async def test_a_large_browser_font_enlarges_the_widget_and_a_small_page_root_do
     ARTIFACTS.mkdir(exist_ok=True)
 
     async def measure(browser_font: int | None = None, page_root: str | None = None) -> tuple[float, float, Any]:
-        context = await browser.new_context(viewport={"width": 1280, "height": 800}, locale="fr-FR")
+        context = await browser.new_context(viewport={"width": 1280, "height": 800}, locale="fr-FR",
+                                            reduced_motion="reduce")  # boxes measured, settled
         page = await context.new_page()
         if browser_font:  # the reader's own setting (chrome://settings/fonts)
             cdp = await context.new_cdp_session(page)
@@ -502,6 +505,7 @@ async def test_a_minimised_panel_shows_replies_and_quick_exit_is_one_tap_away_on
     ARTIFACTS.mkdir(exist_ok=True)
     agent = await make_agent(server, redis_server.url)
     context = await browser.new_context(viewport={"width": 375, "height": 740}, locale="fr-FR",
+                                        reduced_motion="reduce",
                                         has_touch=True, is_mobile=True, device_scale_factor=2)
     await context.route(EXIT_URL + "**", lambda route: route.fulfill(
         body="<!doctype html><title>Météo</title><p>Météo du jour</p>", content_type="text/html"))
