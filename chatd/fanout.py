@@ -136,8 +136,11 @@ class Fanout:
                             await self._subscribe(*channels)
                         else:
                             self._leaving.update(channels)
-                            await (self._ps.sunsubscribe(*channels) if self._sharded
-                                   else self._ps.unsubscribe(*channels))
+                            if self._sharded:
+                                for channel in channels:
+                                    await self._ps.sunsubscribe(channel)
+                            else:
+                                await self._ps.unsubscribe(*channels)
                     except (RedisError, OSError) as exc:  # the reconnect subscribes again
                         for channel in channels:
                             fut = self._pending.get(channel)
@@ -174,8 +177,9 @@ class Fanout:
                 await self._close_ps()
 
     async def _subscribe(self, *channels: str) -> None:
-        if self._sharded:
-            await self._ps.ssubscribe(*channels)
+        if self._sharded:  # one slot per SSUBSCRIBE: one command each (no reply awaited)
+            for channel in channels:
+                await self._ps.ssubscribe(channel)
         else:
             await self._ps.subscribe(*channels)
 
