@@ -44,6 +44,20 @@ class Target:
     server_pids: list[int] = field(default_factory=list)  # supervisors; workers are children
     redis_pid: int | None = None
     shards: dict[str, int] = field(default_factory=dict)  # a Redis Cluster's nodes: name -> pid
+    data_ports: list[int] = field(default_factory=list)  # spawned Redis primaries, for INFO
+
+    def used_memory(self) -> int | None:
+        """Bytes of data the spawned Redis primaries hold (INFO's used_memory summed), or None
+        when the deployment is not ours to ask."""
+        if not self.data_ports:
+            return None
+        import redis
+
+        total = 0
+        for port in self.data_ports:
+            with redis.Redis(host="127.0.0.1", port=port) as r:
+                total += int(r.info("memory")["used_memory"])
+        return total
 
     def http(self, i: int = 0) -> str:
         return self.urls[i % len(self.urls)].replace("ws://", "http://")
@@ -64,6 +78,7 @@ class Cluster:
 
     def __enter__(self) -> Target:
         shards: dict[str, int] = {}
+        data_ports: list[int] = []
         if self.kind == "cluster":
             import asyncio
 
@@ -73,6 +88,7 @@ class Cluster:
             asyncio.run(self.topology.start())
             redis_url = self.topology.url
             shards = {n.name: n.proc.pid for n in self.topology.primary_nodes()}
+            data_ports = [n.port for n in self.topology.primary_nodes()]
         else:
             port = free_port()
             self.redis = subprocess.Popen(
@@ -81,6 +97,7 @@ class Cluster:
                 stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
             redis_url = f"redis://127.0.0.1:{port}/0"
             _wait(lambda: _tcp_answers(port), 10, "redis-server")
+            data_ports = [port]
         prefix = "lt" + uuid.uuid4().hex[:8]
         env = {**os.environ, **self.env, "CHATD_KEY_PREFIX": prefix,
                "CHATD_SECRET": "loadtest-secret-" + prefix}
@@ -96,7 +113,7 @@ class Cluster:
             http = url.replace("ws://", "http://")
             _wait(lambda: _ready(http), 20, f"chatd at {http}")
         return Target(urls, redis_url, prefix, [p.pid for p in self.procs],
-                      self.redis.pid if self.redis else None, shards)
+                      self.redis.pid if self.redis else None, shards, data_ports)
 
     def __exit__(self, *exc: object) -> None:
         for p in self.procs:

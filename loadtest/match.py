@@ -69,7 +69,7 @@ async def run(target: Target, visitors: int, agents: int, capacity: int,
 
     vconns = await asyncio.gather(*[open_visitor(i) for i in range(visitors)])
     await asyncio.sleep(1.0)  # welcomes in, agents available
-    sampler = Sampler(target.server_pids, target.redis_pid)
+    sampler = Sampler(target.server_pids, target.redis_pid, target.shards)
     sampler.start()
     t0 = time.perf_counter()
     i = 0
@@ -115,6 +115,8 @@ async def run(target: Target, visitors: int, agents: int, capacity: int,
         **{f"unserved_{k}": v for k, v in unserved_states.items()},
         **sampler.summary(),
     }
+    for name, seconds in sampler.cpu_seconds().items():  # what one match costs, per shard
+        report[f"{name}_cpu_us_per_match"] = round(seconds * 1e6 / max(1, len(assign_ms)), 1)
     for c in list(vconns) + agent_conns:
         await c.close()
     return report, {"time to assigned (ms)": sorted(timeline)}

@@ -13,6 +13,7 @@ from .report import Sampler, percentile
 
 
 async def run(target: Target, pairs: int, rate: float, duration: float) -> tuple[dict[str, Any], dict[str, Any]]:
+    mem0 = target.used_memory()
     per_agent = 10  # each agent answers up to 10 of the pairs' chats (fewer sign-ins to set up)
     agents_info = await create_agents(target, -(-pairs // per_agent), capacity=per_agent, tag="rel")
     sent_at: dict[str, float] = {}  # cid -> perf_counter at send
@@ -95,6 +96,7 @@ async def run(target: Target, pairs: int, rate: float, duration: float) -> tuple
     senders += [(a, sid) for a in agents for sid in a.state["sessions"]]
     senders = [s for pair in zip(senders[:pairs], senders[pairs:]) for s in pair]
 
+    mem1 = target.used_memory()
     sampler = Sampler(target.server_pids, target.redis_pid, target.shards)
     sampler.start()
     t0 = time.perf_counter()
@@ -140,6 +142,12 @@ async def run(target: Target, pairs: int, rate: float, duration: float) -> tuple
     relayed = max(1, len(in_window))
     for name, seconds in sampler.cpu_seconds().items():  # what one relayed message costs
         report[f"{name}_cpu_us_per_msg"] = round(seconds * 1e6 / relayed, 1)
+    mem2 = target.used_memory()
+    if mem0 is not None and mem1 is not None and mem2 is not None:
+        # Redis memory of an open chat (its records, a gendarme's share, first message), and of
+        # each message kept in its transcript: the figures for sizing a deployment
+        report["redis_bytes_per_open_chat"] = round((mem1 - mem0) / pairs)
+        report["redis_bytes_per_message"] = round((mem2 - mem1) / max(1, len(acked)))
     for c in visitors + agents:
         await c.close()
     # latency over time, as 100 ms buckets of p99
