@@ -95,7 +95,13 @@ def create_app(settings: Settings, redis_url: str) -> Any:
         return Response(body, media_type=media)
 
     async def topics(request: Request) -> Response:
-        return json_response([t.public() for t in settings.topics])
+        # read by the widget from the pages that embed it: those origins may (CORS)
+        headers = {"Vary": "Origin"}
+        origin = (request.headers.get("origin") or "").lower()
+        if origin and origin in settings.allowed_origins:
+            headers["Access-Control-Allow-Origin"] = origin
+        return json_response([t.public(settings.retention_days) for t in settings.topics],
+                             headers=headers)
 
     async def login(request: Request) -> Response:
         try:

@@ -38,6 +38,9 @@ class Topic:
     label_de: str = ""
     label_it: str = ""
     label_fr_falc: str = ""  # easy-read French
+    # other ways to get help shown when nobody can answer now: ({"label": {lang: text},
+    # "tel"|"sms"|"url": ...}, ...); empty: the widget's own list for the topic
+    alternatives: tuple[dict[str, Any], ...] = ()
 
     def labels(self) -> dict[str, str]:
         """The label in every language the widget speaks, French where one is missing."""
@@ -46,8 +49,12 @@ class Topic:
                 "de": self.label_de or fr, "it": self.label_it or fr,
                 "fr-falc": self.label_fr_falc or fr}
 
-    def public(self) -> dict[str, Any]:
-        return {"id": self.id, "label": self.labels(), "priority": self.priority}
+    def public(self, retention_days: float) -> dict[str, Any]:
+        out = {"id": self.id, "label": self.labels(), "priority": self.priority,
+               "retention_days": self.retention_days or retention_days}
+        if self.alternatives:
+            out["alternatives"] = [dict(a) for a in self.alternatives]
+        return out
 
 
 DEFAULT_TOPICS: tuple[Topic, ...] = (
@@ -115,6 +122,11 @@ class Settings:
     send_timeout: float = 10.0  # seconds one socket write may take
     agent_session_hours: float = 12.0  # lifetime of an agent's login token/cookie
     tick: float = 1.0  # seconds between housekeeping runs (offers, liveness, matching)
+    async_ttl_h: float = 72.0  # hours a chat left to be answered later (and its code) lives
+    async_after_s: float = 600.0  # past this estimated wait, low-priority chats are offered
+    # to be answered later first (surge mode); topics of at least this priority always queue live
+    live_priority: int = 20
+    code_tries: int = 10  # resume codes one address may try per 10 minutes
     topics_file: Path | None = None
     topics: tuple[Topic, ...] = DEFAULT_TOPICS
     canned_file: Path | None = None  # the shared canned answers (TOML [[answer]] tables)
@@ -241,6 +253,10 @@ _PARSERS: dict[str, Callable[[str, str], Any]] = {
     "send_timeout": _positive_float,
     "agent_session_hours": _positive_float,
     "tick": _positive_float,
+    "async_ttl_h": _positive_float,
+    "async_after_s": _positive_float,
+    "live_priority": _int_in(-1_000_000, 1_000_000),
+    "code_tries": _int_in(1, 1_000_000),
     "topics_file": lambda n, r: Path(_str(n, r)),
     "canned_file": lambda n, r: Path(_str(n, r)),
     "log_level": _choice("debug", "info", "warning", "error"),
@@ -297,6 +313,26 @@ def read_tables(path: Path, setting: str, table: str) -> list[Any]:
     return items
 
 
+def _alternatives(raw: Any, name: str, topic: str) -> tuple[dict[str, Any], ...]:
+    """``[[topic.alternatives]]``: label (text, or a table of texts by language) and one of
+    tel, sms or url (https only): checked here, so the widget shows only what is valid."""
+    if not isinstance(raw, list):
+        raise ConfigError(f"{name}: topic {topic!r}: alternatives must be a list of tables")
+    out = []
+    for a in raw:
+        label = a.get("label") if isinstance(a, dict) else None
+        if not (isinstance(label, str) and label) and not (
+                isinstance(label, dict) and label and all(isinstance(v, str) for v in label.values())):
+            raise ConfigError(f"{name}: topic {topic!r}: each alternative needs a label")
+        ways = [k for k in ("tel", "sms", "url") if k in a]
+        if len(ways) != 1 or not isinstance(a[ways[0]], str):
+            raise ConfigError(f"{name}: topic {topic!r}: each alternative needs one of tel, sms, url")
+        if ways[0] == "url" and not a["url"].startswith("https://"):
+            raise ConfigError(f"{name}: topic {topic!r}: alternative urls must start with https://")
+        out.append({"label": label, ways[0]: a[ways[0]]})
+    return tuple(out)
+
+
 def load_topics(path: Path) -> tuple[Topic, ...]:
     """Topics from a TOML file: ``[[topic]]`` tables with id, label_fr, label_en, label_es,
     label_de, label_it, label_fr_falc (each missing label is the French one), priority, weight,
@@ -316,6 +352,7 @@ def load_topics(path: Path) -> tuple[Topic, ...]:
                 priority=int(item.get("priority", 0)), weight=int(item.get("weight", 1)),
                 reserved=int(item.get("reserved", 0)),
                 retention_days=(float(item["retention_days"]) if "retention_days" in item else None),
+                alternatives=_alternatives(item.get("alternatives", []), name, str(item["id"])),
             )
         except (KeyError, TypeError, ValueError):
             raise ConfigError(f"{name}: topic #{i} in {path} needs an id and integer priority/weight/reserved") from None

@@ -227,9 +227,12 @@ class Delivery:
             for sid, v in offered.items():
                 if sid not in conn.offers:
                     conn.offers.add(sid)
-                    conn.send({"type": "offer", "session": sid, "topic": v["topic"],
-                               "lang": v["lang"], "waited_s": max(0, now - v["created"]) // 1000,
-                               "expires_in_s": max(0, v["deadline"] - now) // 1000})
+                    frame = {"type": "offer", "session": sid, "topic": v["topic"],
+                             "lang": v["lang"], "waited_s": max(0, now - v["created"]) // 1000,
+                             "expires_in_s": max(0, v["deadline"] - now) // 1000}
+                    if v["async"]:
+                        frame["async"] = True
+                    conn.send(frame)
             mine = {v["session"]: v for v in views.get(login, ())}
             for sid in list(conn.offers - set(offered)):
                 conn.offers.discard(sid)

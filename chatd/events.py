@@ -115,6 +115,8 @@ class Events:
                 frame["preview"] = ev["preview"]
             if ev.get("from_agent"):
                 frame["from_agent"] = ev["from_agent"]
+            if ev.get("async"):
+                frame["async"] = True  # left by the visitor to be answered later
             data = _Encoded(frame)
             for conn in list(conns):
                 conn.offers.add(sid)

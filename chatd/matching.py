@@ -41,6 +41,14 @@ class Matcher:
         self._sweep_at = 0.0  # loop time of this process's next try at the automatic purge
         self._repair_at = 0.0  # and at the repair of interrupted operations
         self.capacity = 0  # slots of available agents, refreshed each tick
+        self.topics = {t.id: t for t in settings.topics}
+        self.slots: dict[str, int] = {}  # topic -> slots of available agents who take it
+        self.free: dict[str, int] = {}  # topic -> of which free now
+        self.served: dict[str, float] = {}  # topic -> chats taken from its queue per second
+        self.queued: dict[str, int] = {}  # topic -> visitors in its queue
+        self._refreshed = -1e9  # loop time of the last refresh
+        self._next: asyncio.Future[None] | None = None  # the read the next callers share
+        self._reader: asyncio.Future[None] | None = None
 
     def kick(self) -> None:
         self._kick.set()
@@ -135,11 +143,66 @@ class Matcher:
                     raise
             await asyncio.sleep(every)
 
+    async def refresh(self) -> None:
+        """Reads the figures anew: every caller gets figures read after it asked, and the
+        callers of one moment share one read (those who come during a read share the next)."""
+        if self._next is None:
+            self._next = asyncio.get_running_loop().create_future()
+            if self._reader is None:
+                self._reader = asyncio.ensure_future(self._read_loop())
+        await asyncio.shield(self._next)
+
+    async def _read_loop(self) -> None:
+        try:
+            while self._next is not None:
+                fut, self._next = self._next, None
+                try:
+                    await self._refresh()
+                except Exception as exc:  # each waiter has it (Redis away: theirs to handle)
+                    fut.set_exception(exc)
+                    fut.exception()  # retrieved here too: a waiter may have gone
+                else:
+                    fut.set_result(None)
+        finally:
+            self._reader = None
+
+    async def _refresh(self) -> None:
+        """What waiting times are estimated from, for every topic: the slots of the gendarmes
+        available now who take it (all, and free), each topic's recent service rate and
+        average chat length, and how many wait in its queue."""
+        topics = list(self.topics)
+        agents, self.queued = await self.store.availability(topics)
+        self.handling = await self.store.handling_ms()
+        self.served = await self.store.served_recently(topics)
+        self.slots, self.free = {}, {}
+        for t in self.topics.values():
+            fit = [a for a in agents if not a.get("topics") or t.id in str(a["topics"]).split()]
+            self.slots[t.id] = sum(int(a.get("cap") or 0) for a in fit) // t.weight
+            self.free[t.id] = sum(max(0, int(a.get("cap") or 0) - int(a.get("load") or 0))
+                                  for a in fit) // t.weight
+        self.capacity = sum(int(a.get("cap") or 0) for a in agents)
+        self._refreshed = asyncio.get_running_loop().time()
+
+    async def queued_frame(self, sid: str, topic: str, position: int) -> dict[str, Any]:
+        """The `queued` frame for a visitor at ``position``: from figures read now (shared
+        with the starts of the same moment), since a gendarme may have just come or gone."""
+        await self.refresh()
+        return self.frame(sid, topic, position)
+
+    def frame(self, sid: str, topic: str, position: int) -> dict[str, Any]:
+        eta = self.estimate(topic, position)
+        frame: dict[str, Any] = {"type": "queued", "session": sid, "position": position,
+                                 "eta_s": eta, "available": eta is not None}
+        t = self.topics.get(topic)
+        if (eta is not None and eta > self.settings.async_after_s and t is not None
+                and t.priority < self.settings.live_priority):
+            frame["suggest_leave"] = True  # surge: an answer later beats a long wait
+        return frame
+
     async def _send_positions(self) -> None:
         """Tell each waiting visitor of this process their place and an honest wait estimate,
         only when it changed: one pipelined ZRANK each, at most once a second."""
-        self.handling = await self.store.handling_ms()
-        self.capacity = await self.store.capacity_online()
+        await self.refresh()
         waiting: list[tuple[Any, str, str]] = [
             (conn, sid, topic) for conn in self.hub.visitors for sid, topic in conn.waiting.items()
         ]
@@ -149,17 +212,29 @@ class Matcher:
         for (conn, sid, topic), pos in zip(waiting, positions):
             if pos is None:
                 continue
-            eta = self.estimate(topic, pos)
-            if conn.positions.get(sid) != (pos, eta):
-                conn.positions[sid] = (pos, eta)
-                conn.send({"type": "queued", "session": sid, "position": pos, "eta_s": eta})
+            frame = self.frame(sid, topic, pos)
+            seen = (pos, frame["eta_s"], frame.get("suggest_leave", False))
+            if conn.positions.get(sid) != seen:
+                conn.positions[sid] = seen
+                conn.send(frame)
 
-    def estimate(self, topic: str, position: int) -> int:
-        return self.eta(position, self.handling.get(topic), self.capacity)
-
-    @staticmethod
-    def eta(position: int, handling_ms: int | None, capacity: int) -> int:
-        """Seconds until served: the people ahead (and you) share the online capacity, each
-        taking the topic's average handling time (a moving average of closed chats)."""
-        per_chat = (handling_ms / 1000) if handling_ms else DEFAULT_HANDLING_S
-        return int(math.ceil(position * per_chat / max(1, capacity)))
+    def estimate(self, topic: str, position: int) -> int | None:
+        """Seconds until a gendarme takes the chat at ``position`` of ``topic``'s queue, or
+        None when no gendarme who takes the topic is available. Free slots take the first
+        ones at once; the others wait for slots to free up, at the rate the queue has been
+        served over the last two minutes when it has had a line (that rate already counts
+        the share that higher-priority topics take), else at the rate the available slots
+        would free up given the topic's average chat length."""
+        slots = self.slots.get(topic, 0)
+        if slots <= 0:
+            return None
+        ahead = position - self.free.get(topic, 0)
+        if ahead <= 0:
+            return 0
+        handling = self.handling.get(topic)
+        per_chat = handling / 1000 if handling else DEFAULT_HANDLING_S
+        rate = slots / per_chat
+        served = self.served.get(topic, 0.0)
+        if served > 0 and self.queued.get(topic, 0) > self.free.get(topic, 0):
+            rate = served
+        return int(math.ceil(ahead / rate))

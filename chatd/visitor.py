@@ -9,8 +9,9 @@ import protocol.messages as m
 from protocol import ErrorCode
 from protocol.outbound import ack, error
 
-from . import metrics
+from . import codes, metrics
 from .connection import Connection
+from .delivery import msg_frame
 
 if TYPE_CHECKING:
     from .runtime import Runtime
@@ -47,9 +48,12 @@ class VisitorHandlers:
         self.table = {
             "hello": self.hello, "start": self.start, "send": self.send, "typing": self.typing,
             "read": self.read, "close": self.close, "rate": self.rate, "ping": self.ping,
+            "leave": self.leave,
         }
 
     async def hello(self, conn: Connection, msg: m.VisitorHello) -> None:
+        if msg.code is not None and await self._hello_with_code(conn, msg.code):
+            return
         auth = self.rt.auth
         assert auth is not None
         vid = auth.visitor_of(msg.token) if msg.token else None
@@ -86,13 +90,76 @@ class VisitorHandlers:
         # anything that happened between reading the sessions and subscribing
         await self.hub.reconcile([s["session"] for s in sessions if s["state"] != "closed"], conn)
 
+    async def _hello_with_code(self, conn: Connection, code: str) -> bool:
+        """`hello {code}`: the visitor who left a question comes back (on any device) to that
+        chat and everything written since. False (after an error frame) when the code leads
+        nowhere: the hello goes on as one without a code, so the page still has a session."""
+        auth = self.rt.auth
+        assert auth is not None
+        tries = await self.store.count_code_try(conn.ip, codes.TRY_WINDOW_S)
+        if tries > self.rt.settings.code_tries:
+            conn.send(error(ErrorCode.RATE_LIMITED, "too many codes tried; wait a few minutes",
+                            "hello"))
+            return False
+        normalized = codes.normalize(code)
+        target = await self.store.code_target(codes.digest(normalized)) if normalized else None
+        sessions = []
+        if target is not None:
+            sid, vid = target
+            sessions = [s for s in await self.store.visitor_sessions(vid) if s["session"] == sid]
+        if not sessions:
+            conn.send(error(ErrorCode.NOT_FOUND, "this code is not recognised, or it has expired",
+                            "hello"))
+            return False
+        if await self.store.is_blocked(vid):
+            conn.send(error(*_REFUSALS["blocked"], "hello"))
+            raise Blocked()
+        conn.identity = vid
+        metrics.CODE_RESUMES.inc()
+        conn.send({"type": "welcome", "token": auth.visitor_token(vid), "sessions": sessions,
+                   "server_time": self.store.now_ms()})
+        self.hub.add_visitor(conn)
+        (chat,) = sessions
+        if chat["state"] == "closed":  # answered and closed meanwhile: read it all, then the end
+            async for page in self.store.history_pages(sid):
+                for entry in page:
+                    await conn.wait_room()
+                    conn.send(msg_frame(sid, entry))
+            (info,) = await self.store.states([sid])
+            conn.send({"type": "closed", "session": sid, "by": info.get("by") or "system",
+                       "reason": info.get("reason") or "closed"})
+            return True
+        await self.hub.attach(conn, sid, None)
+        conn.waiting[sid] = chat["topic"]
+        self.hub.start_from(conn, sid, 0)  # from the first message: a new device has nothing
+        await self.hub.reconcile([sid], conn)
+        return True
+
+    async def leave(self, conn: Connection, msg: m.Leave) -> None:
+        """The question stays for a gendarme to answer later; the code is the way back."""
+        if msg.session not in conn.attached:
+            raise Refused(ErrorCode.NOT_FOUND, NOT_FOUND)
+        ttl_ms = int(self.rt.settings.async_ttl_h * 3_600_000)
+        until = await self.store.leave(msg.session, conn.identity, ttl_ms)
+        if until is None:
+            (info,) = await self.store.states([msg.session])
+            if info.get("state") == "closed":
+                raise Refused(ErrorCode.CONFLICT, "this chat is closed")
+            raise Refused(ErrorCode.NOT_FOUND, NOT_FOUND)
+        code = codes.new_code()
+        await self.store.save_code(codes.digest(codes.normalize(code) or ""), msg.session,
+                                   conn.identity, until)
+        metrics.ASYNC_CHATS.inc()
+        conn.send({"type": "left", "session": msg.session, "code": code,
+                   "expires_in_s": max(0, (until - self.store.now_ms()) // 1000)})
+
     async def start(self, conn: Connection, msg: m.Start) -> None:
         topic = self.rt.topics.get(msg.topic)
         if topic is None:
             raise Refused(ErrorCode.BAD_MESSAGE, f"unknown topic {msg.topic!r}")
         settings = self.rt.settings
         sid = secrets.token_urlsafe(12)
-        lang = msg.lang or settings.default_lang
+        lang = matching_lang(msg.lang or settings.default_lang)
         await self.hub.attach_new(conn, sid)  # subscribed first: seq 1 arrives live
         try:
             conn.cursors[sid] = 0
@@ -108,12 +175,14 @@ class VisitorHandlers:
             metrics.SESSIONS.inc()
             conn.waiting[sid] = topic.id
             # already offered (position 0): next in line, whatever happens
-            eta = self.rt.matcher.estimate(topic.id, pos) if pos else 0
-            pos = pos or 1
-            conn.positions[sid] = (pos, eta)
+            frame = await self.rt.matcher.queued_frame(sid, topic.id, pos or 1)
+            if not pos and frame["eta_s"] is not None:
+                frame["eta_s"] = 0
+            conn.positions[sid] = (frame["position"], frame["eta_s"],
+                                   frame.get("suggest_leave", False))
             # every start is answered with `queued`, first: it is how the visitor learns the
             # session id (an agent may already have taken the chat: that follows, in order)
-            conn.send({"type": "queued", "session": sid, "position": pos, "eta_s": eta})
+            conn.send(frame)
         finally:
             self.hub.created(conn, sid)
         self.rt.matcher.kick()
@@ -127,9 +196,9 @@ class VisitorHandlers:
             self.hub.start_from(conn, sid, 0)
         (pos,) = await self.store.queue_positions([(topic, sid)])
         conn.waiting[sid] = topic
-        eta = self.rt.matcher.estimate(topic, pos or 1)
-        conn.positions[sid] = (pos or 1, eta)
-        conn.send({"type": "queued", "session": sid, "position": pos or 1, "eta_s": eta})
+        frame = await self.rt.matcher.queued_frame(sid, topic, pos or 1)
+        conn.positions[sid] = (frame["position"], frame["eta_s"], frame.get("suggest_leave", False))
+        conn.send(frame)
         await self.hub.reconcile([sid], conn)  # `assigned` if it is active, `closed` if over
 
     async def send(self, conn: Connection, msg: m.Send) -> None:
@@ -168,6 +237,15 @@ class VisitorHandlers:
 
     async def ping(self, conn: Connection, msg: m.Ping) -> None:
         conn.send({"type": "pong"})
+
+
+def matching_lang(lang: str) -> str:
+    """The language gendarmes are matched on: easy-read French is French (fr-falc, and its
+    other name fr-facile); regional variants are their language (en-GB: en)."""
+    low = lang.lower()
+    if low in ("fr-falc", "fr-facile"):
+        return "fr"
+    return low.split("-")[0] if "-" in low else low
 
 
 def answer_append(conn: Connection, sid: str, cid: str, status: str, seq: int) -> None:

@@ -38,10 +38,12 @@ class Message:
 @dataclass(frozen=True, slots=True)
 class VisitorHello(Message):
     TYPE = "hello"
-    FIELDS = (f.token(), Field("resume", "resume", False), f.lang())
+    FIELDS = (f.token(), Field("resume", "resume", False), f.lang(),
+              Field("code", "str", False, min_len=1, max_len=64))
     token: str | None = None
     resume: Resume | None = None
     lang: str | None = None
+    code: str | None = None  # a resume code: the way back to a chat left for later
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +101,15 @@ class VisitorClose(Message):
     rating: int | None = None
     comment: str | None = None
     reason: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Leave(Message):
+    """The visitor goes and leaves the question to be answered later (answered `left`)."""
+
+    TYPE = "leave"
+    FIELDS = (f.session(),)
+    session: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,7 +197,7 @@ def _table(*classes: type[Message]) -> dict[str, type[Message]]:
 
 #: What a visitor may send, by ``type``.
 VISITOR: dict[str, type[Message]] = _table(
-    VisitorHello, Start, Send, Typing, Read, VisitorClose, Rate, Ping
+    VisitorHello, Start, Send, Typing, Read, VisitorClose, Rate, Ping, Leave
 )
 #: What an agent may send, by ``type``.
 AGENT: dict[str, type[Message]] = _table(

@@ -40,8 +40,10 @@ PATTERNS: dict[str, str] = {
     "visitor_sessions": "P:{v:<vid>}:sessions",
     "blocked": "P:{v:<vid>}:blocked",
     "token_counter": "P:{v:<vid>}:rl:<hour>",
+    "code": "P:{d}:code:<digest>",  # a resume code (its digest) -> the chat it leads back to
     # one address (hashed)
     "ip_counter": "P:rl:ip:<digest>:<hour>",
+    "code_counter": "P:rl:code:<digest>:<window>",  # resume codes tried from an address
     # routing state, one slot
     "topics": "P:{m}:topics",
     "routes": "P:{m}:routes",  # sid -> the chat's routing record (msgpack)
@@ -55,6 +57,8 @@ PATTERNS: dict[str, str] = {
     "open": "P:{m}:open",
     "pending": "P:{m}:pending",  # chats whose creation is under way
     "handling": "P:{m}:handling",
+    "async_due": "P:{m}:async",  # chats left to be answered later, scored by their deadline
+    "served": "P:{m}:served",  # chats taken from each queue, per topic and 10-s bucket
     "queue": "P:{m}:q:<topic>",
     # one chat, one slot
     "session": "P:s:{<sid>}",
@@ -69,7 +73,7 @@ PATTERNS: dict[str, str] = {
 
 #: the routing keys every matching script is given, in this order, then one queue per topic
 ROUTING = ("topics", "routes", "agents", "available", "offers", "offer_order", "agents_seen",
-           "visitors_seen", "orphans", "open", "pending", "handling")
+           "visitors_seen", "orphans", "open", "pending", "handling", "async_due", "served")
 #: a chat's keys, in the order its scripts are given them
 SESSION = ("session", "messages", "notes", "cids", "session_channel")
 

@@ -10,6 +10,8 @@ import asyncio
 import hashlib
 from typing import TYPE_CHECKING, Any, Iterable
 
+import msgpack
+
 from ..config import Topic
 from .records import COUNTER_WINDOW_S, READ_PAGE, unpack
 
@@ -167,11 +169,54 @@ class Routing:
         """Liveness (reap.lua); the chats whose visitor left past their grace are closed here,
         chat first."""
         s = self.settings
-        gone, requeued, left = await self._route(
+        gone, requeued, left, expired = await self._route(
             "reap", int(s.heartbeat_ttl * 1000), int(s.agent_grace * 1000),
             int(s.visitor_grace * 1000))
-        await asyncio.gather(*(self.close(sid, "system", "", "visitor_left") for sid in left))
-        return [int(gone), int(requeued), len(left)]
+        await asyncio.gather(*(self.close(sid, "system", "", "visitor_left") for sid in left),
+                             *(self.close(sid, "system", "", "expired") for sid in expired))
+        return [int(gone), int(requeued), len(left) + len(expired)]
+
+    # -- answers later --------------------------------------------------------------------------
+
+    async def leave(self: Store, sid: str, vid: str, ttl_ms: int) -> int | None:
+        """The visitor's chat waits for an answer without them (leave.lua); its deadline (epoch
+        ms), or None if it is not an open chat of theirs."""
+        reply = await self._route("leave", sid, vid, ttl_ms)
+        return int(reply[1]) if reply[0] == "ok" else None
+
+    async def save_code(self: Store, digest: str, sid: str, vid: str, until_ms: int) -> None:
+        """A resume code (its digest only) leads to the chat until the chat's deadline."""
+        await self.redis.set(self.keys.code(digest), msgpack.packb([sid, vid]), pxat=until_ms)
+
+    async def code_target(self: Store, digest: str) -> tuple[str, str] | None:
+        raw = await self.redis.get(self.keys.code(digest))
+        if raw is None:
+            return None
+        sid, vid = unpack(raw)
+        return str(sid), str(vid)
+
+    async def count_code_try(self: Store, ip: str, window_s: int) -> int:
+        """Resume codes tried from this address in the current window (all processes)."""
+        key = self.keys.code_counter(hashlib.sha256(ip.encode()).hexdigest()[:20],
+                                     int(self.now_ms() // 1000 // window_s))
+        return int((await self.scripts.run("count", [key], window_s)).result)
+
+    async def served_recently(self: Store, topics: list[str], window_s: int = 120
+                              ) -> dict[str, float]:
+        """Chats taken from each topic's queue per second over the last ``window_s`` (the
+        10-s buckets match.lua counts; older buckets are dropped here)."""
+        now_bucket = self.now_ms() // 10_000
+        buckets = [now_bucket - i for i in range(1, window_s // 10 + 1)]  # whole buckets only
+        fields = [f"{t}:{b}" for t in topics for b in buckets]
+        stale = [f"{t}:{now_bucket - i}" for t in topics
+                 for i in range(window_s // 10 + 1, window_s // 10 + 4)]
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.hmget(self.keys.served, fields)
+            pipe.hdel(self.keys.served, *stale)
+            counts, _ = await pipe.execute()
+        per = len(buckets)
+        return {t: sum(int(c or 0) for c in counts[i * per:(i + 1) * per]) / window_s
+                for i, t in enumerate(topics)}
 
     # -- what the queues look like --------------------------------------------------------------
 
@@ -216,10 +261,17 @@ class Routing:
         raws = await self.redis.hmget(self.keys.agents, logins)
         return [None if raw is None else unpack(raw) for raw in raws]
 
-    async def capacity_online(self: Store) -> int:
-        """Total capacity of available agents: the denominator of queue ETAs."""
+    async def availability(self: Store, topics: list[str]
+                           ) -> tuple[list[dict[str, Any]], dict[str, int]]:
+        """The records of the gendarmes available now, and how many wait in each topic's
+        queue: what waiting times are estimated from."""
         logins = await self.redis.zrange(self.keys.available, 0, -1)
-        return sum(int(a.get("cap") or 0) for a in await self.agents(logins) if a)
+        records = [a for a in await self.agents(logins) if a]
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for t in topics:
+                pipe.zcard(self.keys.queue(t))
+            lengths = await pipe.execute()
+        return records, {t: int(n) for t, n in zip(topics, lengths)}
 
     async def agent_states(self: Store, logins: list[str]) -> list[tuple[str, int, int]]:
         """Live (status, load, capacity) of each login; ``offline`` when never seen."""
@@ -249,5 +301,5 @@ class Routing:
                 "session": sid, "state": r["st"], "offer_agent": r.get("offer_agent") or "",
                 "agent": r.get("agent") or "", "topic": r["topic"], "lang": r["lang"],
                 "created": int(r["created"]), "deadline": int(r.get("deadline") or 0),
-                "assigned_at": int(r.get("assigned_at") or 0)})
+                "assigned_at": int(r.get("assigned_at") or 0), "async": r.get("async") == 1})
         return views, valid

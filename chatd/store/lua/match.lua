@@ -100,6 +100,8 @@ for _, t in ipairs(topics) do
         put_agent(a.login, stored(a))
         free_total = free_total - weight
         matches = matches + 1
+        -- the recent service rate of this queue, for honest waiting times (10-s buckets)
+        redis.call('HINCRBY', R.served, t.id .. ':' .. math.floor(NOW / 10000), 1)
         if not route.order then route.order = redis.call('INCR', R.offer_order) end
         if direct then
           move(route, 'assign')
@@ -111,7 +113,7 @@ for _, t in ipairs(topics) do
           redis.call('ZADD', R.offers, route.deadline, sid)
           emit('a', a.login, {e = 'offer', sid = sid, topic = t.id, lang = route.lang,
                               waited_ms = waited, expires_ms = offer_ms,
-                              preview = route.preview or ''})
+                              preview = route.preview or '', async = route.async == 1})
         end
         put_route(sid, route)
         sync(sid, route, '')

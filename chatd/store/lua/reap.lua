@@ -5,10 +5,12 @@
 --  2. orphans past their grace go to the front of the queue (with a system message:
 --     session_sync.lua);
 --  3. chats whose visitor has been gone past visitor_grace are returned, to be closed
---     (visitor_left) by the caller, chat first (session_close.lua, then route_close.lua).
+--     (visitor_left) by the caller, chat first (session_close.lua, then route_close.lua);
+--  4. chats left to be answered later whose deadline passed (CHATD_ASYNC_TTL_H) are returned,
+--     to be closed (expired) the same way.
 -- KEYS: the routing state (keys.ROUTING), then one queue per topic
 -- ARGV: mode, topics, heartbeat ttl ms, agent grace ms, visitor grace ms
--- Returns: {agents gone, chats re-queued, {sids whose visitor left}}
+-- Returns: {agents gone, chats re-queued, {sids whose visitor left}, {sids expired}}
 local ttl, agent_grace, visitor_grace = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
 
 local gone = redis.call('ZRANGEBYSCORE', R.agents_seen, '-inf', NOW - ttl, 'LIMIT', 0, 200)
@@ -57,4 +59,12 @@ for _, sid in ipairs(redis.call('ZRANGEBYSCORE', R.visitors_seen, '-inf', NOW - 
     redis.call('ZREM', R.visitors_seen, sid)
   end
 end
-return {#gone, #orphans, left}
+local expired = {}
+for _, sid in ipairs(redis.call('ZRANGEBYSCORE', R.async_due, '-inf', NOW, 'LIMIT', 0, 200)) do
+  if get_route(sid) then
+    expired[#expired + 1] = sid
+  else
+    redis.call('ZREM', R.async_due, sid)
+  end
+end
+return {#gone, #orphans, left, expired}

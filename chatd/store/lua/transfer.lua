@@ -26,7 +26,7 @@ if to_agent ~= '' then
   take(to_agent, b, route, sid)
   emit('a', to_agent, {e = 'offer', sid = sid, topic = route.topic, lang = route.lang,
                        waited_ms = NOW - tonumber(route.created), expires_ms = offer_ms,
-                       preview = '', from_agent = login})
+                       preview = '', from_agent = login, async = route.async == 1})
   put_route(sid, route)
   sync(sid, route, 'transferred')
   return 'ok'
