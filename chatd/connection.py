@@ -51,7 +51,7 @@ class Connection(asyncio.Protocol):
         "live", "counted",
         "close_code", "close_reason", "close_sent", "closed", "ended", "cursors", "ncursors",
         "catching", "ending", "creating", "assigning", "holding", "offers", "credential",
-        "attached", "waiting", "positions", "tasks",
+        "attached", "waiting", "positions", "suggested", "tasks",
         "hello_done", "bad", "bucket", "last_seen", "registry",
     )
 
@@ -99,7 +99,8 @@ class Connection(asyncio.Protocol):
         self.offers: set[str] = set()  # offers told to this agent and not yet answered or revoked
         self.credential = ""  # digest of the agent's login token (checked again on resync)
         self.waiting: dict[str, str] = {}  # queued session -> topic (visitors)
-        self.positions: dict[str, tuple[int, int]] = {}  # last (position, eta) sent
+        self.positions: dict[str, tuple[Any, ...]] = {}  # last (position, eta, …) sent
+        self.suggested: dict[str, tuple[str, ...]] | None = None  # session -> answers suggested
         self.tasks: set[asyncio.Task[Any]] = set()
         self.hello_done = False
         self.bad = 0  # bad frames in a row

@@ -42,9 +42,10 @@ class Matcher:
         self._repair_at = 0.0  # and at the repair of interrupted operations
         self.capacity = 0  # slots of available agents, refreshed each tick
         self.topics = {t.id: t for t in settings.topics}
-        self.slots: dict[str, int] = {}  # topic -> slots of available agents who take it
+        self.caps: dict[str, int] = {}  # topic -> capacity of available agents who take it
+        self.slots: dict[str, int] = {}  # topic -> of which, in chats of the topic
         self.free: dict[str, int] = {}  # topic -> of which free now
-        self.served: dict[str, float] = {}  # topic -> chats taken from its queue per second
+        self.pace: dict[str, float | None] = {}  # topic -> seconds of wait per place in line
         self.queued: dict[str, int] = {}  # topic -> visitors in its queue
         self._refreshed = -1e9  # loop time of the last refresh
         self._next: asyncio.Future[None] | None = None  # the read the next callers share
@@ -173,13 +174,20 @@ class Matcher:
         topics = list(self.topics)
         agents, self.queued = await self.store.availability(topics)
         self.handling = await self.store.handling_ms()
-        self.served = await self.store.served_recently(topics)
+        self.pace = await self.store.pace(topics)
         self.slots, self.free = {}, {}
         for t in self.topics.values():
             fit = [a for a in agents if not a.get("topics") or t.id in str(a["topics"]).split()]
-            self.slots[t.id] = sum(int(a.get("cap") or 0) for a in fit) // t.weight
+            self.caps[t.id] = sum(int(a.get("cap") or 0) for a in fit)
+            self.slots[t.id] = self.caps[t.id] // t.weight
+            # room for a whole chat on one gendarme (two single slots on two do not fit one
+            # chat of two), and none while a higher-priority topic has someone waiting
             self.free[t.id] = sum(max(0, int(a.get("cap") or 0) - int(a.get("load") or 0))
-                                  for a in fit) // t.weight
+                                  // t.weight for a in fit)
+        for t in self.topics.values():
+            if any(self.queued.get(h.id, 0) > 0 for h in self.topics.values()
+                   if h.priority > t.priority):
+                self.free[t.id] = 0
         self.capacity = sum(int(a.get("cap") or 0) for a in agents)
         self._refreshed = asyncio.get_running_loop().time()
 
@@ -220,21 +228,35 @@ class Matcher:
 
     def estimate(self, topic: str, position: int) -> int | None:
         """Seconds until a gendarme takes the chat at ``position`` of ``topic``'s queue, or
-        None when no gendarme who takes the topic is available. Free slots take the first
-        ones at once; the others wait for slots to free up, at the rate the queue has been
-        served over the last two minutes when it has had a line (that rate already counts
-        the share that higher-priority topics take), else at the rate the available slots
-        would free up given the topic's average chat length."""
+        None when no gendarme who takes the topic is available.
+
+        Free slots take the first ones at once. Beyond them, the queue's recent pace: the
+        seconds those taken over the last two minutes waited per place they had in line
+        (it holds what no model of slots does: chats of two slots waiting for an agent with
+        two free, gendarmes slower at night). A queue with no such history yet: its people
+        share the available capacity, each taking the topic's average chat length. And no
+        less than the time the lines of higher-priority topics take, served first."""
         slots = self.slots.get(topic, 0)
         if slots <= 0:
             return None
         ahead = position - self.free.get(topic, 0)
         if ahead <= 0:
             return 0
+        own = self._line(topic, position, ahead, slots)
+        # a higher-priority line is served first: nothing of this topic moves until it is
+        t = self.topics.get(topic)
+        first = max((self._line(h.id, q, q, self.slots.get(h.id, 0))
+                     for h in self.topics.values()
+                     if t is not None and h.priority > t.priority
+                     and (q := self.queued.get(h.id, 0)) > 0 and self.slots.get(h.id, 0) > 0),
+                    default=0.0)
+        return int(math.ceil(max(own, first)))
+
+    def _line(self, topic: str, position: int, ahead: int, slots: int) -> float:
+        """Seconds to serve a line up to ``position``: at its recent pace, or by the model."""
+        pace = self.pace.get(topic)
+        if pace is not None:
+            return position * pace
         handling = self.handling.get(topic)
         per_chat = handling / 1000 if handling else DEFAULT_HANDLING_S
-        rate = slots / per_chat
-        served = self.served.get(topic, 0.0)
-        if served > 0 and self.queued.get(topic, 0) > self.free.get(topic, 0):
-            rate = served
-        return int(math.ceil(ahead / rate))
+        return ahead * per_chat / max(1, slots)

@@ -12,6 +12,7 @@ from protocol.outbound import ack, error
 from . import codes, metrics
 from .connection import Connection
 from .delivery import msg_frame
+from .suggest import suggest
 
 if TYPE_CHECKING:
     from .runtime import Runtime
@@ -186,6 +187,21 @@ class VisitorHandlers:
         finally:
             self.hub.created(conn, sid)
         self.rt.matcher.kick()
+        if msg.text:
+            self._suggest(conn, sid, topic.id, msg.text)
+
+    def _suggest(self, conn: Connection, sid: str, topic: str, text: str) -> None:
+        """While the citizen waits: shared canned answers that may already help (up to
+        three, about the topic and the words written), each set sent once."""
+        found = suggest(self.rt.settings.canned, topic, text)
+        ids = tuple(a.id for a in found)
+        if conn.suggested is None:
+            conn.suggested = {}
+        if not found or conn.suggested.get(sid) == ids:
+            return
+        conn.suggested[sid] = ids
+        conn.send({"type": "suggestions", "session": sid,
+                   "items": [{"id": a.id, "title": a.title, "text": a.text} for a in found]})
 
     async def _rejoin(self, conn: Connection, sid: str, topic: str) -> None:
         """Answers a start for the chat the visitor already has as a new start would have
@@ -207,6 +223,9 @@ class VisitorHandlers:
         answer_append(conn, msg.session, msg.cid, status, seq)
         if status == "ok":
             metrics.MESSAGES_BY["visitor"].inc()
+            topic = conn.waiting.get(msg.session)
+            if topic is not None:  # still waiting for a gendarme
+                self._suggest(conn, msg.session, topic, msg.text)
 
     async def typing(self, conn: Connection, msg: m.Typing) -> None:
         await relay_ephemeral(self.rt, conn, msg.session,

@@ -80,8 +80,11 @@ def main(argv: list[str] | None = None) -> int:
         env["CHATD_TICK"] = "0.2"
     if args.scenario == "relay":
         env["CHATD_ASSIGN_MODE"] = "direct"
-    if args.scenario == "surge":
+    if args.scenario in ("surge", "soak"):
+        from .surge import ASYNC_AFTER_S
+
         env["CHATD_TICK"] = "0.2"
+        env["CHATD_ASYNC_AFTER_S"] = str(ASYNC_AFTER_S)
     try:
         import uvloop
 

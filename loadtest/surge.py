@@ -5,7 +5,15 @@ middle third of the run; `soak` keeps the base rate for the whole `--duration`.
 
 The report compares the queue with what a simple fluid model predicts: during the surge the
 queue grows at (arrival rate - service capacity) per second, and drains afterwards at
-(capacity - base rate)."""
+(capacity - base rate).
+
+Topics are mixed: a quarter of the citizens write about violence (a priority topic, which
+always queues live and takes two slots), the others about low-priority topics. Surge mode is
+scaled with the chats (3-s chats instead of about 300 s: `CHATD_ASYNC_AFTER_S` 6 instead of
+600): a low-priority citizen told `suggest_leave` leaves the question (`leave`) and goes; the
+gendarmes answer those chats once the live ones are served, and the transcripts are read back
+to check that every answer is there. Each citizen's first estimate (`eta_s`) is compared with
+the wait they really had."""
 
 from __future__ import annotations
 
@@ -25,6 +33,10 @@ AGENTS = 10
 CAPACITY = 3
 HANDLING_S = 3.0  # mean time an agent keeps a chat
 THINK_S = 0.3  # before the agent answers a message
+ASYNC_AFTER_S = 6.0  # surge mode, scaled like the chats (600 s for 300-s chats)
+PRIORITY_SHARE = 0.25  # citizens writing about violence
+LOW_TOPICS = ("general", "road", "scam")
+SLOTS_PER_CHAT = PRIORITY_SHARE * 2 + (1 - PRIORITY_SHARE) * 1  # violence chats weigh 2
 
 
 async def run(target: Target, base: float, factor: float, duration: float,
@@ -32,6 +44,9 @@ async def run(target: Target, base: float, factor: float, duration: float,
     rng = random.Random(8)
     infos = await create_agents(target, AGENTS, capacity=CAPACITY, tag="sg")
     waits: list[tuple[float, float, str]] = []  # (t assigned, wait s, phase)
+    by_priority: dict[bool, list[float]] = {True: [], False: []}  # waits of live chats
+    went_async: dict[bool, list[str]] = {True: [], False: []}  # sessions left for later
+    etas: list[tuple[float, float]] = []  # (first estimate s, real wait s)
     errors: list[dict[str, Any]] = []
     expected: dict[str, str] = {}  # cid -> who must receive it
     received: set[str] = set()
@@ -49,6 +64,8 @@ async def run(target: Target, base: float, factor: float, duration: float,
     def agent_frame(conn: Conn, f: dict[str, Any]) -> None:
         kind = f.get("type")
         if kind == "offer":
+            if f.get("async"):  # left for later: nobody will write more, answer at once
+                conn.state.setdefault("inbox", {}).setdefault(f["session"], asyncio.Event()).set()
             asyncio.ensure_future(conn.send({"type": "accept", "session": f["session"]}))
         elif kind == "assigned":
             for m in f.get("history", ()):  # what the visitor wrote before we took the chat
@@ -85,9 +102,21 @@ async def run(target: Target, base: float, factor: float, duration: float,
         st = conn.state
         if kind == "queued":
             st["session"] = f["session"]
+            st.setdefault("eta", f.get("eta_s"))
+            if f.get("suggest_leave") and not st.get("leaving"):
+                st["leaving"] = True  # as a citizen would: an answer later beats a long wait
+                asyncio.ensure_future(conn.send({"type": "leave", "session": f["session"]}))
+        elif kind == "left":
+            went_async[st["priority"]].append(f["session"])
+            st["done"] = True
+            asyncio.ensure_future(conn.close())
         elif kind == "assigned":
             now = time.monotonic()
-            waits.append((now - t0, now - st["started"], st["phase"]))
+            wait = now - st["started"]
+            waits.append((now - t0, wait, st["phase"]))
+            by_priority[st["priority"]].append(wait)
+            if st.get("eta") is not None:
+                etas.append((float(st["eta"]), wait))
             cid = f"q-{conn.name}"
             expected[cid] = "agent"
             asyncio.ensure_future(conn.send({"type": "send", "session": f["session"], "cid": cid,
@@ -114,16 +143,18 @@ async def run(target: Target, base: float, factor: float, duration: float,
 
     async def watch_queue() -> None:
         while True:
-            waiting, _, _, _ = await store.queue_stats(["general"])
-            queue_series.append((time.monotonic() - t0, float(waiting["general"])))
+            waiting, _, _, _ = await store.queue_stats(["violence", *LOW_TOPICS])
+            queue_series.append((time.monotonic() - t0, float(sum(waiting.values()))))
             await asyncio.sleep(0.5)
 
     async def arrive(i: int, t: float) -> None:
         try:
             c = await Conn.open(target.urls[i % n], "visitor", visitor_frame, name=f"sv{i}")
-            c.state.update(started=time.monotonic(), phase=phase(t))
+            priority = rng.random() < PRIORITY_SHARE
+            topic = "violence" if priority else rng.choice(LOW_TOPICS)
+            c.state.update(started=time.monotonic(), phase=phase(t), priority=priority)
             await c.send({"type": "hello"})
-            await c.send({"type": "start", "topic": "general", "text": "Bonjour"})
+            await c.send({"type": "start", "topic": topic, "text": "Bonjour"})
         except OSError as exc:
             errors.append({"code": "connect", "message": str(exc)})
 
@@ -148,9 +179,17 @@ async def run(target: Target, base: float, factor: float, duration: float,
     await asyncio.sleep(1.0)
     watcher.cancel()
     await sampler.stop()
+    # the answers to questions left for later: in their transcripts (nobody was there to get them)
+    left_sids = {sid for sids in went_async.values() for sid in sids}
+    for sid in left_sids:
+        cid = f"r-{sid}"
+        if cid in expected:
+            texts = {e.cid async for page in store.history_pages(sid) for e in page}
+            if cid in texts:
+                received.add(cid)
     await store.aclose()
     lost = sum(1 for cid in expected if cid in acked and cid not in received)
-    capacity_per_s = AGENTS * CAPACITY / (HANDLING_S + THINK_S)
+    capacity_per_s = AGENTS * CAPACITY / SLOTS_PER_CHAT / (HANDLING_S + THINK_S)
     during_rate = arrivals["during"] / third if not soak else 0.0
     report: dict[str, Any] = {
         "scenario": "soak" if soak else "surge", "processes": n, "factor": factor,
@@ -167,6 +206,17 @@ async def run(target: Target, base: float, factor: float, duration: float,
         "wait_p99_s": round(percentile([w for _, w, _ in waits], 99), 2),
         **sampler.summary(),
     }
+    for prio, name in ((True, "priority"), (False, "other")):
+        report[f"wait_p50_s_{name}"] = round(percentile(by_priority[prio], 50), 2)
+        report[f"wait_p90_s_{name}"] = round(percentile(by_priority[prio], 90), 2)
+        report[f"async_{name}"] = len(went_async[prio])
+    # how honest the first estimate was, for those who waited (a wait under 2 s is a match)
+    ratios = [eta / wait for eta, wait in etas if wait >= 2.0]
+    report["eta_samples"] = len(ratios)
+    report["eta_pairs"] = [(round(e, 1), round(w, 1)) for e, w in etas if w >= 2.0]
+    report["eta_ratio_p50"] = round(percentile(ratios, 50), 2) if ratios else None
+    report["eta_within_2x_pct"] = (round(100 * sum(1 for r in ratios if 0.5 <= r <= 2) / len(ratios))
+                                   if ratios else None)
     for ph in ("before", "during", "after"):
         ws = [w for _, w, p in waits if p == ph]
         report[f"wait_p50_s_{ph}"] = round(percentile(ws, 50), 2)

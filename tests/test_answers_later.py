@@ -219,3 +219,29 @@ async def test_a_bad_alternative_is_one_line_at_startup(tmp_path: Path) -> None:
                       'url = "http://pre-plainte.example"\n', encoding="utf-8")
     with pytest.raises(ConfigError, match="https://"):
         load_topics(topics)
+
+
+async def test_a_waiting_citizen_gets_answers_that_may_help_at_once(chatd_factory) -> None:
+    server = await chatd_factory(env=FAST)
+    visitor = await make_visitor(server)
+    sid = await start_chat(visitor, "scam", "On a utilisé ma CARTE bancaire, une escroquerie")
+    found = await visitor.recv("suggestions", session=sid)
+    ids = [i["id"] for i in found["items"]]
+    assert 1 <= len(ids) <= 3 and ids[0] == "perceval", ids
+    assert all(i["title"] and i["text"] for i in found["items"])
+    # accents and case do not count; a greeting finds nothing and sends nothing
+    await visitor.send({"type": "send", "session": sid, "cid": "c2", "text": "ESCROQUÉ sur Internet"})
+    again = await visitor.recv("suggestions", session=sid)
+    assert "thesee" in [i["id"] for i in again["items"]]
+    await visitor.send({"type": "send", "session": sid, "cid": "c3", "text": "Bonjour ?"})
+    await visitor.recv("ack", cid="c3")
+    await visitor.no_frame("suggestions", within=0.5)
+
+
+async def test_suggestions_match_the_topic_and_the_words_without_accents() -> None:
+    from chatd.canned import DEFAULT_CANNED
+    from chatd.suggest import suggest
+
+    assert [a.id for a in suggest(DEFAULT_CANNED, "theft", "Ma maison a été CAMBRIOLÉE")] == ["cambriolage"]
+    assert suggest(DEFAULT_CANNED, "road", "cambriolage") == []  # another topic's answer: no
+    assert suggest(DEFAULT_CANNED, "general", "Bonjour merci") == []  # common words: nothing

@@ -201,22 +201,27 @@ class Routing:
                                      int(self.now_ms() // 1000 // window_s))
         return int((await self.scripts.run("count", [key], window_s)).result)
 
-    async def served_recently(self: Store, topics: list[str], window_s: int = 120
-                              ) -> dict[str, float]:
-        """Chats taken from each topic's queue per second over the last ``window_s`` (the
-        10-s buckets match.lua counts; older buckets are dropped here)."""
+    async def pace(self: Store, topics: list[str], window_s: int = 120
+                   ) -> dict[str, float | None]:
+        """Seconds of wait per place in line of each topic's queue, from the live chats that
+        found a line and were taken over the last ``window_s`` (match.lua sums their waits
+        and places in 10-s buckets; older buckets are dropped here); None without any."""
         now_bucket = self.now_ms() // 10_000
-        buckets = [now_bucket - i for i in range(1, window_s // 10 + 1)]  # whole buckets only
-        fields = [f"{t}:{b}" for t in topics for b in buckets]
-        stale = [f"{t}:{now_bucket - i}" for t in topics
-                 for i in range(window_s // 10 + 1, window_s // 10 + 4)]
+        n = window_s // 10 + 1  # the current bucket too: a surge must be seen at once
+        buckets = [now_bucket - i for i in range(n)]
+        fields = [f"{t}:{k}:{b}" for t in topics for k in ("w", "p") for b in buckets]
+        stale = [f"{t}:{k}:{now_bucket - i}" for t in topics for k in ("w", "p")
+                 for i in range(n, n + 3)]
         async with self.redis.pipeline(transaction=False) as pipe:
             pipe.hmget(self.keys.served, fields)
             pipe.hdel(self.keys.served, *stale)
             counts, _ = await pipe.execute()
-        per = len(buckets)
-        return {t: sum(int(c or 0) for c in counts[i * per:(i + 1) * per]) / window_s
-                for i, t in enumerate(topics)}
+        out: dict[str, float | None] = {}
+        for i, t in enumerate(topics):
+            waited = sum(int(c or 0) for c in counts[2 * i * n:(2 * i + 1) * n])
+            places = sum(int(c or 0) for c in counts[(2 * i + 1) * n:(2 * i + 2) * n])
+            out[t] = waited / 1000 / places if places else None
+        return out
 
     # -- what the queues look like --------------------------------------------------------------
 

@@ -129,6 +129,8 @@
       altComplaint: "Vol, escroquerie : faire une pré-plainte en ligne",
       leave: "Laisser ma question, réponse plus tard",
       leaveHint: "Un gendarme vous répondra dans les 24 heures. Vous recevrez un code pour revenir lire la réponse.",
+      longWait: "L'attente est longue en ce moment. Vous pouvez laisser votre question : un gendarme vous répondra dans les 24 heures.",
+      suggestTitle: "En attendant, ces réponses peuvent vous aider :",
       left: "Votre question est enregistrée. Un gendarme vous répondra dans les 24 heures.",
       codeTitle: "Votre code pour revenir",
       codeWords: function (h) {
@@ -199,6 +201,8 @@
       altComplaint: "Theft, scam: file a pre-complaint online",
       leave: "Leave my question, get an answer later",
       leaveHint: "A gendarme will answer within 24 hours. You will get a code to come back and read the answer.",
+      longWait: "The wait is long right now. You can leave your question: a gendarme will answer within 24 hours.",
+      suggestTitle: "While you wait, these answers may help (in French):",
       left: "Your question is saved. A gendarme will answer within 24 hours.",
       codeTitle: "Your code to come back",
       codeWords: function (h) {
@@ -269,6 +273,8 @@
       altComplaint: "Robo, estafa: presentar una predenuncia en línea",
       leave: "Dejar mi pregunta, respuesta más tarde",
       leaveHint: "Un gendarme le responderá en 24 horas. Recibirá un código para volver a leer la respuesta.",
+      longWait: "La espera es larga en este momento. Puede dejar su pregunta: un gendarme le responderá en 24 horas.",
+      suggestTitle: "Mientras espera, estas respuestas pueden ayudarle (en francés):",
       left: "Su pregunta está registrada. Un gendarme le responderá en 24 horas.",
       codeTitle: "Su código para volver",
       codeWords: function (h) {
@@ -339,6 +345,8 @@
       altComplaint: "Diebstahl, Betrug: online eine Voranzeige erstatten",
       leave: "Meine Frage hinterlassen, später Antwort erhalten",
       leaveHint: "Ein Gendarm antwortet Ihnen innerhalb von 24 Stunden. Sie erhalten einen Code, um die Antwort zu lesen.",
+      longWait: "Die Wartezeit ist gerade lang. Sie können Ihre Frage hinterlassen: Ein Gendarm antwortet innerhalb von 24 Stunden.",
+      suggestTitle: "Während Sie warten, könnten diese Antworten helfen (auf Französisch):",
       left: "Ihre Frage ist gespeichert. Ein Gendarm antwortet Ihnen innerhalb von 24 Stunden.",
       codeTitle: "Ihr Code für die Rückkehr",
       codeWords: function (h) {
@@ -409,6 +417,8 @@
       altComplaint: "Furto, truffa: fare una pre-denuncia online",
       leave: "Lasciare la mia domanda, risposta più tardi",
       leaveHint: "Un gendarme le risponderà entro 24 ore. Riceverà un codice per tornare a leggere la risposta.",
+      longWait: "L'attesa è lunga in questo momento. Può lasciare la sua domanda: un gendarme le risponderà entro 24 ore.",
+      suggestTitle: "Mentre attende, queste risposte possono aiutarla (in francese):",
       left: "La sua domanda è registrata. Un gendarme le risponderà entro 24 ore.",
       codeTitle: "Il suo codice per tornare",
       codeWords: function (h) {
@@ -468,6 +478,8 @@
     altComplaint: "Vol ou arnaque : faites une pré-plainte sur Internet.",
     leave: "Laisser ma question. Avoir la réponse plus tard.",
     leaveHint: "Un gendarme répond dans les 24 heures. Vous allez recevoir un code. Avec ce code, vous pouvez lire la réponse.",
+    longWait: "Il faut attendre longtemps. Vous pouvez laisser votre question. Un gendarme répond dans les 24 heures.",
+    suggestTitle: "Ces réponses peuvent peut-être vous aider :",
     left: "Votre question est enregistrée. Un gendarme va vous répondre dans les 24 heures.",
     codeTitle: "Votre code",
     codeWords: function (h) {
@@ -1026,6 +1038,7 @@
       .catch(function () { setNet(true); setTimeout(loadTopics, 3000); });
   }
   var topicsLoaded = false;
+  var suggestions = [];  // shared answers that may help while waiting (never stored)
 
   // ---- when nobody can answer now: other ways to get help, and answers later ----
   var leaveBtn = el("button", { "class": "main", chatd: "leave", type: "button" });
@@ -1055,9 +1068,11 @@
   function renderCards() {
     var waiting = state.phase === "waiting";
     var unavailable = waiting && !state.available && !state.left;
+    var longWait = waiting && state.available && state.suggestLeave && !state.left;
     var withCode = !!shownCode && (waiting || state.phase === "chat");
     // rebuilt only when what they say changes: a new queue position keeps the focus where it is
-    var what = [unavailable, withCode, lang, state.topic, topicList.length].join("|");
+    var what = [unavailable, withCode, lang, state.topic, topicList.length, longWait,
+                suggestions.length].join("|");
     if (what === cardsShown) return;
     var appeared = unavailable && cardsShown.indexOf("true|") !== 0;
     cardsShown = what;
@@ -1069,6 +1084,22 @@
       cards.appendChild(el("div", { "class": "card", chatd: "unavailable", role: "region", "aria-label": T.unavailable }, [
         el("p", { text: T.altTitle }), list,
         el("p", { "class": "hint", text: T.leaveHint }), leaveBtn
+      ]));
+    }
+    if (longWait) {
+      leaveBtn.textContent = T.leave;
+      cards.appendChild(el("div", { "class": "card", chatd: "long-wait", role: "region", "aria-label": T.leave }, [
+        el("p", { text: T.longWait }), leaveBtn
+      ]));
+    }
+    if (waiting && suggestions.length && !state.left) {
+      var items = el("ul", { "class": "suggested" });
+      suggestions.forEach(function (a) {
+        var d = el("details", {}, [el("summary", { text: a.title }), el("p", { text: a.text })]);
+        items.appendChild(el("li", {}, [d]));
+      });
+      cards.appendChild(el("div", { "class": "card", chatd: "suggestions", role: "region", "aria-label": T.suggestTitle }, [
+        el("p", { text: T.suggestTitle }), items
       ]));
     }
     pinned = unavailable ? cards.firstChild : null;  // its top in view: other ways to get help come first
@@ -1274,9 +1305,11 @@
         if (!state.session || state.session !== f.session) {
           state.session = f.session; save("session", f.session);
           state.pendingStart = null; save("start", null);
+          suggestions = [];
         }
         // nobody who could take this topic is signed in and available now
         state.available = !(f.available === false || f.eta_s === null);
+        state.suggestLeave = !!f.suggest_leave;  // a surge: answering later is offered first
         if (state.left) setStatus("left");
         else if (!state.available) setStatus("unavailable");
         else setStatus("queued", f.position, f.eta_s);
@@ -1289,6 +1322,11 @@
         state.available = true;
         setPhase("chat");
         statusAssigned();  // after a transfer, the new gendarme's name
+        break;
+      case "suggestions":
+        if (f.session !== state.session || !Array.isArray(f.items)) break;
+        suggestions = f.items.slice(0, 3).filter(function (a) { return a && a.title && a.text; });
+        renderCards();
         break;
       case "left":
         if (f.session !== state.session) break;

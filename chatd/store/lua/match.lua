@@ -2,7 +2,8 @@
 -- Matches waiting visitors with available agents; safe to run from any process at any time.
 -- Topics are scanned by priority (highest first), each queue in arrival order; a visitor goes to
 -- the least-loaded eligible agent (topic, language, capacity by topic weight, not recently
--- declined). A topic may only use free slots beyond those reserved for higher-priority topics.
+-- declined). A topic may only use free slots beyond those reserved for higher-priority topics,
+-- and not those of gendarmes who take a higher-priority topic with a live chat waiting for room.
 -- KEYS: the routing state (keys.ROUTING), then one queue per topic
 -- ARGV: mode, topics, offer timeout ms, direct (1|0), language fallback ms, decline cooldown
 --       ms, max matches
@@ -53,11 +54,15 @@ local function declined_recently(declined, login)
   return false
 end
 
+local function takes(a, topic)
+  return a.any_topic or string.find(a.topic_list, ' ' .. topic .. ' ', 1, true)
+end
+
 local function pick(topic, lang, weight, declined, any_lang)
   local best = nil
   for _, a in ipairs(agents) do
-    if a.cap - a.load >= weight
-      and (a.any_topic or string.find(a.topic_list, ' ' .. topic .. ' ', 1, true))
+    if a.cap - a.load >= weight and not a.kept
+      and takes(a, topic)
       and (any_lang or string.find(a.lang_list, ' ' .. lang .. ' ', 1, true))
       and not declined_recently(declined, a.login)
       and (best == nil or a.load < best.load) then
@@ -78,6 +83,7 @@ for _, t in ipairs(topics) do
   local queue = R.queue[t.id]
   local keep = reserved_above(t.prio)
   local heads = queue and redis.call('ZRANGE', queue, 0, 49) or {}
+  local starved = false  -- a live chat of this topic that no gendarme has room for now
   for _, sid in ipairs(heads) do
     if matches >= max_matches or free_total - t.weight < keep then break end
     local route = get_route(sid)
@@ -90,6 +96,10 @@ for _, t in ipairs(topics) do
       if a == nil and waited >= fallback_ms then
         a = pick(t.id, route.lang, weight, route.declined, true)
       end
+      if a == nil and route.async ~= 1
+        and pick(t.id, route.lang, weight, route.declined, true) == nil then
+        starved = true
+      end
       if a ~= nil then
         redis.call('ZREM', queue, sid)
         a.load = a.load + weight
@@ -100,9 +110,17 @@ for _, t in ipairs(topics) do
         put_agent(a.login, stored(a))
         free_total = free_total - weight
         matches = matches + 1
-        -- the recent service rate of this queue, for honest waiting times (10-s buckets)
-        redis.call('HINCRBY', R.served, t.id .. ':' .. math.floor(NOW / 10000), 1)
-        if not route.order then route.order = redis.call('INCR', R.offer_order) end
+        if not route.order then
+          route.order = redis.call('INCR', R.offer_order)
+          -- the pace of this queue (seconds of wait per place in line, in 10-s buckets), from
+          -- live chats that found a line: what honest estimates are made of (matching.py)
+          local p0 = tonumber(route.pos0) or 0
+          if p0 >= 2 and route.async ~= 1 then
+            local b = math.floor(NOW / 10000)
+            redis.call('HINCRBY', R.served, t.id .. ':w:' .. b, waited)
+            redis.call('HINCRBY', R.served, t.id .. ':p:' .. b, p0)
+          end
+        end
         if direct then
           move(route, 'assign')
           route.agent, route.name, route.assigned_at = a.login, a.name or a.login, NOW
@@ -118,6 +136,13 @@ for _, t in ipairs(topics) do
         put_route(sid, route)
         sync(sid, route, '')
       end
+    end
+  end
+  if starved then
+    -- what frees up on the gendarmes who take this topic is kept for it: lower priorities
+    -- taking one slot at a time would never let a chat of two slots in (priority inversion)
+    for _, a in ipairs(agents) do
+      if takes(a, t.id) then a.kept = true end
     end
   end
 end

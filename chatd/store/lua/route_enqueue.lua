@@ -10,9 +10,10 @@ if not route then return 'not_found' end
 if route.st == 'pending' then
   move(route, 'enqueue')
   route.preview = preview
-  put_route(sid, route)
   redis.call('ZREM', R.pending, sid)
   redis.call('ZADD', R.queue[route.topic], route.qscore, sid)
+  route.pos0 = redis.call('ZRANK', R.queue[route.topic], sid) + 1  -- for the pace (match.lua)
+  put_route(sid, route)
   redis.call('ZADD', R.open, route.created, sid)
   redis.call('ZADD', R.visitors_seen, NOW, sid)
   sync(sid, route, '')
