@@ -772,3 +772,49 @@ async def test_spanish_from_the_browser_then_every_language_from_the_picker(brow
     assert [f for f in sent if f["type"] == "hello"][hellos:][-1]["lang"] == "fr-falc"
     assert problems == []
     await context.close()
+
+
+# ---- when nobody can answer now: answers later, with the server's side --------------------------
+
+async def test_nobody_available_then_an_answer_later_read_on_another_device(
+        browser: Any, server: Chatd, redis_server: Any) -> None:
+    page = await open_widget(browser, server, width=375, height=700)
+    await w(page, "launcher").click()
+    await w(page, "topic", data_topic="scam").click()
+    await w(page, "input").fill("On a utilisé ma carte bancaire sur internet")
+    await w(page, "send").click()
+    # nobody signed in: said plainly, other ways to get help, and the answer-later path
+    card = w(page, "unavailable")
+    await card.wait_for()
+    assert "17" in await card.inner_text()
+    # shared answers about the topic and the words written, while waiting
+    await w(page, "suggestions").filter(has_text="Perceval").wait_for()
+    await page.screenshot(path=str(ARTIFACTS / "widget-375-nobody-available.png"), full_page=True)
+    await w(page, "leave").click()
+    code_el = w(page, "code")
+    await code_el.wait_for()
+    code = (await code_el.inner_text()).strip()
+    assert len(code.replace("-", "")) == 12
+    await page.screenshot(path=str(ARTIFACTS / "widget-375-left-code.png"))
+    await page.context.close()
+    # a gendarme comes on duty and answers the question left for later
+    agent = await make_agent(server, redis_server.url)
+    offer = await agent.recv("offer", timeout=10)
+    assert offer["async"] is True
+    await agent.send({"type": "accept", "session": offer["session"]})
+    await agent.recv("assigned", session=offer["session"])
+    await agent.send({"type": "send", "session": offer["session"], "cid": "r1",
+                      "text": "Faites opposition auprès de votre banque dès maintenant."})
+    await agent.recv("ack", cid="r1")
+    # another device, the code typed from paper
+    other = await open_widget(browser, server, width=375, height=700)
+    await w(other, "launcher").click()
+    await other.get_by_role("button", name="J'ai un code").click()
+    await w(other, "code-input").fill(code.lower().replace("-", " "))
+    await other.get_by_role("button", name="Revenir à ma conversation").click()
+    thread = w(other, "conversation")
+    await thread.filter(has_text="Faites opposition auprès de votre banque").wait_for()
+    assert "On a utilisé ma carte bancaire sur internet" in await thread.inner_text()
+    await other.screenshot(path=str(ARTIFACTS / "widget-375-back-with-code.png"))
+    assert not other.errors  # type: ignore[attr-defined]
+    await other.context.close()
