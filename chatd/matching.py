@@ -25,6 +25,7 @@ log = logging.getLogger("chatd.matching")
 
 DEFAULT_HANDLING_S = 300  # assumed chat length before any chat of a topic has closed
 POSITIONS_EVERY = 1.0  # seconds: queue positions are re-sent at most this often (contract)
+FRESH_WAIT_S = 0.5  # a new chat's estimate waits this long at most for fresh figures
 REPAIR_EVERY = 2.0  # seconds between repairs of interrupted operations (one process each time)
 
 
@@ -193,8 +194,15 @@ class Matcher:
 
     async def queued_frame(self, sid: str, topic: str, position: int) -> dict[str, Any]:
         """The `queued` frame for a visitor at ``position``: from figures read now (shared
-        with the starts of the same moment), since a gendarme may have just come or gone."""
-        await self.refresh()
+        with the starts of the same moment), since a gendarme may have just come or gone. A
+        Redis that does not answer at once does not hold the answer back: the chat exists,
+        the visitor must learn its id; the figures of the last tick do."""
+        try:
+            await asyncio.wait_for(asyncio.shield(self.refresh()), FRESH_WAIT_S)
+        except (asyncio.TimeoutError, RedisError, OSError) as exc:
+            if not isinstance(exc, asyncio.TimeoutError) and not transient(exc):
+                raise
+            log.warning("estimates from the last tick: %s", type(exc).__name__)
         return self.frame(sid, topic, position)
 
     def frame(self, sid: str, topic: str, position: int) -> dict[str, Any]:

@@ -267,6 +267,7 @@ class Visitor:
                 await send(ws, {"type": "start", "topic": "general", "text": f"v{self.i} bonjour"})
                 frame = await recv(ws, 8)
                 while frame is not None and frame["type"] != "queued":
+                    self._frame(frame)  # what comes first (an `assigned`, an error) counts too
                     frame = await recv(ws, 8)
                 if frame is not None:
                     self.sid = frame["session"]

@@ -213,7 +213,6 @@ async def run(target: Target, base: float, factor: float, duration: float,
     # how honest the first estimate was, for those who waited (a wait under 2 s is a match)
     ratios = [eta / wait for eta, wait in etas if wait >= 2.0]
     report["eta_samples"] = len(ratios)
-    report["eta_pairs"] = [(round(e, 1), round(w, 1)) for e, w in etas if w >= 2.0]
     report["eta_ratio_p50"] = round(percentile(ratios, 50), 2) if ratios else None
     report["eta_within_2x_pct"] = (round(100 * sum(1 for r in ratios if 0.5 <= r <= 2) / len(ratios))
                                    if ratios else None)
