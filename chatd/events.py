@@ -92,9 +92,11 @@ class Events:
                     conn.waiting[sid] = ev.get("topic", "general")
                     conn.positions.pop(sid, None)
         elif kind == "offered":
+            # still waiting until `assigned` (an offer may be declined; and if the `assigned`
+            # event is lost, the resync tells it because the chat is still marked waiting)
             for conn in list(conns):
                 if conn.role == "visitor":
-                    conn.waiting.pop(sid, None)
+                    conn.positions.pop(sid, None)
         elif kind == "closed":
             data = _Encoded({"type": "closed", "session": sid, "by": ev["by"],
                              "reason": ev["reason"]})
