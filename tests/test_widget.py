@@ -823,3 +823,24 @@ async def test_nobody_available_then_an_answer_later_read_on_another_device(
     await other.screenshot(path=str(ARTIFACTS / "widget-375-back-with-code.png"))
     assert not other.errors  # type: ignore[attr-defined]
     await other.context.close()
+
+
+async def test_accessibility_when_nobody_can_answer_and_after_leaving(browser: Any, server: Chatd) -> None:
+    """axe-core on the states the answer-later path adds: nobody available (other ways to get
+    help, suggestions) and the code shown once."""
+    axe = ROOT / "node_modules" / "axe-core" / "axe.min.js"
+    page = await open_widget(browser, server, width=375, height=700, bypass_csp=True)
+    await page.add_script_tag(path=str(axe))
+    found: dict[str, list[Any]] = {}
+    await w(page, "launcher").click()
+    await w(page, "topic", data_topic="theft").click()
+    await w(page, "input").fill("Ma maison a été cambriolée cette nuit")
+    await w(page, "send").click()
+    await w(page, "unavailable").wait_for()
+    await w(page, "suggestions").filter(has_text="Après un cambriolage").wait_for()
+    await w(page, "suggestions").locator("summary").first.click()  # one answer opened
+    found["nobody available, suggestions"] = await axe_serious(page)
+    await w(page, "leave").click()
+    await w(page, "code").wait_for()
+    found["code shown"] = await axe_serious(page)
+    assert {state: v for state, v in found.items() if v} == {}
