@@ -24,6 +24,15 @@ if TYPE_CHECKING:
 log = logging.getLogger("chatd.hub")
 
 
+def _failed(what: str, exc: Exception) -> None:
+    """A periodic check that could not read Redis: an outage is a warning (the next period
+    tries again), anything else a bug, with its traceback."""
+    if transient(exc):
+        log.warning("%s failed (%s: %s)", what, type(exc).__name__, exc)
+    else:
+        log.exception("%s failed", what)
+
+
 def msg_frame(sid: str, e: Entry) -> dict[str, Any]:
     return protocol.outbound.msg(sid, e.seq, e.sender, e.text, e.ts, e.cid)
 
@@ -62,10 +71,7 @@ class Delivery:
                 if not entries:
                     return
         except Exception as exc:  # Redis away: the periodic resync retries
-            if transient(exc):
-                log.warning("backfill of a session failed (%s: %s)", type(exc).__name__, exc)
-            else:
-                log.exception("backfill of a session failed")
+            _failed("backfill of a session", exc)
         finally:
             del conn.catching[sid]
             done.set_result(None)
@@ -103,10 +109,7 @@ class Delivery:
         try:
             states = await self.store.states(sids)
         except Exception as exc:
-            if transient(exc):
-                log.warning("resync failed (%s: %s)", type(exc).__name__, exc)
-            else:
-                log.exception("resync failed")
+            _failed("resync", exc)
             return
         for sid, st in zip(sids, states):
             seq = int(st.get("seq", 0))
@@ -204,10 +207,7 @@ class Delivery:
         try:
             views, valid = await self.store.agent_view(logins, [c.credential for _, c in conns])
         except Exception as exc:
-            if transient(exc):
-                log.warning("agent resync failed (%s: %s)", type(exc).__name__, exc)
-            else:
-                log.exception("agent resync failed")
+            _failed("agent resync", exc)
             return
         now = self.store.now_ms()
         for (login, conn), ok in zip(conns, valid):

@@ -41,10 +41,8 @@ class Matcher:
         self._positions_at = 0.0
         self._sweep_at = 0.0  # loop time of this process's next try at the automatic purge
         self._repair_at = 0.0  # and at the repair of interrupted operations
-        self.capacity = 0  # slots of available agents, refreshed each tick
         self.topics = {t.id: t for t in settings.topics}
-        self.caps: dict[str, int] = {}  # topic -> capacity of available agents who take it
-        self.slots: dict[str, int] = {}  # topic -> of which, in chats of the topic
+        self.slots: dict[str, int] = {}  # topic -> chats of it the available agents can hold
         self.free: dict[str, int] = {}  # topic -> of which free now
         self.pace: dict[str, float | None] = {}  # topic -> seconds of wait per place in line
         self.queued: dict[str, int] = {}  # topic -> visitors in its queue
@@ -179,8 +177,7 @@ class Matcher:
         self.slots, self.free = {}, {}
         for t in self.topics.values():
             fit = [a for a in agents if not a.get("topics") or t.id in str(a["topics"]).split()]
-            self.caps[t.id] = sum(int(a.get("cap") or 0) for a in fit)
-            self.slots[t.id] = self.caps[t.id] // t.weight
+            self.slots[t.id] = sum(int(a.get("cap") or 0) for a in fit) // t.weight
             # room for a whole chat on one gendarme (two single slots on two do not fit one
             # chat of two), and none while a higher-priority topic has someone waiting
             self.free[t.id] = sum(max(0, int(a.get("cap") or 0) - int(a.get("load") or 0))
@@ -189,7 +186,6 @@ class Matcher:
             if any(self.queued.get(h.id, 0) > 0 for h in self.topics.values()
                    if h.priority > t.priority):
                 self.free[t.id] = 0
-        self.capacity = sum(int(a.get("cap") or 0) for a in agents)
         self._refreshed = asyncio.get_running_loop().time()
 
     async def queued_frame(self, sid: str, topic: str, position: int) -> dict[str, Any]:

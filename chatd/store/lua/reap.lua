@@ -50,21 +50,19 @@ for _, sid in ipairs(orphans) do
   end
 end
 
-local left = {}
-for _, sid in ipairs(redis.call('ZRANGEBYSCORE', R.visitors_seen, '-inf', NOW - visitor_grace,
-                                'LIMIT', 0, 200)) do
-  if get_route(sid) then
-    left[#left + 1] = sid
-  else
-    redis.call('ZREM', R.visitors_seen, sid)
+-- The chats of a deadline set that are due, dropping those already gone from routing.
+local function due(key, upto)
+  local out = {}
+  for _, sid in ipairs(redis.call('ZRANGEBYSCORE', key, '-inf', upto, 'LIMIT', 0, 200)) do
+    if get_route(sid) then
+      out[#out + 1] = sid
+    else
+      redis.call('ZREM', key, sid)
+    end
   end
+  return out
 end
-local expired = {}
-for _, sid in ipairs(redis.call('ZRANGEBYSCORE', R.async_due, '-inf', NOW, 'LIMIT', 0, 200)) do
-  if get_route(sid) then
-    expired[#expired + 1] = sid
-  else
-    redis.call('ZREM', R.async_due, sid)
-  end
-end
+
+local left = due(R.visitors_seen, NOW - visitor_grace)
+local expired = due(R.async_due, NOW)
 return {#gone, #orphans, left, expired}
