@@ -701,6 +701,9 @@ async def test_a_silent_connection_is_noticed_after_two_unanswered_pings(browser
             await ping_period()
         assert await w(page, "network").is_hidden()
         assert proxy.freeze("127.0.0.1") >= 1  # the link goes silent: nothing closes, nothing arrives
+        # from here the page's time moves only when told: the reconnect that follows the lost link
+        # must not come (and hide the notice) before the notice is seen, however slow the machine
+        await page.clock.pause_at((await page.evaluate("Date.now()") + 1) / 1000)  # seconds
         await w(page, "input").fill("Vous m'entendez ?")
         await w(page, "input").press("Enter")
         await ping_period()  # a ping leaves
@@ -708,6 +711,7 @@ async def test_a_silent_connection_is_noticed_after_two_unanswered_pings(browser
         assert await w(page, "network").is_hidden()  # one silent ping is not yet a lost link
         await ping_period()  # the second is unanswered too
         await w(page, "network").filter(has_text="Connexion perdue").wait_for(timeout=1000)
+        await page.clock.resume()
         # the widget connects again at once (a new link works) and resends what was not acknowledged
         await agent.recv("msg", session=sid, text="Vous m'entendez ?", timeout=10)
         await w(page, "network").wait_for(state="hidden")
