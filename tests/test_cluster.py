@@ -151,6 +151,21 @@ async def test_a_death_between_two_steps_is_finished_by_the_repair(
             return (await store.routes(["cut2"]))[0] is None
         assert await eventually(dropped, 20)
         assert await store.redis.hget(store.keys.visitor("vcut2"), "open") in (None, "")
+        # 2b. the same, and its visitor comes back before the repair: a chat without its first
+        # message is not theirs yet (the welcome does not list it); their start, sent again,
+        # finishes it with its text
+        v3 = await make_visitor(server)
+        vid3 = v3.token.split(".")[1]  # type: ignore[attr-defined]
+        await v3.close()
+        await store._admit("cut3", vid3, 10)
+        await store._route("route_create", "cut3", vid3, "general", "fr", general.priority,
+                           general.weight)
+        v3 = await make_visitor(server, token=v3.token)  # type: ignore[attr-defined]
+        assert v3.welcome["sessions"] == []  # type: ignore[attr-defined]
+        assert await start_chat(v3, text="coupé aussi") == "cut3"
+        offer = await agent.recv("offer", session="cut3", timeout=20)
+        assert offer.get("preview") in (None, "coupé aussi")
+        await v3.recv("msg", session="cut3", text="coupé aussi", timeout=5)
         # 3. a close that reached the chat's hash only: its gendarme's slot is given back
         v = await make_visitor(server)
         sid = await start_chat(v)

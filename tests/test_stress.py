@@ -182,7 +182,7 @@ async def test_randomized_matching_with_a_crash(chatd_factory, redis_server, rds
     for sid in rec.visitor_sessions.values():
         states[sid] = await rds.hgetall(f"{prefix}:s:{{{sid}}}")
     lost = [sid for sid, h in states.items() if h.get("state") not in ("closed", "queued", "offered", "active")]
-    assert not lost
+    assert not lost, {sid: states[sid] for sid in lost}
     assert len(rec.visitor_sessions) == VISITORS
     served = [sid for sid, h in states.items() if h.get("state") == "closed"]
     assert len(served) >= VISITORS * 0.9, f"only {len(served)} of {VISITORS} served"

@@ -262,7 +262,9 @@ class Store(Routing, Retention, Console):
 
     async def states(self, sids: list[str]) -> list[dict[str, str]]:
         """What a connection must agree with: state, holder, last seq shown, how it ended.
-        While a chat is open its routing record says where it stands; once closed, its hash."""
+        While a chat is open its routing record says where it stands; once closed, its hash.
+        A chat whose hash never came (its creator died before its first message was kept) has
+        no state: it is nobody's chat yet; the visitor's start, sent again, finishes it."""
         if not sids:
             return []
         names = ("state", "seq", "dseq", "agent", "agent_name", "topic", "by", "reason")
@@ -276,6 +278,9 @@ class Store(Routing, Retention, Console):
             st = {k: v for k, v in zip(names, row) if v is not None}
             if "seq" in st:
                 st["seq"] = str(_visible(st["seq"], st.pop("dseq", None)))
+            if route is not None and route["st"] == "pending" and "state" not in st:
+                out.append({})
+                continue
             if route is not None and st.get("state") != "closed":
                 st["state"] = "queued" if route["st"] == "pending" else route["st"]
                 st["agent"] = route.get("agent") or ""
