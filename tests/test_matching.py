@@ -317,6 +317,24 @@ async def test_direct_assignment_mode_skips_the_offer(chatd_factory, redis_serve
     await visitor.recv("assigned", session=sid)
 
 
+async def test_the_system_notes_are_in_the_chats_language(fast: Chatd, redis_server) -> None:
+    from chatd import texts
+    for lang in ("es", "de", "it", "en"):
+        agent = await make_agent(fast, redis_server.url, capacity=1, topics=("general",),
+                                 langs=(lang,))
+        visitor = await make_visitor(fast)
+        sid = await start_chat(visitor, lang=lang)
+        await agent.recv("offer", session=sid)
+        await agent.send({"type": "accept", "session": sid})
+        await agent.recv("assigned", session=sid)
+        await agent.send({"type": "transfer", "session": sid, "to_topic": "scam"})
+        note = await visitor.recv("msg", session=sid, **{"from": "system"})
+        assert note["text"] == texts.TRANSFERRED[lang]
+        await visitor.send({"type": "close", "session": sid})
+        await agent.close()
+    assert all(set(t) == set(texts.LANGUAGES) for t in (texts.TRANSFERRED, texts.AGENT_GONE))
+
+
 async def test_a_vanished_agent_loses_offers_then_chats_after_grace(chatd_factory, redis_server) -> None:
     server = await chatd_factory(env={**FAST, "CHATD_HEARTBEAT_TTL": "1", "CHATD_AGENT_GRACE": "1.5"})
     a1 = await make_agent(server, redis_server.url, capacity=2)

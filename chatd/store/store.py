@@ -107,7 +107,7 @@ class Store(Routing, Retention, Console):
         note, previous agent) a routing script returned (or the repair found behind)."""
         await asyncio.gather(*(
             self._chat("session_sync", sid, ver, state, agent, name, at, topic, note, prev,
-                       *(_NOTES[note]["fr"], _NOTES[note]["en"]) if note else ("", ""))
+                       *(texts.in_every_language(_NOTES[note]) if note else ()))
             for sid, ver, state, agent, name, at, topic, note, prev in syncs))
 
     async def _publish_events(self, later: list[Any]) -> None:

@@ -6,11 +6,11 @@
 -- the repair runs: docs/operations.md, "Interrupted operations").
 -- KEYS: a chat's (keys.SESSION)
 -- ARGV: mode, sid, version, state, agent, agent name, assigned at, topic, note ('' |
---       'transferred' | 'agent_gone'), previous agent, text fr, text en
+--       'transferred' | 'agent_gone'), previous agent, then the note's text in each language as
+--       pairs (language, text), the first pair the one used for a language not listed
 -- Returns: 'ok', 'old' (this version or a newer one was told already), 'closed', 'gone'
-local sid, ver, state, agent, name, assigned_at, topic, note, prev_agent, text_fr, text_en =
-  ARGV[2], tonumber(ARGV[3]), ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8], ARGV[9], ARGV[10],
-  ARGV[11], ARGV[12]
+local sid, ver, state, agent, name, assigned_at, topic, note, prev_agent =
+  ARGV[2], tonumber(ARGV[3]), ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8], ARGV[9], ARGV[10]
 local cur, rv, lang = unpack(redis.call('HMGET', S.hash, 'state', 'rv', 'lang'))
 if not cur then return 'gone' end
 if cur == 'closed' then return 'closed' end
@@ -19,7 +19,11 @@ redis.call('HSET', S.hash, 'state', state, 'agent', agent, 'agent_name', name, '
            'assigned_at', assigned_at, 'rv', ver)
 if prev_agent ~= '' then redis.call('HSET', S.hash, 'prev_agent', prev_agent) end
 if note ~= '' then
-  append_msg(sid, 'system', lang == 'en' and text_en or text_fr, '', '')
+  local text = ARGV[12]
+  for i = 11, #ARGV - 1, 2 do
+    if ARGV[i] == lang then text = ARGV[i + 1] end
+  end
+  append_msg(sid, 'system', text, '', '')
 end
 if state == 'active' then
   publish(S.channel, {e = 'assigned', sid = sid, agent = agent, name = name})
