@@ -235,11 +235,12 @@ class Matcher:
         None when no gendarme who takes the topic is available.
 
         Free slots take the first ones at once. Beyond them, the queue's recent pace: the
-        seconds those taken over the last two minutes waited per place they had in line
-        (it holds what no model of slots does: chats of two slots waiting for an agent with
-        two free, gendarmes slower at night). A queue with no such history yet: its people
-        share the available capacity, each taking the topic's average chat length. And no
-        less than the time the lines of higher-priority topics take, served first."""
+        seconds the last chats taken from its line waited per place they had in it (it holds
+        what no model of slots does: chats of two slots waiting for an agent with two free,
+        gendarmes slower at night, lines of the same priority served in turn). A queue with
+        no such history yet: its people share the available capacity, each taking the
+        topic's average chat length. And no less than the time the lines of higher-priority
+        topics take, served first."""
         slots = self.slots.get(topic, 0)
         if slots <= 0:
             return None

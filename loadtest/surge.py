@@ -12,8 +12,10 @@ always queues live and takes two slots), the others about low-priority topics. S
 scaled with the chats (3-s chats instead of about 300 s: `CHATD_ASYNC_AFTER_S` 6 instead of
 600): a low-priority citizen told `suggest_leave` leaves the question (`leave`) and goes; the
 gendarmes answer those chats once the live ones are served, and the transcripts are read back
-to check that every answer is there. Each estimate a citizen is given (`eta_s`) is compared
-with the wait that followed it."""
+to check that every answer is there; half of them (drawn at arrival) stay live whatever they
+are told, as some citizens would. Each estimate a citizen is given (`eta_s`) is compared with
+the wait that followed it, for the citizens who stay: judging estimates on those who left when
+told to would keep only the chats whose estimate was low, and miss the waits of the others."""
 
 from __future__ import annotations
 
@@ -36,6 +38,7 @@ THINK_S = 0.3  # before the agent answers a message
 ASYNC_AFTER_S = 6.0  # surge mode, scaled like the chats (600 s for 300-s chats)
 PRIORITY_SHARE = 0.25  # citizens writing about violence
 LOW_TOPICS = ("general", "road", "scam")
+STAYERS = 0.5  # low-priority citizens who stay live whatever they are told
 SLOTS_PER_CHAT = PRIORITY_SHARE * 2 + (1 - PRIORITY_SHARE) * 1  # violence chats weigh 2
 
 
@@ -46,7 +49,8 @@ async def run(target: Target, base: float, factor: float, duration: float,
     waits: list[tuple[float, float, str]] = []  # (t assigned, wait s, phase)
     by_priority: dict[bool, list[float]] = {True: [], False: []}  # waits of live chats
     went_async: dict[bool, list[str]] = {True: [], False: []}  # sessions left for later
-    etas: list[tuple[float, float]] = []  # (an estimate s, the wait that followed it s)
+    etas: list[tuple[float, float, str, bool]] = []  # (an estimate s, the wait that followed it
+    # s, the phase it was given in, priority topic)
     first_etas: list[tuple[float, float]] = []  # (the first estimate s, the whole wait s)
     errors: list[dict[str, Any]] = []
     expected: dict[str, str] = {}  # cid -> who must receive it
@@ -105,8 +109,9 @@ async def run(target: Target, base: float, factor: float, duration: float,
             st["session"] = f["session"]
             st.setdefault("eta", f.get("eta_s"))
             if f.get("eta_s") is not None:  # every estimate, with when it was given
-                st.setdefault("etas", []).append((time.monotonic(), float(f["eta_s"])))
-            if f.get("suggest_leave") and not st.get("leaving"):
+                st.setdefault("etas", []).append((time.monotonic(), float(f["eta_s"]),
+                                                  phase(time.monotonic() - t0)))
+            if f.get("suggest_leave") and not st.get("leaving") and not st["stays"]:
                 st["leaving"] = True  # as a citizen would: an answer later beats a long wait
                 asyncio.ensure_future(conn.send({"type": "leave", "session": f["session"]}))
         elif kind == "left":
@@ -118,10 +123,11 @@ async def run(target: Target, base: float, factor: float, duration: float,
             wait = now - st["started"]
             waits.append((now - t0, wait, st["phase"]))
             by_priority[st["priority"]].append(wait)
-            if st.get("eta") is not None:
-                first_etas.append((float(st["eta"]), wait))
-            for at, eta in st.get("etas", ()):
-                etas.append((eta, now - at))
+            if st["stays"]:  # estimates are judged on those who stay whatever they are told
+                if st.get("eta") is not None:
+                    first_etas.append((float(st["eta"]), wait))
+                for at, eta, ph in st.get("etas", ()):
+                    etas.append((eta, now - at, ph, st["priority"]))
             cid = f"q-{conn.name}"
             expected[cid] = "agent"
             asyncio.ensure_future(conn.send({"type": "send", "session": f["session"], "cid": cid,
@@ -157,7 +163,9 @@ async def run(target: Target, base: float, factor: float, duration: float,
             c = await Conn.open(target.urls[i % n], "visitor", visitor_frame, name=f"sv{i}")
             priority = rng.random() < PRIORITY_SHARE
             topic = "violence" if priority else rng.choice(LOW_TOPICS)
-            c.state.update(started=time.monotonic(), phase=phase(t), priority=priority)
+            # half the low-priority citizens stay in the queue even when told the wait is long
+            stays = priority or rng.random() < STAYERS
+            c.state.update(started=time.monotonic(), phase=phase(t), priority=priority, stays=stays)
             await c.send({"type": "hello"})
             await c.send({"type": "start", "topic": topic, "text": "Bonjour"})
         except OSError as exc:
@@ -206,7 +214,8 @@ async def run(target: Target, base: float, factor: float, duration: float,
         "observed_queue_growth_per_s": _growth(queue_series, third, 2 * third) if not soak else 0.0,
         "queue_max": int(max((q for _, q in queue_series), default=0)),
         "queue_end": int(queue_series[-1][1]) if queue_series else 0,
-        "errors": len(errors), "lost": lost,
+        "errors": len(errors), "error_codes": sorted({f"{e.get('code')}: {e.get('message')}" for e in errors}),
+        "lost": lost,
         "wait_p50_s": round(percentile([w for _, w, _ in waits], 50), 2),
         "wait_p99_s": round(percentile([w for _, w, _ in waits], 99), 2),
         **sampler.summary(),
@@ -217,13 +226,18 @@ async def run(target: Target, base: float, factor: float, duration: float,
         report[f"async_{name}"] = len(went_async[prio])
     # how honest the estimates were: each one against the wait that followed it (a wait under
     # 2 s is a match, not a queue); and the first ones alone, made before the surge is known
-    ratios = [eta / wait for eta, wait in etas if wait >= 2.0]
+    ratios = [eta / wait for eta, wait, _, _ in etas if wait >= 2.0]
     firsts = [eta / wait for eta, wait in first_etas if wait >= 2.0]
     report["eta_samples"] = len(ratios)
     report["eta_ratio_p50"] = round(percentile(ratios, 50), 2) if ratios else None
     report["eta_within_2x_pct"] = (round(100 * sum(1 for r in ratios if 0.5 <= r <= 2) / len(ratios))
                                    if ratios else None)
     report["eta_first_ratio_p50"] = round(percentile(firsts, 50), 2) if firsts else None
+    for key, keep in (("before", lambda ph, pr: ph == "before"), ("during", lambda ph, pr: ph == "during"),
+                      ("after", lambda ph, pr: ph == "after"), ("priority", lambda ph, pr: pr),
+                      ("other", lambda ph, pr: not pr)):
+        some = [eta / wait for eta, wait, ph, pr in etas if wait >= 2.0 and keep(ph, pr)]
+        report[f"eta_ratio_p50_{key}"] = round(percentile(some, 50), 2) if some else None
     for ph in ("before", "during", "after"):
         ws = [w for _, w, p in waits if p == ph]
         report[f"wait_p50_s_{ph}"] = round(percentile(ws, 50), 2)

@@ -71,6 +71,29 @@ async def test_an_eta_counts_only_free_slots_first_then_the_service_rate(
     assert queued["available"] is True and queued["eta_s"] == 300
 
 
+async def test_an_eta_follows_the_pace_of_the_line(chatd_factory, redis_server) -> None:
+    server = await chatd_factory(env=FAST)
+    agent = await make_agent(server, redis_server.url, capacity=1)
+    visitors = [await make_visitor(server) for _ in range(5)]
+    sids = [await start_chat(v) for v in visitors]
+    last = visitors[4]
+    first = [f for f in last.frames if f["type"] == "queued"][0]
+    assert first["eta_s"] >= 300  # no line has moved yet: the model's 300 s a chat
+    for sid in sids[:4]:  # the gendarme takes them in turn, quickly
+        await agent.recv("offer", session=sid, timeout=5)
+        await agent.send({"type": "accept", "session": sid})
+        await agent.recv("assigned", session=sid)
+        await asyncio.sleep(0.3)
+        await agent.send({"type": "close", "session": sid, "disposition": "answered"})
+
+    for _ in range(20):  # about a second a place, as the line moved
+        queued = await last.recv("queued", session=sids[4], timeout=10)
+        if queued["eta_s"] is not None and queued["eta_s"] <= 10:
+            break
+    else:
+        raise AssertionError(f"still {queued}")
+
+
 async def test_a_question_left_for_later_comes_back_with_its_answer_on_another_device(
         chatd_factory, redis_server) -> None:
     server = await chatd_factory(env={**FAST, "CHATD_VISITOR_GRACE": "0.5"})

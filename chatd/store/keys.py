@@ -58,7 +58,7 @@ PATTERNS: dict[str, str] = {
     "pending": "P:{m}:pending",  # chats whose creation is under way
     "handling": "P:{m}:handling",
     "async_due": "P:{m}:async",  # chats left to be answered later, scored by their deadline
-    "served": "P:{m}:served",  # waits and places in line of chats taken, per topic, 10-s buckets
+    "served": "P:{m}:served",  # waits and places in line of the last chats taken, per topic
     "queue": "P:{m}:q:<topic>",
     # one chat, one slot
     "session": "P:s:{<sid>}",

@@ -10,6 +10,7 @@ import msgpack
 READ_PAGE = 500  # entries per read: no single Redis call works through a whole long list
 HISTORY_PAGE = 200  # messages an `assigned` carries; later ones follow as `msg` frames
 COUNTER_WINDOW_S = 3700  # an hourly counter lives a little over its hour
+PACE_RING = 24  # chats taken from a line whose wait per place a topic's pace is made of
 
 
 @dataclass(frozen=True, slots=True)

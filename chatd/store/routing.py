@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Iterable
 import msgpack
 
 from ..config import Topic
-from .records import COUNTER_WINDOW_S, READ_PAGE, unpack
+from .records import COUNTER_WINDOW_S, PACE_RING, READ_PAGE, unpack
 
 if TYPE_CHECKING:
     from .store import Store
@@ -201,25 +201,25 @@ class Routing:
                                      int(self.now_ms() // 1000 // window_s))
         return int((await self.scripts.run("count", [key], window_s)).result)
 
-    async def pace(self: Store, topics: list[str], window_s: int = 120
+    async def pace(self: Store, topics: list[str], max_age_s: int = 3600
                    ) -> dict[str, float | None]:
-        """Seconds of wait per place in line of each topic's queue, from the live chats that
-        found a line and were taken over the last ``window_s`` (match.lua sums their waits
-        and places in 10-s buckets; older buckets are dropped here); None without any."""
-        now_bucket = self.now_ms() // 10_000
-        n = window_s // 10 + 1  # the current bucket too: a surge must be seen at once
-        buckets = [now_bucket - i for i in range(n)]
-        fields = [f"{t}:{k}:{b}" for t in topics for k in ("w", "p") for b in buckets]
-        stale = [f"{t}:{k}:{now_bucket - i}" for t in topics for k in ("w", "p")
-                 for i in range(n, n + 3)]
-        async with self.redis.pipeline(transaction=False) as pipe:
-            pipe.hmget(self.keys.served, fields)
-            pipe.hdel(self.keys.served, *stale)
-            counts, _ = await pipe.execute()
+        """Seconds of wait per place in line of each topic's queue, from the last PACE_RING
+        live chats that found a line and were taken (match.lua keeps them in a ring), none
+        older than ``max_age_s`` (a pace of last night says nothing of now); None without
+        any. Counted in chats, not seconds, it follows a surge as fast as chats are taken,
+        whatever their length."""
+        fields = [f"{t}:{i}" for t in topics for i in range(PACE_RING)]
+        raws = await self.redis.hmget(self.keys.served, fields) if fields else []
+        oldest = self.now_ms() - max_age_s * 1000
         out: dict[str, float | None] = {}
-        for i, t in enumerate(topics):
-            waited = sum(int(c or 0) for c in counts[2 * i * n:(2 * i + 1) * n])
-            places = sum(int(c or 0) for c in counts[(2 * i + 1) * n:(2 * i + 2) * n])
+        for k, t in enumerate(topics):
+            waited = places = 0
+            for raw in raws[k * PACE_RING:(k + 1) * PACE_RING]:
+                if raw is None:
+                    continue
+                w, p, at = (int(x) for x in raw.split(","))
+                if at >= oldest:
+                    waited, places = waited + w, places + p
             out[t] = waited / 1000 / places if places else None
         return out
 

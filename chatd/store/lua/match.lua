@@ -112,13 +112,15 @@ for _, t in ipairs(topics) do
         matches = matches + 1
         if not route.order then
           route.order = redis.call('INCR', R.offer_order)
-          -- the pace of this queue (seconds of wait per place in line, in 10-s buckets), from
-          -- live chats that found a line: what honest estimates are made of (matching.py)
+          -- the pace of this queue (seconds of wait per place in line) from the last PACE_RING
+          -- live chats that found a line, in a ring per topic: what honest estimates are made
+          -- of (matching.py); counted in chats, not seconds, it follows a surge as fast as
+          -- chats are taken, whatever their length
           local p0 = tonumber(route.pos0) or 0
           if p0 >= 2 and route.async ~= 1 then
-            local b = math.floor(NOW / 10000)
-            redis.call('HINCRBY', R.served, t.id .. ':w:' .. b, waited)
-            redis.call('HINCRBY', R.served, t.id .. ':p:' .. b, p0)
+            local n = redis.call('HINCRBY', R.served, t.id .. ':n', 1)
+            redis.call('HSET', R.served, t.id .. ':' .. (n % PACE_RING),
+                       waited .. ',' .. p0 .. ',' .. NOW)
           end
         end
         if direct then

@@ -12,7 +12,7 @@ if route.st == 'pending' then
   route.preview = preview
   redis.call('ZREM', R.pending, sid)
   redis.call('ZADD', R.queue[route.topic], route.qscore, sid)
-  route.pos0 = redis.call('ZRANK', R.queue[route.topic], sid) + 1  -- for the pace (match.lua)
+  route.pos0 = redis.call('ZRANK', R.queue[route.topic], sid) + 1  -- a line found? (match.lua)
   put_route(sid, route)
   redis.call('ZADD', R.open, route.created, sid)
   redis.call('ZADD', R.visitors_seen, NOW, sid)
