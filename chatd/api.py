@@ -12,6 +12,7 @@ import json
 import logging
 import secrets
 from collections import Counter
+from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, AsyncIterator, Awaitable, Callable
 
 from redis.exceptions import RedisError
@@ -21,6 +22,7 @@ from starlette.routing import Route
 
 from protocol import ErrorCode
 
+from . import reports
 from .auth import Account
 from .canned import PERSONAL_MAX, CannedError, checked
 from .store import Entry, NoteEntry, Store, transient
@@ -210,6 +212,22 @@ def routes(rt: Runtime) -> list[Route]:
     async def stats(request: Request, account: Account) -> Any:
         return await _stats(rt)
 
+    async def report(request: Request, account: Account) -> Any:
+        """Volumes, waits, abandons, first responses, ratings (docs/protocol.md, "Reports")."""
+        try:
+            first, last, by, fmt = reports.parse_query(
+                dict(request.query_params), datetime.now(timezone.utc).date(),
+                rt.settings.reports_days)
+        except reports.ReportError as exc:
+            raise ApiError(ErrorCode.BAD_MESSAGE, str(exc)) from None
+        rows = await store.report(first, last, by)
+        if fmt == "csv":
+            name = f"chatd-{by}-{first.isoformat()}-{last.isoformat()}.csv"
+            return Response(reports.to_csv(rows), media_type="text/csv; charset=utf-8",
+                            headers={**SECURITY_HEADERS, "Cache-Control": "no-store",
+                                     "Content-Disposition": f'attachment; filename="{name}"'})
+        return {"from": first.isoformat(), "to": last.isoformat(), "by": by, "rows": rows}
+
     return [
         Route("/api/me", endpoint(rt, me)),
         Route("/api/agents", endpoint(rt, agents)),
@@ -220,6 +238,7 @@ def routes(rt: Runtime) -> list[Route]:
         Route("/api/canned", endpoint(rt, canned_add), methods=["POST"]),
         Route("/api/canned/{cid}", endpoint(rt, canned_delete), methods=["DELETE"]),
         Route("/api/stats", endpoint(rt, stats, supervisor=True)),
+        Route("/api/reports", endpoint(rt, report, supervisor=True)),
     ]
 
 

@@ -127,6 +127,7 @@ class Settings:
     # to be answered later first (surge mode); topics of at least this priority always queue live
     live_priority: int = 20
     code_tries: int = 10  # resume codes one address may try per 10 minutes
+    reports_days: int = 400  # days the reports' hourly and daily figures are kept
     topics_file: Path | None = None
     topics: tuple[Topic, ...] = DEFAULT_TOPICS
     canned_file: Path | None = None  # the shared canned answers (TOML [[answer]] tables)
@@ -257,6 +258,7 @@ _PARSERS: dict[str, Callable[[str, str], Any]] = {
     "async_after_s": _positive_float,
     "live_priority": _int_in(-1_000_000, 1_000_000),
     "code_tries": _int_in(1, 1_000_000),
+    "reports_days": _int_in(1, 36_500),
     "topics_file": lambda n, r: Path(_str(n, r)),
     "canned_file": lambda n, r: Path(_str(n, r)),
     "log_level": _choice("debug", "info", "warning", "error"),

@@ -18,6 +18,34 @@ ERRORS = Counter("chatd_errors_total", "error frames sent", ["code"])
 SESSIONS = Counter("chatd_sessions_started_total", "Chats started")
 ASYNC_CHATS = Counter("chatd_async_total", "Chats left by the visitor to be answered later")
 CODE_RESUMES = Counter("chatd_code_resumes_total", "Visitors back through a resume code")
+# the reports' figures, for Grafana: each chat observed once, by the process that counted it
+_CHAT_BUCKETS = (5, 15, 30, 60, 120, 300, 600, 1200, 1800, 3600, 7200, 21600, 86400)
+WAIT = Histogram("chatd_wait_seconds", "From a chat's start to its first gendarme", ["topic"],
+                 buckets=_CHAT_BUCKETS)
+FIRST_RESPONSE = Histogram("chatd_first_response_seconds",
+                           "From a chat's start to its gendarme's first message", ["topic"],
+                           buckets=_CHAT_BUCKETS)
+DURATION = Histogram("chatd_chat_duration_seconds", "From a chat's start to its end (answered "
+                     "chats)", ["topic"], buckets=_CHAT_BUCKETS)
+ABANDONED = Counter("chatd_abandoned_total", "Chats ended by the visitor before any answer",
+                    ["topic"])
+
+
+def observe_chat(info: dict[str, str | None]) -> None:
+    """A closed chat's figures (store.Reports.count_close), once."""
+    topic = info.get("topic") or ""
+    created = int(info.get("created") or 0)
+    closed = int(info.get("closed_at") or created)
+    if info.get("answered_at"):
+        WAIT.labels(topic).observe(max(0, int(info["answered_at"] or 0) - created) / 1000)
+        DURATION.labels(topic).observe(max(0, closed - created) / 1000)
+        if info.get("first_reply_at"):
+            FIRST_RESPONSE.labels(topic).observe(
+                max(0, int(info["first_reply_at"] or 0) - created) / 1000)
+    elif not info.get("async"):
+        ABANDONED.labels(topic).inc()
+
+
 MATCHES = Counter("chatd_matches_total", "Visitors matched with an agent")
 MATCH_RUNS = Histogram("chatd_match_run_seconds", "Duration of one matching run",
                        buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5))

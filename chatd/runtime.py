@@ -17,6 +17,7 @@ from .auth import Auth
 from .config import Settings, Topic
 from .hub import Hub
 from .limits import ConnectionCounter
+from . import metrics
 from .matching import Matcher
 from .fanout import Fanout, ShardedFanout
 from .store import connect, open_store, transient
@@ -31,6 +32,7 @@ class Runtime:
         self.redis_url = redis_url
         self.store = open_store(redis_url, settings)
         self.redis = self.store.redis
+        self.store.on_counted = metrics.observe_chat
         store = self.store
         if connect.is_cluster(redis_url):
             nodes = connect.node_factory(redis_url, decode=False, pubsub=True)

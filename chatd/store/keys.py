@@ -10,6 +10,7 @@ Names are grouped by the hash tag that decides their Redis Cluster slot (docs/op
 - ``{v:<vid>}``: one visitor: their open chat, their chats, their bar, their allowance.
 - ``{d}``: deployment-wide: the secret, accounts and login tokens, the closed index, the audit
   trail, personal canned answers.
+- ``{r}``: the reports' figures, per hour and per day (anonymous counts, no chat's id).
 - per-address counters: one key each (a single-key operation needs no tag).
 
 Lua scripts never build a name: they are given every key they touch in KEYS, in the order
@@ -41,6 +42,10 @@ PATTERNS: dict[str, str] = {
     "blocked": "P:{v:<vid>}:blocked",
     "token_counter": "P:{v:<vid>}:rl:<hour>",
     "code": "P:{d}:code:<digest>",  # a resume code (its digest) -> the chat it leads back to
+    # reports
+    "report_hour": "P:{r}:h:<hour>",  # hours since the epoch (UTC) -> topic|lang|figure counts
+    "report_day": "P:{r}:d:<day>",  # days since the epoch (UTC) -> topic|figure counts
+    "report_done": "P:{r}:done:<day>",  # facts already counted (each once), for a few days
     # one address (hashed)
     "ip_counter": "P:rl:ip:<digest>:<hour>",
     "code_counter": "P:rl:code:<digest>:<window>",  # resume codes tried from an address

@@ -7,6 +7,7 @@ change is one routing script (the ``{m}`` slot), then the chats' hashes, then th
 from __future__ import annotations
 
 import asyncio
+import logging
 import hashlib
 from typing import TYPE_CHECKING, Any, Iterable
 
@@ -17,6 +18,8 @@ from .records import COUNTER_WINDOW_S, PACE_RING, READ_PAGE, unpack
 
 if TYPE_CHECKING:
     from .store import Store
+
+log = logging.getLogger("chatd.store")
 
 PENDING_GRACE_MS = 10_000  # a chat still pending after this was cut short: the repair acts
 
@@ -60,6 +63,7 @@ class Routing:
         status, preview = await self._chat("session_create", sid, vid, topic.id, lang, created,
                                            earlier, prev, text or "")
         position = await self._route("route_enqueue", sid, preview)
+        await self._count_safely(self.count_request(sid, topic.id, lang, int(created)))
         return "ok", int(position), "", ""
 
     def _hour(self: Store) -> int:
@@ -85,7 +89,10 @@ class Routing:
         """Steps 2 and 3 of a new chat, for one that a dead process left pending."""
         _, preview = await self._chat("session_create", sid, route["visitor"], route["topic"],
                                       route["lang"], route["created"], 0, "", text)
-        return int(await self._route("route_enqueue", sid, preview))
+        position = int(await self._route("route_enqueue", sid, preview))
+        await self._count_safely(self.count_request(sid, route["topic"], route["lang"],
+                                                    int(route["created"])))
+        return position
 
     # -- closing --------------------------------------------------------------------------------
 
@@ -103,6 +110,8 @@ class Routing:
             return "not_found"
         await self.finish_close(sid, str(res[1]), str(res[2]), int(res[3] or 0), reason,
                                 disposition)
+        if rating and res[0] == "ok":
+            await self._count_safely(self.count_rating(sid, rating))
         return str(res[0])
 
     async def finish_close(self: Store, sid: str, vid: str, topic: str, closed_at: int,
@@ -110,6 +119,19 @@ class Routing:
         await self._route("route_close", sid)
         await self._release_visitor(vid, sid, f"{closed_at}|{topic}|{reason}|{disposition}")
         await self.redis.zadd(self.keys.closed, {sid: closed_at})
+        await self._count_safely(self._count_closed(sid))
+
+    async def _count_closed(self: Store, sid: str) -> None:
+        info = await self.count_close(sid)
+        if info is not None and self.on_counted is not None:
+            self.on_counted(info)
+
+    async def _count_safely(self: Store, counting: Any) -> None:
+        """The reports count what happened; their failing must not undo or fail it."""
+        try:
+            await counting
+        except Exception as exc:  # noqa: BLE001 - a count lost is said, the chat goes on
+            log.warning("a report figure was not counted: %s", type(exc).__name__)
 
     # -- matching and offers --------------------------------------------------------------------
 
@@ -182,7 +204,10 @@ class Routing:
         """The visitor's chat waits for an answer without them (leave.lua); its deadline (epoch
         ms), or None if it is not an open chat of theirs."""
         reply = await self._route("leave", sid, vid, ttl_ms)
-        return int(reply[1]) if reply[0] == "ok" else None
+        if reply[0] != "ok":
+            return None
+        await self._count_safely(self.count_async(sid))
+        return int(reply[1])
 
     async def save_code(self: Store, digest: str, sid: str, vid: str, until_ms: int) -> None:
         """A resume code (its digest only) leads to the chat until the chat's deadline."""

@@ -47,6 +47,7 @@ from .records import (
     transcript_head,
     unpack,
 )
+from .reports import Reports
 from .retention import Retention
 from .routing import Routing
 from .scripts import Reply, Scripts
@@ -57,7 +58,7 @@ __all__ = ["HISTORY_PAGE", "READ_PAGE", "Entry", "NoteEntry", "Store", "message_
 _NOTES = {"transferred": texts.TRANSFERRED, "agent_gone": texts.AGENT_GONE}
 
 
-class Store(Routing, Retention, Console):
+class Store(Routing, Retention, Console, Reports):
     def __init__(self, redis: Redis, settings: Settings, script_redis: Any = None,
                  node_client: Any = None) -> None:
         """``redis`` for reads and commands whose replay is harmless (a RedisCluster for a
@@ -75,6 +76,8 @@ class Store(Routing, Retention, Console):
         self.retention_ms = int(settings.retention_days * 86_400_000)
         self.clock_offset_ms = 0.0  # Redis's clock minus this host's (sync_clock)
         self.topics = {t.id: t for t in settings.topics}
+        #: told the figures of each chat as it is counted in the reports (the metrics)
+        self.on_counted: Any = None
         topic_ids = [t.id for t in settings.topics]
         self.routing_keys = self.keys.routing(topic_ids)
         self.topic_list = " ".join(topic_ids)
@@ -314,7 +317,10 @@ class Store(Routing, Retention, Console):
         return out
 
     async def rate(self, sid: str, vid: str, rating: int, comment: str | None) -> str:
-        return str(await self._chat("rate", sid, vid, rating, comment or ""))
+        status = str(await self._chat("rate", sid, vid, rating, comment or ""))
+        if status == "ok":
+            await self._count_safely(self.count_rating(sid, rating))
+        return status
 
     async def block(self, vid: str, hours: int) -> None:
         """A gendarme bars a visitor (every process: admit.lua and hello check it)."""

@@ -41,6 +41,7 @@ end
 if state == 'closed' then return {'closed', 0} end
 if from == 'agent' and state ~= 'active' then return {'not_found', 0} end
 if kind == 'msg' then
+  if from == 'agent' then redis.call('HSETNX', S.hash, 'first_reply_at', NOW) end
   return {'ok', append_msg(sid, from, text, cid, actor)}
 end
 local nseq = redis.call('HINCRBY', S.hash, 'nseq', 1)

@@ -18,6 +18,10 @@ if ver <= (tonumber(rv) or 0) then return 'old' end
 redis.call('HSET', S.hash, 'state', state, 'agent', agent, 'agent_name', name, 'topic', topic,
            'assigned_at', assigned_at, 'rv', ver)
 if prev_agent ~= '' then redis.call('HSET', S.hash, 'prev_agent', prev_agent) end
+if state == 'active' then  -- the first answer (the reports' wait ends here)
+  redis.call('HSETNX', S.hash, 'answered_at', tonumber(assigned_at) or NOW)
+end
+if note == 'transferred' then redis.call('HINCRBY', S.hash, 'transfers', 1) end
 if note ~= '' then
   local text = ARGV[12]
   for i = 11, #ARGV - 1, 2 do

@@ -1,0 +1,165 @@
+"""What the reports are made of, without I/O: the figures recorded per chat, the fixed
+buckets its durations are counted in, and the rows (JSON and CSV) read from them.
+
+Durations are counted in fixed buckets (``EDGES``, seconds) so that hours, days and processes
+add up; a percentile is interpolated inside the bucket it falls in, so it is exact at the
+edges and off by at most the bucket's width elsewhere (edges grow by about half each step:
+within ±25 % of the true value, docs/operations.md "Reports"). Nothing here names a visitor.
+"""
+
+from __future__ import annotations
+
+import bisect
+import csv
+import io
+from datetime import date, datetime, timedelta, timezone
+from typing import Any, Iterable
+
+#: bucket upper edges in seconds; the last bucket holds everything longer
+EDGES = (1, 2, 3, 5, 8, 12, 18, 27, 40, 60, 90, 135, 200, 300, 450, 675, 1000, 1500, 2250,
+         3400, 5000, 7500, 11000, 17000, 26000, 40000, 60000, 90000, 135000, 200000, 300000)
+DURATIONS = ("wait", "first", "dur")  # to a gendarme; to their first message; the whole chat
+COUNTS = ("req", "ans", "abd", "async", "xfer", "rate_n", "rate_sum", "abd_ms")
+GROUPINGS = ("hour", "day", "topic")
+MAX_HOURS_RANGE = 62  # days a by=hour report may span (a row an hour)
+FIELDS = ("key", "requests", "answered", "abandoned", "async", "transferred", "wait_p50_s",
+          "wait_p90_s", "first_response_p50_s", "duration_p50_s", "rating_avg", "rating_count",
+          "abandoned_wait_avg_s")
+
+
+class ReportError(ValueError):
+    """A report asked for wrongly: the message says what to change."""
+
+
+def bucket(seconds: float) -> int:
+    return bisect.bisect_left(EDGES, max(0.0, seconds))
+
+
+def percentile(counts: dict[int, int], q: float) -> float | None:
+    """The q-th percentile (0-100) of durations counted per bucket, interpolated inside its
+    bucket; None without any."""
+    total = sum(counts.values())
+    if not total:
+        return None
+    rank = q / 100 * total
+    seen = 0
+    for b in sorted(counts):
+        n = counts[b]
+        if seen + n >= rank and n:
+            lo = EDGES[b - 1] if b > 0 else 0
+            hi = EDGES[b] if b < len(EDGES) else EDGES[-1] * 1.5
+            return round(lo + (hi - lo) * max(0.0, rank - seen) / n, 1)
+        seen += n
+    return float(EDGES[-1])
+
+
+def chat_facts(info: dict[str, str]) -> dict[str, int]:
+    """The figures one closed chat adds, from its hash (store.Reports.record_close)."""
+    created = int(info.get("created") or 0)
+    closed = int(info.get("closed_at") or created)
+    answered = info.get("answered_at")
+    facts: dict[str, int] = {}
+    if answered:
+        facts["ans"] = 1
+        facts[f"wait:{bucket((int(answered) - created) / 1000)}"] = 1
+        facts[f"dur:{bucket((closed - created) / 1000)}"] = 1
+        if info.get("first_reply_at"):
+            facts[f"first:{bucket((int(info['first_reply_at']) - created) / 1000)}"] = 1
+    elif not info.get("async"):  # gave up before anyone answered (left for later is not that)
+        facts["abd"] = 1
+        facts["abd_ms"] = max(0, closed - created)
+    if int(info.get("transfers") or 0) > 0:
+        facts["xfer"] = 1
+    facts[f"disp:{info.get('disposition') or 'none'}"] = 1
+    return facts
+
+
+def day_of(text: str, name: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise ReportError(f"{name}: a date as YYYY-MM-DD, got {text[:40]!r}") from None
+
+
+def parse_query(params: dict[str, str], today: date, keep_days: int
+                ) -> tuple[date, date, str, str]:
+    """(first day, last day, grouping, format) of a report request; ReportError if wrong."""
+    last = day_of(params["to"], "to") if params.get("to") else today
+    first = day_of(params["from"], "from") if params.get("from") else last - timedelta(days=6)
+    by = params.get("by", "day")
+    fmt = params.get("format", "json")
+    if by not in GROUPINGS:
+        raise ReportError(f"by: one of {', '.join(GROUPINGS)}, got {by[:20]!r}")
+    if fmt not in ("json", "csv"):
+        raise ReportError(f"format: json or csv, got {fmt[:20]!r}")
+    if first > last:
+        raise ReportError("from: must not be after to")
+    span = (last - first).days + 1
+    if span > keep_days + 1:
+        raise ReportError(f"at most {keep_days + 1} days at once (figures are kept {keep_days} days)")
+    if by == "hour" and span > MAX_HOURS_RANGE:
+        raise ReportError(f"by=hour: at most {MAX_HOURS_RANGE} days at once; use by=day")
+    return first, last, by, fmt
+
+
+def epoch_day(d: date) -> int:
+    return (d - date(1970, 1, 1)).days
+
+
+def hour_key(hour: int) -> str:
+    return datetime.fromtimestamp(hour * 3600, timezone.utc).strftime("%Y-%m-%dT%H:00Z")
+
+
+def day_key(day: int) -> str:
+    return (date(1970, 1, 1) + timedelta(days=day)).isoformat()
+
+
+def row(key: str, figures: dict[str, int]) -> dict[str, Any]:
+    """One report row from the figures of a group (field -> count, without topic/lang)."""
+    hist: dict[str, dict[int, int]] = {d: {} for d in DURATIONS}
+    disps: dict[str, int] = {}
+    for name, n in figures.items():
+        kind, _, rest = name.partition(":")
+        if kind in hist:
+            hist[kind][int(rest)] = hist[kind].get(int(rest), 0) + n
+        elif kind == "disp":
+            disps[rest] = disps.get(rest, 0) + n
+    rated = figures.get("rate_n", 0)
+    abandoned = figures.get("abd", 0)
+    return {
+        "key": key, "requests": figures.get("req", 0), "answered": figures.get("ans", 0),
+        "abandoned": abandoned, "async": figures.get("async", 0),
+        "transferred": figures.get("xfer", 0),
+        "wait_p50_s": percentile(hist["wait"], 50), "wait_p90_s": percentile(hist["wait"], 90),
+        "first_response_p50_s": percentile(hist["first"], 50),
+        "duration_p50_s": percentile(hist["dur"], 50),
+        "rating_avg": round(figures.get("rate_sum", 0) / rated, 2) if rated else None,
+        "rating_count": rated,
+        "abandoned_wait_avg_s": round(figures.get("abd_ms", 0) / abandoned / 1000, 1)
+        if abandoned else None,
+        "dispositions": dict(sorted(disps.items())),
+    }
+
+
+def merge(into: dict[str, int], raw: dict[str, str], topic: str | None = None) -> None:
+    """Adds a stored hash (``topic|[lang|]figure`` -> count) into ``into`` (figure -> count),
+    for one topic or all."""
+    for field, value in raw.items():
+        t, _, rest = field.partition("|")
+        if topic is not None and t != topic:
+            continue
+        name = rest.rpartition("|")[2] if rest.count("|") else rest
+        into[name] = into.get(name, 0) + int(value)
+
+
+def to_csv(rows: Iterable[dict[str, Any]]) -> str:
+    """The rows as CSV: the contract's columns, then one per disposition seen."""
+    rows = list(rows)
+    disps = sorted({d for r in rows for d in r["dispositions"]})
+    out = io.StringIO()
+    w = csv.writer(out, lineterminator="\r\n")
+    w.writerow([*FIELDS, *(f"disposition_{d}" for d in disps)])
+    for r in rows:
+        w.writerow([("" if r[f] is None else r[f]) for f in FIELDS]
+                   + [r["dispositions"].get(d, 0) for d in disps])
+    return out.getvalue()
