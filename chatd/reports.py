@@ -110,8 +110,12 @@ def hour_key(hour: int) -> str:
     return datetime.fromtimestamp(hour * 3600, timezone.utc).strftime("%Y-%m-%dT%H:00Z")
 
 
+def day_date(day: int) -> date:
+    return date(1970, 1, 1) + timedelta(days=day)
+
+
 def day_key(day: int) -> str:
-    return (date(1970, 1, 1) + timedelta(days=day)).isoformat()
+    return day_date(day).isoformat()
 
 
 def row(key: str, figures: dict[str, int]) -> dict[str, Any]:
@@ -141,15 +145,40 @@ def row(key: str, figures: dict[str, int]) -> dict[str, Any]:
     }
 
 
-def merge(into: dict[str, int], raw: dict[str, str], topic: str | None = None) -> None:
-    """Adds a stored hash (``topic|[lang|]figure`` -> count) into ``into`` (figure -> count),
-    for one topic or all."""
-    for field, value in raw.items():
-        t, _, rest = field.partition("|")
-        if topic is not None and t != topic:
-            continue
-        name = rest.rpartition("|")[2] if rest.count("|") else rest
+def add(into: dict[str, int], raw: dict[str, str]) -> None:
+    """Adds a stored hash of figure -> count into ``into``."""
+    for name, value in raw.items():
         into[name] = into.get(name, 0) + int(value)
+
+
+def add_by_topic(into: dict[str, dict[str, int]], raw: dict[str, str]) -> None:
+    """Adds a stored hash of ``topic|figure`` -> count into ``into`` (topic -> figures)."""
+    for field, value in raw.items():
+        topic, _, name = field.partition("|")
+        figures = into.setdefault(topic, {})
+        figures[name] = figures.get(name, 0) + int(value)
+
+
+def month_of(d: date) -> int:
+    return d.year * 12 + d.month - 1 - 1970 * 12
+
+
+def spans(first: date, last: date) -> tuple[list[int], list[int]]:
+    """The whole months (months since 1970-01) and the other days (days since the epoch)
+    that cover ``first``..``last``: a year is read as 12 months and a few days, not 365."""
+    months: list[int] = []
+    days: list[int] = []
+    d = first
+    while d <= last:
+        month_start = d.replace(day=1)
+        next_month = (month_start + timedelta(days=32)).replace(day=1)
+        if d == month_start and next_month - timedelta(days=1) <= last:
+            months.append(month_of(d))
+            d = next_month
+        else:
+            days.append(epoch_day(d))
+            d += timedelta(days=1)
+    return months, days
 
 
 def to_csv(rows: Iterable[dict[str, Any]]) -> str:

@@ -20,7 +20,8 @@ NEEDS = ("httpx", "psutil", "matplotlib", "picows")
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m loadtest")
-    p.add_argument("scenario", choices=("relay", "match", "idle", "surge", "soak", "chaos"))
+    p.add_argument("scenario", choices=("relay", "match", "idle", "surge", "soak", "chaos",
+                                             "reports"))
     where = p.add_mutually_exclusive_group(required=False)
     where.add_argument("--url", help="a running chatd, e.g. ws://127.0.0.1:8000 (comma-separated for several)")
     where.add_argument("--spawn", type=int, metavar="N", help="start Redis and N chatd processes")
@@ -43,6 +44,8 @@ def parser() -> argparse.ArgumentParser:
                    help="chaos: the Redis topology it starts (Debian's redis-server 7)")
     p.add_argument("--faults", help="chaos: comma-separated, in turn: kill-chatd, kill-primary, "
                    "freeze, restart-redis (default: all that fit the topology)")
+    p.add_argument("--days", type=int, default=400, help="reports: days of figures seeded (400)")
+    p.add_argument("--requests", type=int, default=20, help="reports: requests timed per kind (20)")
     p.add_argument("--every", type=float, default=8.0, help="chaos: seconds between faults")
     p.add_argument("--processes", type=int, default=2, help="chaos: chatd processes")
     p.add_argument("--ack-replicas", type=int, help="chaos: CHATD_ACK_REPLICAS "
@@ -98,6 +101,10 @@ def main(argv: list[str] | None = None) -> int:
         except KeyboardInterrupt:
             print("loadtest: interrupted; servers stopped", file=sys.stderr)
             return 130
+    if args.scenario == "reports":
+        print("loadtest: reports seeds figures over what a deployment has: --spawn only",
+              file=sys.stderr)
+        return 2
     if not args.redis_url:
         print("loadtest: --url needs --redis-url (and --key-prefix) to create agent accounts",
               file=sys.stderr)
@@ -169,6 +176,12 @@ async def _run(args: argparse.Namespace, target: Target) -> int:
         result, series = await idle.run(target, args.connections, args.duration)
         rep.write(result, args.json, series, "idle connections", "server RSS (MiB)")
         return 1 if result["failed"] else 0
+    if args.scenario == "reports":
+        from . import reports
+
+        result, series = await reports.run(target, args.days, args.requests)
+        rep.write(result, args.json, series, "reports: response times", "ms")
+        return 0
     from . import surge
 
     result, series = await surge.run(target, args.base, args.factor, args.duration,

@@ -80,3 +80,12 @@ def test_without_its_extra_the_load_tester_says_what_to_install() -> None:
     assert "Traceback" not in r.stderr
     assert r.stderr.strip() == ("loadtest: picows missing; install the load tester's extra with "
                                 "pip install '.[loadtest]' (in chatd's directory)")
+
+
+def test_reports_over_a_seeded_year(tmp_path: Path) -> None:
+    """400 days of figures for every topic: a year by day is 400 rows, and answers quickly
+    (docs/benchmarks.md, "Reports": about 110 ms here; the bound is loose for a busy machine)."""
+    r = loadtest(tmp_path, "reports", "--spawn", "1", "--days", "400", "--requests", "5")
+    assert r["rows"] == 400 and int(r["chats_seeded"]) > 100_000  # type: ignore[call-overload]
+    assert float(r["year_by_day_p50_ms"]) < 1000, r  # type: ignore[arg-type]
+    assert float(r["year_by_topic_p50_ms"]) < 1000, r  # type: ignore[arg-type]

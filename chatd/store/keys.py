@@ -44,7 +44,10 @@ PATTERNS: dict[str, str] = {
     "code": "P:{d}:code:<digest>",  # a resume code (its digest) -> the chat it leads back to
     # reports
     "report_hour": "P:{r}:h:<hour>",  # hours since the epoch (UTC) -> topic|lang|figure counts
+    "report_hour_all": "P:{r}:ht:<hour>",  # the same hour, all topics -> figure counts
     "report_day": "P:{r}:d:<day>",  # days since the epoch (UTC) -> topic|figure counts
+    "report_day_all": "P:{r}:dt:<day>",  # the same day, all topics -> figure counts
+    "report_month": "P:{r}:m:<month>",  # months since 1970-01 -> topic|figure counts
     "report_done": "P:{r}:done:<day>",  # facts already counted (each once), for a few days
     # one address (hashed)
     "ip_counter": "P:rl:ip:<digest>:<hour>",

@@ -31,15 +31,21 @@ class Reports:
         done = k.report_done(self.now_ms() // _DAY_MS)
         if not await self.redis.sadd(done, fact):
             return False
-        hour, day = k.report_hour(created_ms // _HOUR_MS), k.report_day(created_ms // _DAY_MS)
+        hour, day = created_ms // _HOUR_MS, created_ms // _DAY_MS
+        month = reports.month_of(reports.day_date(day))
         keep = self.settings.reports_days * 86400 + 86400
+        per_topic = (k.report_day(day), k.report_month(month))
+        totals = (k.report_hour_all(hour), k.report_day_all(day))
         async with self.redis.pipeline(transaction=False) as pipe:
             pipe.expire(done, DONE_TTL_S)
             for name, n in figures.items():
-                pipe.hincrby(hour, f"{topic}|{lang}|{name}", n)
-                pipe.hincrby(day, f"{topic}|{name}", n)
-            pipe.expire(hour, keep)
-            pipe.expire(day, keep)
+                pipe.hincrby(k.report_hour(hour), f"{topic}|{lang}|{name}", n)
+                for key in per_topic:
+                    pipe.hincrby(key, f"{topic}|{name}", n)
+                for key in totals:
+                    pipe.hincrby(key, name, n)
+            for key in (k.report_hour(hour), *per_topic, *totals):
+                pipe.expire(key, keep + (31 * 86400 if key == per_topic[1] else 0))
             await pipe.execute()
         return True
 
@@ -75,30 +81,33 @@ class Reports:
                           {"rate_n": 1, "rate_sum": rating})
 
     async def report(self: Store, first: date, last: date, by: str) -> list[dict[str, Any]]:
-        """Rows of the report from ``first`` to ``last`` (whole UTC days), by hour, day or topic."""
+        """Rows of the report from ``first`` to ``last`` (whole UTC days), by hour, day or
+        topic: one small hash per row (the totals kept for it), or, by topic, whole months
+        and the days around them."""
+        k = self.keys
         d0, d1 = reports.epoch_day(first), reports.epoch_day(last)
-        if by == "hour":
+        if by == "topic":
+            months, days = reports.spans(first, last)
+            names = [k.report_month(m) for m in months] + [k.report_day(d) for d in days]
+        elif by == "hour":
             units = list(range(d0 * 24, (d1 + 1) * 24))
-            names = [self.keys.report_hour(h) for h in units]
+            names = [k.report_hour_all(h) for h in units]
         else:
             units = list(range(d0, d1 + 1))
-            names = [self.keys.report_day(d) for d in units]
+            names = [k.report_day_all(d) for d in units]
         async with self.redis.pipeline(transaction=False) as pipe:
             for name in names:
                 pipe.hgetall(name)
             raws = await pipe.execute()
         if by == "topic":
-            rows = []
-            for t in self.topics:
-                figures: dict[str, int] = {}
-                for raw in raws:
-                    reports.merge(figures, raw, t)
-                rows.append(reports.row(t, figures))
-            return rows
+            by_topic: dict[str, dict[str, int]] = {}
+            for raw in raws:
+                reports.add_by_topic(by_topic, raw)
+            return [reports.row(t, by_topic.get(t, {})) for t in self.topics]
         label = reports.hour_key if by == "hour" else reports.day_key
         out = []
         for unit, raw in zip(units, raws):
-            figures = {}
-            reports.merge(figures, raw)
+            figures: dict[str, int] = {}
+            reports.add(figures, raw)
             out.append(reports.row(label(unit), figures))
         return out
