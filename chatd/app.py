@@ -152,6 +152,7 @@ def create_app(settings: Settings, redis_url: str) -> Any:
         Route("/console/", static("console.html", "text/html; charset=utf-8", CONSOLE_CSP)),
         Route("/console/console.js", static("console.js", "text/javascript; charset=utf-8")),
         Route("/console/console.css", static("console.css", "text/css; charset=utf-8")),
+        Route("/console/reports.js", static("reports.js", "text/javascript; charset=utf-8")),
         Route("/healthz", healthz),
         Route("/readyz", readyz),
         Route("/metrics", metrics_endpoint),

@@ -385,3 +385,56 @@ async def test_console_accessibility_and_screenshots(browser: Any, server: Chatd
     assert serious == []
     await page.screenshot(path=str(ARTIFACTS / "console-offer-and-chat.png"))
 
+
+
+async def test_supervision_reports_charts_tables_and_screenshots(browser: Any, server: Chatd,
+                                                                 redis_server: Any) -> None:
+    """Some chats happen (answered, abandoned); the supervisor's reports show them as charts
+    with their tables, at 1280 and 768 px, with no serious accessibility problem."""
+    agent = await make_agent(server, redis_server.url, topics=("general",))
+    for _ in range(2):
+        v = await make_visitor(server)
+        sid = await start_chat(v, "general", "Bonjour")
+        await agent.recv("offer", session=sid)
+        await agent.send({"type": "accept", "session": sid})
+        await agent.recv("assigned", session=sid)
+        await agent.send({"type": "close", "session": sid, "disposition": "answered"})
+        await v.recv("closed", session=sid)
+    gone = await make_visitor(server)
+    sid = await start_chat(gone, "scam", "Un SMS")
+    await gone.send({"type": "close", "session": sid})
+    await gone.recv("closed", session=sid)
+    login = await create_account(server, redis_server.url, role="supervisor", name="Major Leroy")
+    axe = ROOT / "node_modules" / "axe-core" / "axe.min.js"
+    ARTIFACTS.mkdir(exist_ok=True)
+    for width in (1280, 768):
+        page = await open_console(browser, server, width=width, bypass_csp=True)  # axe is injected
+        await sign_in(page, login)
+        await page.get_by_role("button", name="Supervision").click()
+        reports = c(page, "reports")
+        await reports.locator("figure svg").nth(5).wait_for()
+        assert await reports.locator("figure").count() == 6
+        # the day's requests, as a table: 3 requests, 1 abandoned today
+        days = page.locator("#rp-days table")
+        today = page.locator("#rp-days tbody tr").last
+        await page.locator("#rp-days summary").click()
+        assert await days.locator("th[scope=col]").count() == 4
+        assert [await x.inner_text() for x in await today.locator("td").all()][:2] == ["3", "1"]
+        bars = page.locator("#rp-hours svg rect.bar")
+        assert await bars.count() >= 2  # requests and abandons of this hour
+        topic_rows = page.locator("#rp-first tbody th[scope=row]")
+        assert "Escroquerie" in " ".join(await topic_rows.all_inner_texts()) or await topic_rows.count() >= 5
+        box = await reports.bounding_box()
+        assert box is not None and box["width"] <= width  # no sideways scroll
+        scroll = await page.evaluate("document.documentElement.scrollWidth")
+        assert scroll <= width, scroll
+        csv_href = await page.locator("#rp-csv").get_attribute("href")
+        assert csv_href and "format=csv" in csv_href
+        await page.add_script_tag(path=str(axe))
+        result = await page.evaluate("axe.run(document, {resultTypes: ['violations']})")
+        serious = [(v["id"], v["impact"], [n["target"] for n in v["nodes"]][:3])
+                   for v in result["violations"] if v["impact"] in ("serious", "critical")]
+        assert serious == []
+        await reports.screenshot(path=str(ARTIFACTS / f"console-reports-{width}.png"))
+        assert page.errors == []
+        await page.context.close()

@@ -71,6 +71,7 @@
     return ("0" + d.getHours()).slice(-2) + ":" + ("0" + d.getMinutes()).slice(-2);
   }
   function topicLabel(id) { return (S.topics[id] && S.topics[id].label.fr) || id || "?"; }
+  window.chatdTopicLabel = topicLabel;  // for the reports (reports.js)
   function fold(s) { return (s || "").normalize("NFD").replace(/[\u0300-\u036f]/g, "").toLowerCase(); }
 
   function api(method, path, body) {
