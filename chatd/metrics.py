@@ -33,7 +33,7 @@ ABANDONED = Counter("chatd_abandoned_total", "Chats ended by the visitor before 
 
 def observe_chat(info: dict[str, str | None]) -> None:
     """A closed chat's figures (store.Reports.count_close), once."""
-    topic = info.get("topic") or ""
+    topic = info.get("topic0") or info.get("topic") or ""  # the topic it started in
     created = int(info.get("created") or 0)
     closed = int(info.get("closed_at") or created)
     if info.get("answered_at"):

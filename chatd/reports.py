@@ -2,9 +2,9 @@
 buckets its durations are counted in, and the rows (JSON and CSV) read from them.
 
 Durations are counted in fixed buckets (``EDGES``, seconds) so that hours, days and processes
-add up; a percentile is interpolated inside the bucket it falls in, so it is exact at the
-edges and off by at most the bucket's width elsewhere (edges grow by about half each step:
-within ±25 % of the true value, docs/operations.md "Reports"). Nothing here names a visitor.
+add up; a percentile is interpolated inside the bucket it falls in, so it is off by at most
+that bucket's width (each edge is about 1.5× the one before: a duration just above an edge may
+read up to half as much again). Nothing here names a visitor.
 """
 
 from __future__ import annotations
@@ -76,9 +76,12 @@ def chat_facts(info: dict[str, str]) -> dict[str, int]:
 
 def day_of(text: str, name: str) -> date:
     try:
-        return date.fromisoformat(text)
+        d = date.fromisoformat(text)
     except ValueError:
         raise ReportError(f"{name}: a date as YYYY-MM-DD, got {text[:40]!r}") from None
+    if not 1970 <= d.year <= 9000:
+        raise ReportError(f"{name}: a date from 1970 to 9000, got {text[:40]!r}")
+    return d
 
 
 def parse_query(params: dict[str, str], today: date, keep_days: int

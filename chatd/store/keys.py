@@ -48,7 +48,6 @@ PATTERNS: dict[str, str] = {
     "report_day": "P:{r}:d:<day>",  # days since the epoch (UTC) -> topic|figure counts
     "report_day_all": "P:{r}:dt:<day>",  # the same day, all topics -> figure counts
     "report_month": "P:{r}:m:<month>",  # months since 1970-01 -> topic|figure counts
-    "report_done": "P:{r}:done:<day>",  # facts already counted (each once), for a few days
     # one address (hashed)
     "ip_counter": "P:rl:ip:<digest>:<hour>",
     "code_counter": "P:rl:code:<digest>:<window>",  # resume codes tried from an address

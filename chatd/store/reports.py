@@ -1,14 +1,18 @@
 """The reports' figures: counted as chats happen, read back per hour, day or topic.
 
-Part of ``Store``. Each fact is counted once (a member of the day's "done" set guards it: a
-close finished twice, by its process and by the repair, counts once); a process killed between
-the guard and the counts loses that fact rather than counting it twice. Figures go to the
-hour the chat was created in (with its topic and language) and to that day (with its topic),
-and live ``CHATD_REPORTS_DAYS``. No visitor id, text or address is stored here.
+Part of ``Store``. Each fact is counted once per chat: a mark in the chat's own hash
+(``counted_<fact>``, HSETNX) guards it, so a close finished twice (by its process and by the
+repair), a close or a leave sent again, even days later, counts once. The counts go through the
+client that never resends by itself (a resent HINCRBY would count twice); a process killed
+between the mark and the counts loses that fact rather than counting it twice. Figures go to
+the hour the chat started in (with its first topic and language), to that day and that month
+(with the topic) and to the hour's and day's totals, and live ``CHATD_REPORTS_DAYS``. No
+visitor id, chat id, text or address is stored here.
 """
 
 from __future__ import annotations
 
+import asyncio
 from datetime import date
 from typing import TYPE_CHECKING, Any
 
@@ -17,68 +21,60 @@ from .. import reports
 if TYPE_CHECKING:
     from .store import Store
 
-DONE_TTL_S = 3 * 86400  # a fact cannot be counted again within this (a repair takes seconds)
 _HOUR_MS = 3_600_000
 _DAY_MS = 86_400_000
+_CHAT = ("created", "topic0", "topic", "lang")
 
 
 class Reports:
-    async def _count(self: Store, fact: str, created_ms: int, topic: str, lang: str,
-                     figures: dict[str, int]) -> bool:
-        """Adds ``figures`` to the chat's hour and day, once per ``fact``; False if counted
-        already."""
+    async def _count(self: Store, sid: str, fact: str, figures: dict[str, int],
+                     info: dict[str, Any] | None = None) -> dict[str, Any] | None:
+        """Adds ``figures`` to the chat's hour, day and month, once per chat and ``fact``;
+        returns the chat's fields read (None if gone or counted already)."""
+        if info is None:
+            info = dict(zip(_CHAT, await self.redis.hmget(self.keys.session(sid), *_CHAT)))
+        if info.get("created") is None:
+            return None
+        cmd = self.scripts.command
+        if not await cmd("HSETNX", self.keys.session(sid), f"counted_{fact}", 1):
+            return None
         k = self.keys
-        done = k.report_done(self.now_ms() // _DAY_MS)
-        if not await self.redis.sadd(done, fact):
-            return False
-        hour, day = created_ms // _HOUR_MS, created_ms // _DAY_MS
-        month = reports.month_of(reports.day_date(day))
-        keep = self.settings.reports_days * 86400 + 86400
-        per_topic = (k.report_day(day), k.report_month(month))
+        created = int(info["created"])
+        topic, lang = info.get("topic0") or info.get("topic") or "", info.get("lang") or ""
+        hour, day = created // _HOUR_MS, created // _DAY_MS
+        per_topic = (k.report_day(day), k.report_month(reports.month_of(reports.day_date(day))))
         totals = (k.report_hour_all(hour), k.report_day_all(day))
-        async with self.redis.pipeline(transaction=False) as pipe:
-            pipe.expire(done, DONE_TTL_S)
-            for name, n in figures.items():
-                pipe.hincrby(k.report_hour(hour), f"{topic}|{lang}|{name}", n)
-                for key in per_topic:
-                    pipe.hincrby(key, f"{topic}|{name}", n)
-                for key in totals:
-                    pipe.hincrby(key, name, n)
-            for key in (k.report_hour(hour), *per_topic, *totals):
-                pipe.expire(key, keep + (31 * 86400 if key == per_topic[1] else 0))
-            await pipe.execute()
-        return True
+        keep = self.settings.reports_days * 86400 + 86400
+        calls = []
+        for name, n in figures.items():
+            calls.append(cmd("HINCRBY", k.report_hour(hour), f"{topic}|{lang}|{name}", n))
+            calls += [cmd("HINCRBY", key, f"{topic}|{name}", n) for key in per_topic]
+            calls += [cmd("HINCRBY", key, name, n) for key in totals]
+        calls += [cmd("EXPIRE", key, keep) for key in (k.report_hour(hour), per_topic[0], *totals)]
+        calls.append(cmd("EXPIRE", per_topic[1], keep + 31 * 86400))  # a month outlives its days
+        await asyncio.gather(*calls)
+        return info
 
-    async def count_request(self: Store, sid: str, topic: str, lang: str, created_ms: int) -> None:
-        await self._count(f"q:{sid}", created_ms, topic, lang, {"req": 1})
+    async def count_request(self: Store, sid: str) -> None:
+        await self._count(sid, "q", {"req": 1})
 
     async def count_async(self: Store, sid: str) -> None:
         """A question left for later: marked on the chat (its close is then no abandon)."""
-        info = await self.redis.hmget(self.keys.session(sid), "created", "topic", "lang")
-        if info[0] is None:
-            return
         await self.redis.hset(self.keys.session(sid), "async", 1)
-        await self._count(f"a:{sid}", int(info[0]), info[1] or "", info[2] or "", {"async": 1})
+        await self._count(sid, "a", {"async": 1})
 
     async def count_close(self: Store, sid: str) -> dict[str, Any] | None:
-        """What a closed chat adds; returns its durations (for the metrics) if counted now."""
-        names = ("created", "topic", "lang", "answered_at", "first_reply_at", "closed_at",
-                 "async", "transfers", "disposition", "state")
+        """What a closed chat adds; returns its fields (for the metrics) if counted now."""
+        names = (*_CHAT, "answered_at", "first_reply_at", "closed_at", "async", "transfers",
+                 "disposition", "state")
         info = dict(zip(names, await self.redis.hmget(self.keys.session(sid), *names)))
-        if info["state"] != "closed" or info["created"] is None:
+        if info["state"] != "closed":
             return None
         facts = reports.chat_facts({k: v for k, v in info.items() if v is not None})
-        if not await self._count(f"c:{sid}", int(info["created"]), info["topic"] or "",
-                                 info["lang"] or "", facts):
-            return None
-        return info
+        return await self._count(sid, "c", facts, info)
 
     async def count_rating(self: Store, sid: str, rating: int) -> None:
-        info = await self.redis.hmget(self.keys.session(sid), "created", "topic", "lang")
-        if info[0] is None:
-            return
-        await self._count(f"r:{sid}", int(info[0]), info[1] or "", info[2] or "",
-                          {"rate_n": 1, "rate_sum": rating})
+        await self._count(sid, "r", {"rate_n": 1, "rate_sum": rating})
 
     async def report(self: Store, first: date, last: date, by: str) -> list[dict[str, Any]]:
         """Rows of the report from ``first`` to ``last`` (whole UTC days), by hour, day or

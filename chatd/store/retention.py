@@ -107,8 +107,7 @@ class Retention:
                 continue
             if await self.redis.exists(self.keys.session(sid)):
                 await self._route("route_enqueue", sid, "")  # its hash exists: queue it
-                await self._count_safely(self.count_request(sid, route["topic"], route["lang"],
-                                                            int(route["created"])))
+                await self._count_safely(self.count_request(sid))
             else:  # it never got a hash: the visitor's start was answered `unavailable`
                 await self._route("route_close", sid)
                 await self._release_visitor(route["visitor"], sid, "")

@@ -63,7 +63,7 @@ class Routing:
         status, preview = await self._chat("session_create", sid, vid, topic.id, lang, created,
                                            earlier, prev, text or "")
         position = await self._route("route_enqueue", sid, preview)
-        await self._count_safely(self.count_request(sid, topic.id, lang, int(created)))
+        await self._count_safely(self.count_request(sid))
         return "ok", int(position), "", ""
 
     def _hour(self: Store) -> int:
@@ -90,8 +90,7 @@ class Routing:
         _, preview = await self._chat("session_create", sid, route["visitor"], route["topic"],
                                       route["lang"], route["created"], 0, "", text)
         position = int(await self._route("route_enqueue", sid, preview))
-        await self._count_safely(self.count_request(sid, route["topic"], route["lang"],
-                                                    int(route["created"])))
+        await self._count_safely(self.count_request(sid))
         return position
 
     # -- closing --------------------------------------------------------------------------------
@@ -152,10 +151,14 @@ class Routing:
 
     async def transfer(self: Store, sid: str, login: str, to_agent: str | None,
                        to_topic: Topic | None) -> str:
-        return str(await self._route(
+        status = str(await self._route(
             "transfer", sid, login, to_agent or "", to_topic.id if to_topic else "",
             to_topic.priority if to_topic else 0, to_topic.weight if to_topic else 1,
             int(self.settings.offer_timeout * 1000)))
+        if status == "ok":  # for the reports: a chat handed on at least once
+            await self._count_safely(self.scripts.command(
+                "HINCRBY", self.keys.session(sid), "transfers", 1))
+        return status
 
     # -- gendarmes ------------------------------------------------------------------------------
 

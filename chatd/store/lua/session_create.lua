@@ -16,7 +16,8 @@ if redis.call('EXISTS', S.hash) == 1 then
   end
   return {'exists', string.sub(preview, 1, 280)}
 end
-redis.call('HSET', S.hash, 'state', 'queued', 'topic', topic, 'lang', lang, 'visitor', vid,
+redis.call('HSET', S.hash, 'state', 'queued', 'topic', topic, 'topic0', topic, 'lang', lang,
+           'visitor', vid,
            'created', created, 'seq', 0, 'nseq', 0, 'dseq', 0, 'dnseq', 0, 'agent', '',
            'agent_name', '', 'rv', 0, 'earlier', earlier, 'prev', prev)
 if text ~= '' then append_msg(sid, 'visitor', text, '', '') end

@@ -21,7 +21,6 @@ if prev_agent ~= '' then redis.call('HSET', S.hash, 'prev_agent', prev_agent) en
 if state == 'active' then  -- the first answer (the reports' wait ends here)
   redis.call('HSETNX', S.hash, 'answered_at', tonumber(assigned_at) or NOW)
 end
-if note == 'transferred' then redis.call('HINCRBY', S.hash, 'transfers', 1) end
 if note ~= '' then
   local text = ARGV[12]
   for i = 11, #ARGV - 1, 2 do
