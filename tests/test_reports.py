@@ -46,10 +46,10 @@ async def test_scripted_chats_give_exact_figures_in_json_csv_and_metrics(
         await v1.recv("closed", session=s1)
         await v1.send({"type": "rate", "session": s1, "rating": 4})
         await v1.recv("rated", session=s1)
-        # 2. abandoned: nobody takes scams; the citizen gives up after a while
+        # 2. abandoned: nobody takes scams; the citizen gives up after 20 s
         v2 = await make_visitor(b)
         s2 = await start_chat(v2, "scam", "Un SMS bizarre")
-        await asyncio.sleep(1.5)
+        await asyncio.sleep(20)
         await v2.send({"type": "close", "session": s2})
         await v2.recv("closed", session=s2)
         # 3. left for later: nobody takes road questions now
@@ -97,7 +97,7 @@ async def test_scripted_chats_give_exact_figures_in_json_csv_and_metrics(
             "abandoned_wait_avg_s": round(secs(s2, "closed_at") * 1000 / 1000, 1),
             "dispositions": {"answered": 1, "none": 1, "redirected": 1},
         }
-        assert 1.4 <= expected_day["abandoned_wait_avg_s"] <= 10  # type: ignore[operator]
+        assert 20 <= expected_day["abandoned_wait_avg_s"] <= 30  # type: ignore[operator]
         chief_token = await login_token(a, chief.login)  # type: ignore[attr-defined]
         auth = {"Authorization": f"Bearer {chief_token}"}
         async with httpx.AsyncClient(headers=auth) as http:
