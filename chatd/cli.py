@@ -43,7 +43,9 @@ def parser() -> argparse.ArgumentParser:
     add.add_argument("--role", default="agent", choices=("agent", "supervisor", "admin"))
     add.add_argument("--lang", default="fr", help="languages, comma-separated (fr)")
     add.add_argument("--topics", default="", help="topics, comma-separated (all)")
-    add.add_argument("--capacity", type=int, default=3, help="chats at once (3)")
+    add.add_argument("--capacity", type=int, default=3,
+                     help="slots at once (3): a chat takes its topic's weight in slots "
+                          "(violence: 2, the others: 1)")
     add.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
     _common(add)
     lst = asub.add_parser("list", help="list accounts")

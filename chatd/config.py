@@ -51,7 +51,7 @@ class Topic:
 
     def public(self, retention_days: float) -> dict[str, Any]:
         out = {"id": self.id, "label": self.labels(), "priority": self.priority,
-               "retention_days": self.retention_days or retention_days}
+               "weight": self.weight, "retention_days": self.retention_days or retention_days}
         if self.alternatives:
             out["alternatives"] = [dict(a) for a in self.alternatives]
         return out

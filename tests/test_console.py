@@ -438,3 +438,25 @@ async def test_supervision_reports_charts_tables_and_screenshots(browser: Any, s
         await reports.screenshot(path=str(ARTIFACTS / f"console-reports-{width}.png"))
         assert page.errors == []
         await page.context.close()
+
+
+async def test_load_is_shown_as_the_server_counts_it(browser: Any, server: Chatd,
+                                                     redis_server: Any) -> None:
+    """A violence chat takes two slots: with one of those and a scam chat open, a gendarme of
+    capacity 3 is full (3 / 3), as matching counts it."""
+    page, login = await console_agent(browser, server, redis_server.url, capacity=3)
+    v1 = await make_visitor(server)
+    s1 = await start_chat(v1, "violence", "Mon conjoint me menace")
+    await accept_in_console(page, s1)
+    await page.locator("#load").filter(has_text="Charge 2 / 3").wait_for()
+    v2 = await make_visitor(server)
+    s2 = await start_chat(v2, "scam", "Un faux conseiller bancaire")
+    await accept_in_console(page, s2)
+    await page.locator("#load").filter(has_text="Charge 3 / 3").wait_for()
+    store = open_store(redis_server.url, Settings(key_prefix=server.prefix))
+    try:
+        (_, load, cap), = await store.agent_states([login])
+        assert (load, cap) == (3, 3)
+    finally:
+        await store.aclose()
+    assert "compte deux" in (await page.locator("#load").get_attribute("title") or "")

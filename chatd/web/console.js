@@ -622,10 +622,17 @@
     if (lastVisitor > c.readSent && send({ type: "read", session: c.sid, seq: lastVisitor })) c.readSent = lastVisitor;
   }
 
+  // Load as the server counts it: each open chat takes its topic's weight in slots (a
+  // violence chat, two), not one each.
+  function weightOf(c) {
+    var t = S.topics[c.visitor && c.visitor.topic];
+    return (t && t.weight) || 1;
+  }
   function renderLoad() {
-    var open = S.order.filter(function (sid) { return !S.chats[sid].closed; }).length;
-    var load = S.load !== null ? Math.max(S.load, open) : open;
+    var load = 0;
+    S.order.forEach(function (sid) { if (!S.chats[sid].closed) load += weightOf(S.chats[sid]); });
     $("load").textContent = "Charge " + load + " / " + (S.capacity || (S.me && S.me.capacity) || "?");
+    $("load").title = "Places occupées sur votre capacité ; une conversation de sujet prioritaire (violences) en compte deux.";
   }
 
   function attention() {
