@@ -185,7 +185,8 @@ async def test_healthz_readyz_metrics(server: Chatd) -> None:
         assert r.status_code == 200 and "chatd_connections" in r.text
         topics = (await http.get(server.http + "/api/topics")).json()
         assert any(t["id"] == "general" for t in topics)
-        assert all(set(t) == {"id", "label", "priority", "retention_days"} for t in topics)
+        assert all(set(t) == {"id", "label", "priority", "weight", "retention_days"} for t in topics)
+        assert {t["id"]: t["weight"] for t in topics}["violence"] == 2  # slots a chat of it takes
         # every language the widget speaks (docs/protocol.md, "HTTP")
         assert all(set(t["label"]) == {"fr", "en", "es", "de", "it", "fr-falc"} for t in topics)
 
