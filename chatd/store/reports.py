@@ -55,8 +55,11 @@ class Reports:
         await asyncio.gather(*calls)
         return info
 
-    async def count_request(self: Store, sid: str) -> None:
-        await self._count(sid, "q", {"req": 1})
+    async def count_request(self: Store, sid: str, created_ms: int, topic: str,
+                            lang: str) -> None:
+        """A chat started: what it started with is known here (no read on the start path)."""
+        await self._count(sid, "q", {"req": 1},
+                          {"created": created_ms, "topic0": topic, "lang": lang})
 
     async def count_async(self: Store, sid: str) -> None:
         """A question left for later: marked on the chat (its close is then no abandon)."""

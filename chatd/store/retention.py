@@ -107,7 +107,8 @@ class Retention:
                 continue
             if await self.redis.exists(self.keys.session(sid)):
                 await self._route("route_enqueue", sid, "")  # its hash exists: queue it
-                await self._count_safely(self.count_request(sid))
+                await self._count_safely(self.count_request(
+                    sid, int(route["created"]), route["topic"], route["lang"]))
             else:  # it never got a hash: the visitor's start was answered `unavailable`
                 await self._route("route_close", sid)
                 await self._release_visitor(route["visitor"], sid, "")

@@ -63,7 +63,7 @@ class Routing:
         status, preview = await self._chat("session_create", sid, vid, topic.id, lang, created,
                                            earlier, prev, text or "")
         position = await self._route("route_enqueue", sid, preview)
-        await self._count_safely(self.count_request(sid))
+        await self._count_safely(self.count_request(sid, int(created), topic.id, lang))
         return "ok", int(position), "", ""
 
     def _hour(self: Store) -> int:
@@ -90,7 +90,8 @@ class Routing:
         _, preview = await self._chat("session_create", sid, route["visitor"], route["topic"],
                                       route["lang"], route["created"], 0, "", text)
         position = int(await self._route("route_enqueue", sid, preview))
-        await self._count_safely(self.count_request(sid))
+        await self._count_safely(self.count_request(sid, int(route["created"]), route["topic"],
+                                                    route["lang"]))
         return position
 
     # -- closing --------------------------------------------------------------------------------
