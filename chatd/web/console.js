@@ -13,6 +13,8 @@
   var COLORS = ["#0b5cad", "#7a2e9e", "#1d6b35", "#a33b00", "#8a1538", "#006b6b", "#5b4a00", "#3d3d99"];
   var LETTERS = "ABCDEFGHJKLMNPQRSTUVWXYZ";
   var OUTBOX_KEY = "chatd.console.outbox";
+  var WANTED_KEY = "chatd.console.status";  // the availability this gendarme chose, for reconnects
+  var CONFIRM_MS = 6000;  // a status change the server has not confirmed by then is said refused
   var LATE_S = 120;  // a visitor waiting this long for a reply is shown in red
   var REASONS = {
     visitor_closed: "La personne a terminé la conversation.",
@@ -39,12 +41,19 @@
     me: null, ws: null, online: false, status: "away", load: null, capacity: null,
     chats: {}, order: [], current: null, offers: {}, topics: {}, canned: { shared: [], mine: [] },
     outbox: loadOutbox(), retry: 0, timer: null, pingTimer: null, signedOut: false,
-    pendingAccept: {}, typingOn: false, typingTimer: null, svTimer: null
+    pendingAccept: {}, typingOn: false, typingTimer: null, svTimer: null,
+    wanted: loadWanted(), restoring: false, refused: null, confirmTimer: null, link: "connecting", linkText: ""
   };
 
   // ---- helpers ------------------------------------------------------------------------------
   function loadOutbox() {
     try { return JSON.parse(sessionStorage.getItem(OUTBOX_KEY)) || []; } catch (e) { return []; }
+  }
+  function loadWanted() {
+    try { return sessionStorage.getItem(WANTED_KEY) === "available" ? "available" : "away"; } catch (e) { return "away"; }
+  }
+  function saveWanted() {
+    try { sessionStorage.setItem(WANTED_KEY, S.wanted); } catch (e) { /* private mode */ }
   }
   function saveOutbox() {
     try { sessionStorage.setItem(OUTBOX_KEY, JSON.stringify(S.outbox)); } catch (e) { /* private mode */ }
@@ -135,6 +144,7 @@
     var pending = S.outbox.length;
     if (pending && !confirm(pending + " message(s) ne sont pas encore partis. Se déconnecter quand même ?")) return;
     S.outbox = []; saveOutbox();
+    S.wanted = "away"; saveWanted();  // the next person signing in here starts away
     api("POST", "/api/logout", {}).catch(function () { /* signed out locally anyway */ })
       .then(function () { stop("Vous êtes déconnecté·e."); });
   });
@@ -146,7 +156,8 @@
     $("signin").hidden = true;
     $("app").hidden = false;
     $("me").textContent = agent.name;
-    $("tab-supervision").hidden = !(agent.role === "supervisor" || agent.role === "admin");
+    $("tabs").hidden = !(agent.role === "supervisor" || agent.role === "admin");
+    $("sound-hint").hidden = $("sound").checked || soundHintSeen();
     renderLoad();
     loadCanned();
     connect();
@@ -154,8 +165,51 @@
 
   // ---- the WebSocket ------------------------------------------------------------------------
   function setLink(state, text) {
-    $("link").dataset.state = state;
-    $("link").textContent = text;
+    S.link = state;
+    S.linkText = text;
+    renderStatus();
+  }
+  // One banner says whether offers can reach this gendarme: connected or not, available or not,
+  // and, when the server did not take back the availability chosen before a reconnect, says so
+  // loudly with the way back.
+  function renderStatus() {
+    var b = $("link"), text, action = null, avail = "";
+    b.dataset.state = S.link;
+    if (S.link !== "online") text = S.linkText;
+    else if (S.refused) {
+      avail = "refused";
+      text = "Vous n'êtes plus disponible : " + S.refused + " Aucune demande ne vous est proposée.";
+      action = "Redevenir disponible";
+    } else if (S.status === "available") {
+      avail = "available";
+      text = "En ligne · disponible";
+    } else if (S.restoring) {
+      avail = "away";
+      text = "En ligne · disponibilité en cours de rétablissement…";
+    } else {
+      avail = "away";
+      text = "En ligne · absent·e : aucune demande proposée.";
+      action = "Passer disponible";
+    }
+    b.dataset.availability = avail;
+    $("status-text").textContent = text;
+    $("status-action").hidden = !action;
+    if (action) $("status-action").textContent = action;
+    $("availability").value = S.restoring ? S.wanted : S.status;
+  }
+  function chooseStatus(status) {
+    S.wanted = status;
+    saveWanted();
+    S.refused = null;
+    clearTimeout(S.confirmTimer);
+    S.restoring = status === "available" && S.status !== "available";
+    if (S.restoring) {
+      S.confirmTimer = setTimeout(function () {
+        if (S.restoring && S.online) { S.restoring = false; S.refused = "le serveur n'a pas confirmé votre disponibilité."; renderStatus(); }
+      }, CONFIRM_MS);
+    }
+    send({ type: "status", status: status });
+    renderStatus();
   }
   function connect() {
     if (S.signedOut) return;
@@ -180,7 +234,9 @@
       S.online = false;
       clearInterval(S.pingTimer);
       if (ev.code === 1008 || S.signedOut) { expired(); return; }
-      setLink("offline", "Hors ligne — reconnexion…");
+      clearTimeout(S.confirmTimer);
+      S.restoring = false;
+      setLink("offline", "Connexion perdue — reconnexion en cours. Aucune demande ne peut vous parvenir ; vos réponses partiront au retour.");
       var delay = Math.min(10000, 500 * Math.pow(2, S.retry++)) * (0.7 + Math.random() * 0.6);
       S.timer = setTimeout(connect, delay);
     };
@@ -219,10 +275,13 @@
   function onWelcome(m) {
     S.online = true;
     S.retry = 0;
-    setLink("online", "En ligne");
     S.me = m.agent;
     S.status = m.status === "available" ? "available" : "away";
-    $("availability").value = S.status;
+    S.refused = null;
+    setLink("online", "En ligne");
+    // every hello starts away on the server: a gendarme who was available before the cut
+    // (network or server restart) is made available again, not left silently without offers
+    if (S.wanted === "available" && S.status !== "available") chooseStatus("available");
     var live = {};
     (m.sessions || []).forEach(function (s) { live[s.session] = true; });
     S.order.forEach(function (sid) {  // chats that ended or moved while we were away
@@ -321,7 +380,7 @@
     if (n.nseq && c.notes.some(function (x) { return x.nseq === n.nseq; })) return;
     var pending = n.cid ? c.notes.filter(function (x) { return x.cid === n.cid; })[0] : null;
     if (pending) { pending.nseq = n.nseq; pending.ts = n.ts; return; }
-    c.notes.push({ nseq: n.nseq, from_agent: n.from_agent, text: n.text, ts: n.ts, cid: n.cid });
+    c.notes.push({ nseq: n.nseq, from_agent: n.from_agent, from_agent_name: n.from_agent_name, text: n.text, ts: n.ts, cid: n.cid });
     c.notes.sort(function (a, b) { return (a.nseq || Infinity) - (b.nseq || Infinity); });
   }
   function onNote(m) {
@@ -379,7 +438,9 @@
 
   function onStatus(m) {
     S.status = m.status === "available" ? "available" : "away";
-    $("availability").value = S.status;
+    if (S.status === "available") { S.restoring = false; S.refused = null; clearTimeout(S.confirmTimer); }
+    else if (!S.restoring && S.wanted !== "away") { S.wanted = "away"; saveWanted(); }  // chosen in another tab
+    renderStatus();
     if (m.load !== undefined) S.load = m.load;
     if (m.capacity !== undefined) S.capacity = m.capacity;
     renderLoad();
@@ -387,6 +448,14 @@
 
   function onError(m) {
     if (m.code === "unauthorized") { expired(); return; }
+    if (m.ref === "status") {
+      clearTimeout(S.confirmTimer);
+      S.restoring = false;
+      S.refused = m.code === "unavailable" ? "le service est momentanément indisponible."
+        : m.code === "rate_limited" ? "trop de demandes d'un coup." : (m.message || "refusé par le serveur.");
+      renderStatus();
+      return;
+    }
     var item = S.outbox.filter(function (x) { return x.cid === m.ref; })[0];
     if (item) {
       if (m.code === "unavailable" || m.code === "rate_limited") { setTimeout(flushOutbox, 2000); return; }
@@ -407,7 +476,7 @@
     }
     if (m.code === "unavailable") {  // Redis away: the outbox is resent after a pause
       setTimeout(flushOutbox, 2000);
-      setLink("offline", "Service momentanément indisponible…");
+      setLink("connecting", "Service momentanément indisponible : nouvel essai dans un instant…");
       setTimeout(function () { if (S.online) setLink("online", "En ligne"); }, 2500);
       return;
     }
@@ -479,6 +548,7 @@
     var n = Object.keys(S.offers).length;
     $("offers-count").textContent = n;
     $("offers-count").dataset.n = n;
+    $("offers-panel").dataset.n = n;
     attention();
   }
   function ring(o) {
@@ -533,6 +603,7 @@
   }
 
   function openChat(sid) {
+    if (document.body.dataset.drawer === "list") openDrawer("");
     var prev = S.chats[S.current];
     if (prev) { prev.draft = $("input").value; stopTyping(prev); }
     S.current = sid;
@@ -610,7 +681,7 @@
     if (!c) return;
     c.notes.forEach(function (n) {
       var li = el("li", { "data-chatd": "note" }, n.text);
-      li.appendChild(el("span", { "class": "meta" }, (n.from_agent || "moi") + " · " + clock(n.ts || Date.now()) + (n.nseq ? "" : " · en attente")));
+      li.appendChild(el("span", { "class": "meta" }, (n.from_agent_name || n.from_agent || "moi") + " · " + clock(n.ts || Date.now()) + (n.nseq ? "" : " · en attente")));
       ol.appendChild(li);
     });
   }
@@ -636,8 +707,11 @@
   }
 
   function attention() {
-    var n = Object.keys(S.offers).length;
-    S.order.forEach(function (sid) { n += S.chats[sid].unread; });
+    var n = Object.keys(S.offers).length, unread = 0, open = 0;
+    S.order.forEach(function (sid) { unread += S.chats[sid].unread; if (!S.chats[sid].closed) open++; });
+    n += unread;
+    $("list-count").textContent = open + (unread ? " · " + unread + " non lu" + (unread > 1 ? "s" : "") : "");
+    $("list-count").dataset.n = unread;
     document.title = (n ? "(" + n + ") " : "") + "Console — Brigade numérique";
   }
 
@@ -683,7 +757,7 @@
     var cid = newCid();
     S.outbox.push({ kind: "note", session: c.sid, cid: cid, text: text });
     saveOutbox();
-    c.notes.push({ nseq: 0, from_agent: S.me.login, text: text, ts: Date.now(), cid: cid });
+    c.notes.push({ nseq: 0, from_agent: S.me.login, from_agent_name: S.me.name, text: text, ts: Date.now(), cid: cid });
     $("note-input").value = "";
     send({ type: "note", session: c.sid, cid: cid, text: text });
     renderNotes();
@@ -737,14 +811,45 @@
   });
 
   // ---- availability, sound, notifications ---------------------------------------------------
-  $("availability").addEventListener("change", function () {
-    S.status = $("availability").value;
-    send({ type: "status", status: S.status });
-  });
+  $("availability").addEventListener("change", function () { chooseStatus($("availability").value); });
+  $("status-action").addEventListener("click", function () { chooseStatus("available"); });
   try { $("sound").checked = localStorage.getItem("chatd.console.sound") === "1"; } catch (e) { /* none */ }
   $("sound").addEventListener("change", function () {
     try { localStorage.setItem("chatd.console.sound", $("sound").checked ? "1" : "0"); } catch (e) { /* none */ }
+    if ($("sound").checked) $("sound-hint").hidden = true;
   });
+  // Offers expire after 30 s and the sound is off until chosen: said once at sign-in.
+  function soundHintSeen() {
+    try { return localStorage.getItem("chatd.console.sound-hint") === "1"; } catch (e) { return false; }
+  }
+  $("sound-on").addEventListener("click", function () {
+    $("sound").checked = true;
+    $("sound").dispatchEvent(new Event("change"));
+  });
+  $("sound-hint-close").addEventListener("click", function () {
+    $("sound-hint").hidden = true;
+    try { localStorage.setItem("chatd.console.sound-hint", "1"); } catch (e) { /* none */ }
+  });
+  $("menu-toggle").addEventListener("click", function () {
+    var open = $("extras").classList.toggle("open");
+    $("menu-toggle").setAttribute("aria-expanded", open);
+  });
+
+  // ---- drawers (narrow screens): the chat list, and the notes with canned answers -----------
+  function narrow() { return getComputedStyle(document.querySelector(".panebar")).display !== "none"; }
+  function openDrawer(name) {
+    document.body.dataset.drawer = name || "";
+    $("drawer-backdrop").hidden = !name || !narrow();
+    $("open-list").setAttribute("aria-expanded", name === "list");
+    $("open-tools").setAttribute("aria-expanded", name === "tools");
+    var panel = name === "list" ? $("list-panel") : name === "tools" ? $("tools-panel") : null;
+    if (panel && narrow()) { var f = panel.querySelector("button, input, textarea"); if (f) f.focus(); }
+  }
+  $("open-list").addEventListener("click", function () { openDrawer(document.body.dataset.drawer === "list" ? "" : "list"); });
+  $("open-tools").addEventListener("click", function () { openDrawer(document.body.dataset.drawer === "tools" ? "" : "tools"); });
+  $("drawer-backdrop").addEventListener("click", function () { openDrawer(""); });
+  document.querySelectorAll("[data-close-drawer]").forEach(function (b) { b.addEventListener("click", function () { openDrawer(""); }); });
+  document.addEventListener("keydown", function (ev) { if (ev.key === "Escape" && document.body.dataset.drawer) openDrawer(""); });
   $("notify").addEventListener("click", function () {
     if (!window.Notification) { toast("Ce navigateur n'affiche pas de notifications."); return; }
     Notification.requestPermission().then(function (p) {
@@ -789,6 +894,7 @@
   function insertCanned(text) {
     var input = $("input");
     if (!S.current || S.chats[S.current].closed) { toast("Ouvrez d'abord une conversation."); return; }
+    if (document.body.dataset.drawer === "tools") openDrawer("");
     var start = input.selectionStart || 0, end = input.selectionEnd || 0, v = input.value;
     input.value = v.slice(0, start) + text + v.slice(end);
     input.focus();
@@ -802,7 +908,10 @@
       if (first) first.click();
     }
   });
-  $("canned-open").addEventListener("click", function () { $("canned-search").focus(); });
+  $("canned-open").addEventListener("click", function () {
+    if (narrow()) openDrawer("tools");
+    $("canned-search").focus();
+  });
   $("canned-form").addEventListener("submit", function (ev) {
     ev.preventDefault();
     api("POST", "/api/canned", { title: $("canned-new-title").value, text: $("canned-new-text").value })
@@ -819,7 +928,7 @@
     var k = ev.key.toLowerCase(), o;
     if (k === "a" && (o = oldestOffer())) { ev.preventDefault(); accept(o.sid); }
     else if (k === "d" && (o = oldestOffer())) { ev.preventDefault(); decline(o.sid); }
-    else if (k === "r") { ev.preventDefault(); $("canned-search").focus(); }
+    else if (k === "r") { ev.preventDefault(); if (narrow()) openDrawer("tools"); $("canned-search").focus(); }
     else if (/^[1-9]$/.test(k) && S.order[+k - 1]) { ev.preventDefault(); openChat(S.order[+k - 1]); $("input").focus(); }
   });
   document.addEventListener("visibilitychange", function () {
@@ -892,7 +1001,7 @@
         ol.appendChild(li);
       });
       t.notes.forEach(function (n) {
-        var li = el("li", { "data-from": "system" }, "Note de " + n.from_agent + " : " + n.text);
+        var li = el("li", { "data-from": "system" }, "Note de " + (n.from_agent_name || n.from_agent) + " : " + n.text);
         ol.appendChild(li);
       });
       $("sv-transcript-title").textContent = "Lecture seule · " + topicLabel(t.topic) + " · " + (t.agent || "sans gendarme");

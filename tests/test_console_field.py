@@ -1,0 +1,180 @@
+"""The agent console as gendarmes use it in the field: phones and tablets, large text and zoom,
+reconnects that keep availability. A real headless Chromium against real chatd processes and
+Redis, real citizens on the other side (the protocol test client)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from conftest import make_visitor, start_chat
+from harness import Chatd
+from test_console import ARTIFACTS, accept_in_console, c, console_agent, wait_status
+
+pytestmark = [pytest.mark.asyncio, pytest.mark.browser]
+
+BOX = "(sel) => { const e = document.querySelector(sel); if (!e) return null; " \
+      "const r = e.getBoundingClientRect(); " \
+      "return r.width && r.height ? {x: r.x, y: r.y, w: r.width, h: r.height} : null; }"
+
+
+async def box(page: Any, sel: str) -> dict[str, float] | None:
+    return await page.evaluate(BOX, sel)
+
+
+async def no_sideways_scroll(page: Any) -> None:
+    wide = await page.evaluate("[document.documentElement.scrollWidth, window.innerWidth]")
+    assert wide[0] <= wide[1], f"the page scrolls sideways: {wide}"
+
+
+async def three_chats(browser: Any, server: Chatd, redis_url: str) -> tuple[Any, list[str]]:
+    page, _ = await console_agent(browser, server, redis_url, capacity=4)
+    sids = []
+    for topic, text in (("scam", "Un faux conseiller bancaire m'a appelé"),
+                        ("theft", "On a volé mon vélo cette nuit"),
+                        ("road", "Puis-je rouler avec un permis étranger ?")):
+        v = await make_visitor(server)
+        sid = await start_chat(v, topic, text)
+        await accept_in_console(page, sid)
+        sids.append(sid)
+    return page, sids
+
+
+async def test_the_console_fits_phones_tablets_and_desktops(browser: Any, server: Chatd,
+                                                          redis_server: Any) -> None:
+    """With three chats open: at 1280 px the list, the chat and the tools stand side by side
+    on a header of one row; at 768 and 375 px the open chat's messages get most of the height,
+    the list and the tools are drawers, and nothing scrolls sideways."""
+    page, sids = await three_chats(browser, server, redis_server.url)
+    ARTIFACTS.mkdir(exist_ok=True)
+    await page.set_viewport_size({"width": 1280, "height": 800})
+    await no_sideways_scroll(page)
+    left, chat, right = [await box(page, s) for s in ("#list-panel", "#chat", "#tools-panel")]
+    assert left and chat and right
+    assert left["x"] + left["w"] <= chat["x"] + 1 and chat["x"] + chat["w"] <= right["x"] + 1
+    top = await box(page, ".top")
+    signout = await box(page, "#signout")
+    assert top and signout and top["h"] < 60, top  # « Se déconnecter » does not wrap
+    assert signout["h"] < 45
+    await page.screenshot(path=str(ARTIFACTS / "console-1280.png"))
+
+    for width, height in ((768, 1024), (375, 667)):
+        await page.set_viewport_size({"width": width, "height": height})
+        await page.screenshot(path=str(ARTIFACTS / f"console-{width}.png"))
+        await no_sideways_scroll(page)
+        messages = await box(page, "#messages")
+        assert messages and messages["h"] >= 0.5 * height, (width, messages)
+        assert await box(page, "#list-panel") is None  # a drawer, closed
+        assert await box(page, "#tools-panel") is None
+        composer = await box(page, "#input")
+        assert composer and composer["y"] + composer["h"] <= height  # reachable without scrolling
+        # the list drawer: open it, pick the first chat, and it gets out of the way
+        await page.locator("#open-list").click()
+        drawer = await box(page, "#list-panel")
+        assert drawer and drawer["x"] >= 0 and drawer["x"] + drawer["w"] <= width
+        await page.screenshot(path=str(ARTIFACTS / f"console-{width}-list.png"))
+        await c(page, "chat", data_session=sids[0]).click()
+        assert await box(page, "#list-panel") is None
+        assert sids[0] == await page.locator("#chatlist li.current").get_attribute("data-session")
+        # the tools drawer: a canned answer goes into the reply, the drawer closes
+        await page.locator("#open-tools").click()
+        assert await box(page, "#tools-panel")
+        await c(page, "canned").first.locator("button").first.click()
+        assert await box(page, "#tools-panel") is None
+        assert await c(page, "input").input_value() != ""
+        await c(page, "input").fill("")
+    # 200 % zoom of a 1280×900 window: the same as a 640×450 one, CSS pixels twice as large
+    await page.set_viewport_size({"width": 640, "height": 450})
+    await no_sideways_scroll(page)
+    messages, composer = await box(page, "#messages"), await box(page, "#input")
+    assert messages and messages["h"] >= 0.3 * 450, messages
+    assert composer and composer["y"] + composer["h"] <= 450
+    await page.screenshot(path=str(ARTIFACTS / "console-zoom-200.png"))
+    # a 32 px browser font (sizes are in rem): the narrow layout takes over, still usable
+    await page.set_viewport_size({"width": 1280, "height": 900})
+    cdp = await page.context.new_cdp_session(page)
+    await cdp.send("Page.setFontSizes", {"fontSizes": {"standard": 32}})
+    await page.wait_for_function("parseFloat(getComputedStyle(document.documentElement).fontSize) > 25")
+    await no_sideways_scroll(page)
+    messages, composer = await box(page, "#messages"), await box(page, "#input")
+    assert messages and messages["h"] >= 0.3 * 900, messages
+    assert composer and composer["y"] + composer["h"] <= 900
+    await page.screenshot(path=str(ARTIFACTS / "console-font-32.png"))
+    assert page.errors == []
+
+
+async def test_availability_comes_back_after_a_server_restart(browser: Any, chatd_factory: Any,
+                                                              redis_server: Any) -> None:
+    """An available gendarme whose server restarts is available again once reconnected (offers
+    reach them), and the banner says loudly when the connection is lost."""
+    server = await chatd_factory()
+    page, login = await console_agent(browser, server, redis_server.url)
+    status = c(page, "status")
+    await page.locator("[data-chatd=status][data-availability=available]").wait_for()
+    await server.kill()
+    await page.locator("[data-chatd=status][data-state=offline]").wait_for()
+    assert "Connexion perdue" in await status.inner_text()
+    again = Chatd(redis_url=redis_server.url, prefix=server.prefix, port=server.port, env=server.env)
+    await again.start()
+    try:
+        await page.locator("[data-chatd=status][data-state=online][data-availability=available]").wait_for(timeout=20000)
+        await wait_status(again, redis_server.url, login, "available")
+        assert await c(page, "availability").input_value() == "available"
+        v = await make_visitor(again)
+        sid = await start_chat(v, "general", "Bonjour, après la coupure")
+        await accept_in_console(page, sid)  # offers reach the console again
+        assert page.errors == []
+    finally:
+        await again.stop()
+
+
+async def test_an_unconfirmed_availability_is_said_loudly_with_the_way_back(
+        browser: Any, server: Chatd, redis_server: Any) -> None:
+    """The gendarme chooses « Disponible » and the server never confirms it (the frame is lost
+    on the way): after a few seconds the banner says they receive no offers and offers a button
+    that makes them available for real."""
+    page, login = await console_agent(browser, server, redis_server.url, available=False)
+    lose = {"status": True}
+
+    async def relay(ws: Any) -> None:
+        upstream = ws.connect_to_server()
+
+        def outgoing(message: str | bytes) -> None:
+            if lose["status"] and isinstance(message, str) and '"status"' in message:
+                return  # lost on the way
+            upstream.send(message)
+        ws.on_message(outgoing)
+
+    await page.route_web_socket("**/ws/agent", relay)
+    await page.reload()
+    await page.locator("[data-chatd=status][data-state=online]").wait_for()
+    await c(page, "availability").select_option("available")
+    refused = page.locator("[data-chatd=status][data-availability=refused]")
+    await refused.wait_for(timeout=10000)
+    assert "Aucune demande" in await refused.inner_text()
+    await wait_status(server, redis_server.url, login, "away")
+    lose["status"] = False
+    await refused.get_by_role("button", name="Redevenir disponible").click()
+    await page.locator("[data-chatd=status][data-availability=available]").wait_for()
+    await wait_status(server, redis_server.url, login, "available")
+    assert page.errors == []
+
+
+async def test_small_things_seen_at_start_up(browser: Any, server: Chatd,
+                                            redis_server: Any) -> None:
+    """No red « Demandes 0 » badge; the sound being off (and offers lasting 30 s) is said at
+    sign-in, once; one banner tells connection and availability together."""
+    page, _ = await console_agent(browser, server, redis_server.url, available=False)
+    badge = await page.evaluate("getComputedStyle(document.getElementById('offers-count')).backgroundColor")
+    assert badge != "rgb(179, 38, 30)", badge  # not the alarm red when there is nothing
+    hint = page.locator("#sound-hint")
+    assert "30 s" in await hint.inner_text()
+    await hint.get_by_role("button", name="Compris").click()
+    assert await hint.is_hidden()
+    status = c(page, "status")
+    assert "absent·e : aucune demande" in (await status.inner_text()).lower()
+    await page.reload()
+    await page.locator("[data-chatd=status][data-state=online]").wait_for()
+    assert await hint.is_hidden()  # said once
+    assert page.errors == []
