@@ -267,7 +267,7 @@
       case "offer": return onOffer(m);
       case "offer_revoked": return removeOffer(m.session, m.reason);
       case "agent_status": return onStatus(m);
-      case "blocked": toast("La personne est bloquée pour " + m.hours + " h."); return;
+      case "blocked": return onBlocked(m);
       case "error": return onError(m);
     }
   }
@@ -410,6 +410,12 @@
   function onClosed(m) {
     var c = S.chats[m.session];
     if (!c) return;
+    if (m.disposition || (m.by === "agent" && c.closing)) {
+      c.disposition = m.disposition || c.closing;
+      if (c.closed) toast("Issue enregistrée : " + (DISPOSITIONS[c.disposition] || c.disposition) + ".");
+    }
+    c.closing = null;
+    if (c.closed && c.closed.reason !== "gone") { renderChatItem(c); if (S.current === m.session) renderCurrent(); return; }
     c.closed = { by: m.by, reason: m.reason };
     c.typing = false;
     c.waitingSince = null;
@@ -420,10 +426,16 @@
     if (S.current === m.session) renderCurrent();
   }
 
+  function onBlocked(m) {
+    var c = S.chats[m.session];
+    if (c) { c.blocked = true; if (S.current === m.session) renderCurrent(); }
+    toast("La personne est bloquée pour " + m.hours + " h.");
+  }
+
   function onReleased(m) {
     var c = S.chats[m.session];
     if (!c) return;
-    toast("Conversation " + c.letter + " " + (m.reason === "transferred" ? "transférée." : "reprise par un collègue."));
+    toast("Conversation " + c.letter + " " + (m.reason === "transferred" ? "transférée." : m.reason === "taken_over" ? "reprise par un superviseur." : "confiée à un collègue."));
     removeChat(m.session);
   }
 
@@ -491,13 +503,14 @@
   function onOffer(m) {
     var now = Date.now();
     var o = S.offers[m.session] = { sid: m.session, topic: m.topic, lang: m.lang, since: now - m.waited_s * 1000,
-      deadline: now + m.expires_in_s * 1000, preview: m.preview, from: m.from_agent };
+      deadline: now + m.expires_in_s * 1000, preview: m.preview, from: m.from_agent_name || m.from_agent, note: m.note, async: !!m.async };
     var li = el("li", { "data-chatd": "offer", "data-session": m.session });
     var head = el("div");
     head.appendChild(el("strong", null, topicLabel(o.topic)));
     head.appendChild(document.createTextNode(" · " + (o.lang || "").toUpperCase()));
     li.appendChild(head);
     if (o.from) li.appendChild(el("div", { "class": "muted" }, "Transfert de " + o.from));
+    if (o.note) li.appendChild(el("p", { "class": "offer-note", "data-chatd": "offer-note" }, "Note : « " + o.note + " »"));
     if (o.preview) li.appendChild(el("p", { "class": "preview" }, "« " + o.preview + " »"));
     var timing = el("div");
     timing.appendChild(el("span", { "class": "waited" }));
@@ -644,7 +657,10 @@
     var closed = !!c.closed;
     $("composer").hidden = closed;
     $("transfer").disabled = closed;
-    $("close").disabled = closed;
+    $("close").disabled = closed && !needsOutcome(c);
+    $("close").textContent = closed ? "Indiquer l'issue" : "Clôturer";
+    $("close").hidden = closed && !needsOutcome(c);
+    $("block").disabled = !!c.blocked || (closed && c.closed.reason === "gone");
     $("note-form").hidden = closed;
     var banner = $("closed-banner");
     banner.hidden = !closed;
@@ -763,51 +779,91 @@
     renderNotes();
   });
 
-  // ---- transfer and close -------------------------------------------------------------------
+  // ---- transfer, close and block ---------------------------------------------------------
+  // Nothing is preselected: a wrong transfer or outcome is worse than one more tap. The
+  // colleague list is fetched before the dialog opens, so it is there when the choice is made.
+  function statusLabel(st) {
+    return { available: "disponible", away: "absent·e", offline: "hors ligne" }[st] || st;
+  }
   $("transfer").addEventListener("click", function () {
     var sid = S.current;
     if (!sid) return;
-    var sel = $("transfer-target");
-    sel.textContent = "";
-    var agents = el("optgroup", { label: "Un gendarme disponible" });
-    var topics = el("optgroup", { label: "Un sujet (file d'attente)" });
-    Object.keys(S.topics).forEach(function (id) {
-      topics.appendChild(el("option", { value: "topic:" + id }, topicLabel(id)));
-    });
-    sel.appendChild(agents);
-    sel.appendChild(topics);
-    api("GET", "/api/agents").then(function (data) {
-      data.agents.forEach(function (a) {
+    var btn = $("transfer");
+    btn.disabled = true;
+    api("GET", "/api/agents").then(function (data) { return data.agents; }, function () { return null; }).then(function (list) {
+      btn.disabled = false;
+      if (S.current !== sid || !S.chats[sid] || S.chats[sid].closed) return;
+      var sel = $("transfer-target");
+      sel.textContent = "";
+      sel.appendChild(el("option", { value: "", disabled: "", selected: "" }, "— Choisir un collègue ou une file —"));
+      var agents = el("optgroup", { label: "Un collègue" });
+      (list || []).forEach(function (a) {
         if (a.login === S.me.login) return;
         var free = a.status !== "offline" && a.load < a.capacity;
-        var opt = el("option", { value: "agent:" + a.login }, a.name + " — " + (a.status === "available" ? "disponible" : a.status === "away" ? "absent·e" : "hors ligne") + " (" + a.load + "/" + a.capacity + ")");
+        var opt = el("option", { value: "agent:" + a.login }, a.name + " — " + statusLabel(a.status) +
+          (a.status === "offline" ? "" : " (" + a.load + " / " + a.capacity + ")"));
         if (!free) opt.disabled = true;
         agents.appendChild(opt);
       });
-    }).catch(function () { /* topics remain */ });
-    $("transfer-dialog").dataset.session = sid;
-    $("transfer-dialog").showModal();
+      if (agents.children.length) sel.appendChild(agents);
+      var topics = el("optgroup", { label: "Une file d'attente (le premier gendarme disponible)" });
+      Object.keys(S.topics).forEach(function (id) { topics.appendChild(el("option", { value: "topic:" + id }, topicLabel(id))); });
+      sel.appendChild(topics);
+      $("transfer-info").hidden = !!list;
+      $("transfer-info").textContent = list ? "" : "La liste des collègues n'a pas pu être chargée : seules les files sont proposées.";
+      $("transfer-note").value = "";
+      $("transfer-dialog").dataset.session = sid;
+      $("transfer-dialog").showModal();
+    });
   });
   $("transfer-dialog").addEventListener("close", function () {
     var d = $("transfer-dialog");
     if (d.returnValue !== "ok") return;
-    var v = $("transfer-target").value, sid = d.dataset.session;
+    var v = $("transfer-target").value, sid = d.dataset.session, note = $("transfer-note").value.trim();
     if (!v || !S.chats[sid]) return;
     var frame = { type: "transfer", session: sid };
     if (v.indexOf("agent:") === 0) frame.to_agent = v.slice(6); else frame.to_topic = v.slice(6);
+    if (note) frame.note = note;
     send(frame);
   });
 
+  // A chat the person ended (quick exit, closed, gone) still needs its outcome recorded.
+  function needsOutcome(c) { return !!c.closed && c.closed.by !== "agent" && !c.disposition && c.closed.reason !== "gone"; }
   $("close").addEventListener("click", function () {
-    if (!S.current) return;
-    $("close-dialog").dataset.session = S.current;
+    var c = S.chats[S.current];
+    if (!c) return;
+    $("disposition").value = "";
+    $("close-info").hidden = !c.closed;
+    $("close-info").textContent = c.closed ? "La personne a déjà quitté la conversation : indiquez son issue." : "";
+    $("close-confirm").textContent = c.closed ? "Enregistrer l'issue" : "Clôturer";
+    $("close-dialog").dataset.session = c.sid;
     $("close-dialog").showModal();
   });
   $("close-dialog").addEventListener("close", function () {
     var d = $("close-dialog");
     if (d.returnValue !== "ok") return;
+    var sid = d.dataset.session, disposition = $("disposition").value;
+    if (S.chats[sid] && disposition) {
+      S.chats[sid].closing = disposition;
+      send({ type: "close", session: sid, disposition: disposition });
+    }
+  });
+
+  $("block").addEventListener("click", function () {
+    if (!S.current) return;
+    $("block-reason").value = "";
+    $("block-hours").value = "24";
+    $("block-sure").checked = false;
+    $("block-dialog").dataset.session = S.current;
+    $("block-dialog").showModal();
+  });
+  $("block-dialog").addEventListener("close", function () {
+    var d = $("block-dialog");
+    if (d.returnValue !== "ok") return;
     var sid = d.dataset.session;
-    if (S.chats[sid]) send({ type: "close", session: sid, disposition: $("disposition").value });
+    if (S.chats[sid] && $("block-sure").checked) {
+      send({ type: "block", session: sid, hours: +$("block-hours").value, reason: $("block-reason").value.trim() });
+    }
   });
 
   // ---- availability, sound, notifications ---------------------------------------------------
