@@ -11,7 +11,7 @@ from protocol.outbound import error, note_ack
 from . import metrics
 from .auth import token_digest
 from .connection import Connection
-from .store.store import HISTORY_PAGE
+from .store.store import HISTORY_PAGE, note_of
 from .visitor import NOT_FOUND, Refused, answer_append, relay_ephemeral
 
 if TYPE_CHECKING:
@@ -100,8 +100,7 @@ class AgentHandlers:
                         "started": created, **_earlier_chats(info)},
             "history": [{"seq": e.seq, "from": e.sender, "text": e.text, "ts": e.ts,
                          **({"cid": e.cid} if e.cid else {})} for e in history],
-            "notes": [{"nseq": n.nseq, "from_agent": n.agent, "text": n.text, "ts": n.ts}
-                      for n in notes],
+            "notes": [note_of(n) for n in notes],
         })
         last = history[-1].seq if history else 0
         conn.ncursors[sid] = notes[-1].nseq if notes else 0
@@ -140,7 +139,7 @@ class AgentHandlers:
 
     async def note(self, conn: Connection, msg: m.Note) -> None:
         status, nseq = await self.store.append(msg.session, "note", "agent", conn.identity,
-                                               msg.text, msg.cid)
+                                               msg.text, msg.cid, conn.name)
         if status in ("ok", "dup"):
             if msg.cid:
                 conn.send(note_ack(msg.cid, msg.session, nseq))
@@ -158,19 +157,29 @@ class AgentHandlers:
                               {"e": "read", "sid": msg.session, "from": "agent", "seq": msg.seq})
 
     async def transfer(self, conn: Connection, msg: m.Transfer) -> None:
+        await self._hand_on(conn, msg, "holder")
+
+    async def _hand_on(self, conn: Connection, msg: m.Transfer | m.Reassign, by: str) -> str:
+        """`transfer` (``by`` 'holder') and `reassign` (``by`` 'supervisor'): one script,
+        transfer.lua, so both are one atomic move. Returns who held the chat."""
         if bool(msg.to_agent) == bool(msg.to_topic):
-            raise Refused(ErrorCode.BAD_MESSAGE, "transfer: give exactly one of to_agent, to_topic")
+            raise Refused(ErrorCode.BAD_MESSAGE,
+                          f"{msg.TYPE}: give exactly one of to_agent, to_topic")
         topic = None
         if msg.to_topic:
             topic = self.rt.topics.get(msg.to_topic)
             if topic is None:
                 raise Refused(ErrorCode.BAD_MESSAGE, f"unknown topic {msg.to_topic!r}")
-        status = await self.store.transfer(msg.session, conn.identity, msg.to_agent, topic)
+        status, holder = await self.store.transfer(msg.session, conn.identity, msg.to_agent,
+                                                   topic, (msg.note or "").strip(), conn.name,
+                                                   by)
         if status == "not_found":
             raise Refused(ErrorCode.NOT_FOUND, NOT_FOUND)
         if status == "conflict":
-            raise Refused(ErrorCode.CONFLICT, "that agent cannot take this chat now")
+            raise Refused(ErrorCode.CONFLICT,
+                          "that agent cannot take this chat now, or the chat has just ended")
         self.rt.matcher.kick()
+        return holder
 
     async def close(self, conn: Connection, msg: m.AgentClose) -> None:
         status = await self.store.close(msg.session, "agent", conn.identity, "agent_closed",

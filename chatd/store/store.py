@@ -55,7 +55,8 @@ from .scripts import Reply, Scripts
 __all__ = ["HISTORY_PAGE", "READ_PAGE", "Entry", "NoteEntry", "Store", "message_of", "note_of",
            "transcript_head", "unpack"]
 
-_NOTES = {"transferred": texts.TRANSFERRED, "agent_gone": texts.AGENT_GONE}
+_NOTES = {"transferred": texts.TRANSFERRED, "agent_gone": texts.AGENT_GONE,
+          "taken_over": texts.TAKEN_OVER}
 
 
 class Store(Routing, Retention, Console, Reports):
@@ -105,13 +106,17 @@ class Store(Routing, Retention, Console, Reports):
         if reply.later:
             await self._publish_events(reply.later)
 
-    async def tell_chats(self, syncs: list[Any]) -> None:
+    async def tell_chats(self, syncs: list[Any]) -> list[str]:
         """session_sync.lua for each (sid, version, state, agent, name, assigned_at, topic,
-        note, previous agent) a routing script returned (or the repair found behind)."""
-        await asyncio.gather(*(
+        note, previous agent, handoff note, its author's login, their name) a routing script
+        returned (or the repair found behind); what each answered ('ok', 'old', 'closed',
+        'gone')."""
+        return [str(r) for r in await asyncio.gather(*(
             self._chat("session_sync", sid, ver, state, agent, name, at, topic, note, prev,
+                       ho_note, ho_from, ho_name,
                        *(texts.in_every_language(_NOTES[note]) if note else ()))
-            for sid, ver, state, agent, name, at, topic, note, prev in syncs))
+            for sid, ver, state, agent, name, at, topic, note, prev, ho_note, ho_from, ho_name
+            in syncs))]
 
     async def _publish_events(self, later: list[Any]) -> None:
         await asyncio.gather(*(
@@ -203,8 +208,9 @@ class Store(Routing, Retention, Console, Reports):
     # -- messages and transcripts -------------------------------------------------------------
 
     async def append(self, sid: str, kind: str, sender: str, actor: str, text: str,
-                     cid: str | None) -> tuple[str, int]:
-        status, seq = await self._chat("append", sid, kind, sender, actor, text, cid or "")
+                     cid: str | None, name: str = "") -> tuple[str, int]:
+        """``name``: the agent's display name, which signs a note (notes show names)."""
+        status, seq = await self._chat("append", sid, kind, sender, actor, text, cid or "", name)
         return str(status), int(seq)
 
     async def session(self, sid: str) -> dict[str, str]:
