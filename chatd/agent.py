@@ -182,21 +182,38 @@ class AgentHandlers:
         return holder
 
     async def close(self, conn: Connection, msg: m.AgentClose) -> None:
-        status = await self.store.close(msg.session, "agent", conn.identity, "agent_closed",
-                                        msg.disposition)
-        if status == "not_found":
+        """Ends a chat of yours; or, once the citizen has ended it (quick exit, gone), records
+        how it ended: the chat's close then stands, with your disposition, and you are told
+        with `closed` {by, reason (the original ones), disposition}."""
+        ended = await self.store.close_chat(msg.session, "agent", conn.identity,
+                                            "agent_closed", msg.disposition)
+        if ended.status == "not_found":
             raise Refused(ErrorCode.NOT_FOUND, NOT_FOUND)
+        if ended.status == "conflict":
+            raise Refused(ErrorCode.CONFLICT, "this chat's disposition is recorded already")
+        if ended.status == "disposed":
+            conn.send({"type": "closed", "session": msg.session, "by": ended.by,
+                       "reason": ended.reason, "disposition": msg.disposition})
         self.rt.matcher.kick()
 
     async def block(self, conn: Connection, msg: m.Block) -> None:
         """Bars the visitor of one of your chats (every process: the bar is in Redis), closes
-        the chat as abusive and ends the visitor's connections to it."""
+        the chat as abusive and ends the visitor's connections to it. A chat the citizen has
+        ended already can still be blocked by the gendarme who held it (abuse, then a quick
+        exit): the bar is set, and the chat's disposition becomes `abusive` if it had none.
+        The reason given is kept with the bar and in the audit trail."""
         info = await self.store.session(msg.session)
-        if info.get("agent") != conn.identity or info.get("state") != "active":
+        state = info.get("state")
+        if info.get("agent") != conn.identity or state not in ("active", "closed"):
             raise Refused(ErrorCode.NOT_FOUND, NOT_FOUND)
-        await self.store.block(info["visitor"], msg.hours or 24)
+        hours = msg.hours or 24
+        reason = (msg.reason or "").strip()
+        await self.store.block(info["visitor"], hours, conn.identity, msg.session, reason)
+        await self.store.audit(conn.identity, conn.agent.role, msg.session, "block", reason)
+        # an open chat is closed as abusive; a closed one gets that disposition if it has none
+        # (`conflict` there means it has one: the bar stands all the same)
         await self.store.close(msg.session, "agent", conn.identity, "agent_closed", "abusive")
-        conn.send({"type": "blocked", "session": msg.session, "hours": msg.hours or 24})
+        conn.send({"type": "blocked", "session": msg.session, "hours": hours})
         self.rt.matcher.kick()
 
     async def ping(self, conn: Connection, msg: m.Ping) -> None:

@@ -111,3 +111,68 @@ async def test_a_transfer_note_over_1000_characters_is_too_large_and_moves_nothi
     assert (err["code"], err["ref"]) == ("too_large", "transfer")
     await agent.send({"type": "send", "session": sid, "cid": "m1", "text": "toujours là"})
     await agent.recv("ack", cid="m1")  # still theirs
+
+
+async def today_dispositions(server: Chatd, supervisor: Client) -> dict[str, int]:
+    today = datetime.now(timezone.utc).date().isoformat()
+    async with httpx.AsyncClient(base_url=server.http) as http:
+        r = await http.get("/api/reports", params={"from": today, "to": today, "by": "day"},
+                           headers={"Authorization": f"Bearer {supervisor.token}"})
+    assert r.status_code == 200, r.text
+    return dict(r.json()["rows"][0]["dispositions"])
+
+
+async def test_after_a_quick_exit_the_gendarme_records_the_disposition_once(
+        fast: Chatd, redis_server: Any) -> None:
+    from harness import eventually
+
+    agent = await make_agent(fast, redis_server.url)
+    chief = await make_agent(fast, redis_server.url, role="supervisor", available=False)
+    stranger = await make_agent(fast, redis_server.url, available=False)
+    visitor, sid = await held_chat(fast, agent)
+    await visitor.send({"type": "close", "session": sid, "reason": "quick_exit"})
+    await agent.recv("closed", session=sid, reason="quick_exit")
+
+    async def counted_without_one() -> bool:
+        return await today_dispositions(fast, chief) == {"none": 1}
+    assert await eventually(counted_without_one, 5)  # the close is in the reports already
+    await stranger.send({"type": "close", "session": sid, "disposition": "answered"})
+    assert (await stranger.recv("error"))["code"] == "not_found"
+    await agent.send({"type": "close", "session": sid, "disposition": "redirected_17"})
+    done = await agent.recv("closed", session=sid, disposition="redirected_17")
+    assert (done["by"], done["reason"]) == ("visitor", "quick_exit")
+    assert await today_dispositions(fast, chief) == {"redirected_17": 1}  # moved, not added
+    await agent.send({"type": "close", "session": sid, "disposition": "answered"})
+    assert (await agent.recv("error"))["code"] == "conflict"
+    assert await today_dispositions(fast, chief) == {"redirected_17": 1}
+    # the citizen's next chat tells the next gendarme how this one ended
+    again = await start_chat(visitor)
+    await agent.send({"type": "accept", "session": (await agent.recv("offer", session=again))["session"]})
+    prev = (await agent.recv("assigned", session=again))["visitor"]["previous"]
+    assert (prev["reason"], prev["disposition"]) == ("quick_exit", "redirected_17")
+
+
+async def test_a_visitor_who_left_can_still_be_blocked_with_a_reason(
+        fast: Chatd, redis_server: Any) -> None:
+    agent = await make_agent(fast, redis_server.url)
+    chief = await make_agent(fast, redis_server.url, role="supervisor", available=False)
+    other = await make_agent(fast, redis_server.url, available=False)
+    visitor, sid = await held_chat(fast, agent)
+    await visitor.send({"type": "close", "session": sid, "reason": "quick_exit"})
+    await agent.recv("closed", session=sid)
+    await other.send({"type": "block", "session": sid})  # not theirs, even closed
+    assert (await other.recv("error"))["code"] == "not_found"
+    await agent.send({"type": "block", "session": sid, "hours": 3, "reason": "x" * 201})
+    assert (await agent.recv("error"))["code"] == "too_large"
+    await agent.send({"type": "block", "session": sid, "hours": 3,
+                      "reason": "Insultes et menaces"})
+    assert (await agent.recv("blocked", session=sid))["hours"] == 3
+    again = await Client.connect(fast.ws, "visitor")
+    await again.send({"type": "hello", "token": visitor.token})
+    assert (await again.recv("error"))["code"] == "forbidden"
+    async with httpx.AsyncClient(base_url=fast.http) as http:
+        r = await http.get("/api/audit", params={"session": sid},
+                           headers={"Authorization": f"Bearer {chief.token}"})
+    blocks = [e for e in r.json()["entries"] if e["how"] == "block"]
+    assert [(e["who"], e["reason"]) for e in blocks] == [(agent.login, "Insultes et menaces")]
+    assert await today_dispositions(fast, chief) == {"abusive": 1}

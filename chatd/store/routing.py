@@ -7,8 +7,9 @@ change is one routing script (the ``{m}`` slot), then the chats' hashes, then th
 from __future__ import annotations
 
 import asyncio
-import logging
 import hashlib
+import logging
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Iterable
 
 import msgpack
@@ -22,6 +23,15 @@ if TYPE_CHECKING:
 log = logging.getLogger("chatd.store")
 
 PENDING_GRACE_MS = 10_000  # a chat still pending after this was cut short: the repair acts
+
+
+@dataclass(frozen=True, slots=True)
+class Closing:
+    """What a close did (``status``: see ``Routing.close``) and how the chat ended."""
+
+    status: str
+    by: str = ""
+    reason: str = ""
 
 
 class Routing:
@@ -100,19 +110,39 @@ class Routing:
                     disposition: str = "", rating: int | None = None,
                     comment: str | None = None) -> str:
         """Chat hash first (nobody writes any more), then routing, the visitor's record and the
-        closed index. 'ok', 'closed' (already: the rest is done again, harmlessly) or
-        'not_found'."""
+        closed index. 'ok', 'closed' (already: the rest is done again, harmlessly),
+        'disposed' (already closed: a gendarme's late disposition is recorded), 'conflict'
+        (a late disposition when there is one) or 'not_found'."""
+        return (await self.close_chat(sid, by, actor, reason, disposition, rating,
+                                      comment)).status
+
+    async def close_chat(self: Store, sid: str, by: str, actor: str, reason: str,
+                         disposition: str = "", rating: int | None = None,
+                         comment: str | None = None) -> Closing:
+        """``close``, saying how the chat ended (who closed it, why): what a gendarme who
+        records a disposition after the citizen left is answered with."""
         retention = " ".join([str(self.retention_ms)] + [
             f"{t}={self.retention_of(t)}" for t in self.topics])
         res = await self._chat("session_close", sid, by, actor, reason, disposition,
                                retention, rating or "", comment or "")
-        if res[0] == "not_found":
-            return "not_found"
-        await self.finish_close(sid, str(res[1]), str(res[2]), int(res[3] or 0), reason,
+        if res[0] in ("not_found", "conflict"):
+            return Closing(str(res[0]))
+        status, vid, topic, closed_at, was_by, was_reason, counted = res
+        ended = Closing(str(status), str(was_by or by), str(was_reason or reason))
+        if status == "disposed":
+            # done again, harmlessly: the visitor's record learns the disposition (the next
+            # gendarme is told how this chat ended); a close cut short is finished
+            await self.finish_close(sid, str(vid), str(topic), int(closed_at or 0),
+                                    ended.reason, disposition)
+            if counted:
+                await self._count_safely(self.count_late_disposition(sid, str(counted),
+                                                                     disposition))
+            return ended
+        await self.finish_close(sid, str(vid), str(topic), int(closed_at or 0), reason,
                                 disposition)
-        if rating and res[0] == "ok":
+        if rating and status == "ok":
             await self._count_safely(self.count_rating(sid, rating))
-        return str(res[0])
+        return ended
 
     async def finish_close(self: Store, sid: str, vid: str, topic: str, closed_at: int,
                            reason: str, disposition: str) -> None:

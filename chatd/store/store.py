@@ -21,6 +21,7 @@ The class is split by job: this module (deployment, chats and transcripts, the p
 from __future__ import annotations
 
 import asyncio
+import json
 import secrets
 import time
 from typing import Any, AsyncIterator, Iterable
@@ -263,9 +264,7 @@ class Store(Routing, Retention, Console, Reports):
         res = await self._chat("open_chat", sid, login, "1" if any_chat else "0", HISTORY_PAGE)
         if not res:
             return None
-        await self.redis.xadd(self.keys.audit, {"who": login, "role": role, "session": sid,
-                                                "how": how, "ts": self.now_ms()},
-                              maxlen=1_000_000, approximate=True)
+        await self.audit(login, role, sid, how)
         flat, rows, notes = res
         return dict(zip(flat[::2], flat[1::2])), _entries(_pairs(rows)), _notes(_pairs(notes))
 
@@ -328,9 +327,14 @@ class Store(Routing, Retention, Console, Reports):
             await self._count_safely(self.count_rating(sid, rating))
         return status
 
-    async def block(self, vid: str, hours: int) -> None:
-        """A gendarme bars a visitor (every process: admit.lua and hello check it)."""
-        await self.redis.set(self.keys.blocked(vid), 1, ex=hours * 3600)
+    async def block(self, vid: str, hours: int, login: str = "", sid: str = "",
+                    reason: str = "") -> None:
+        """A gendarme bars a visitor (every process: admit.lua and hello check that the bar
+        exists). Its value says who barred them, from which chat, when and why (for a
+        supervisor; no visitor id or text of theirs in it)."""
+        record = json.dumps({"by": login, "session": sid, "reason": reason,
+                             "at": self.now_ms(), "hours": hours}, ensure_ascii=False)
+        await self.redis.set(self.keys.blocked(vid), record, ex=hours * 3600)
 
     async def is_blocked(self, vid: str) -> bool:
         """Asked at each returning visitor's hello, in the pipeline of that loop turn."""
