@@ -11,7 +11,7 @@ from protocol.outbound import error, note_ack
 from . import metrics
 from .auth import token_digest
 from .connection import Connection
-from .store.store import HISTORY_PAGE
+from .store.store import HISTORY_PAGE, note_of
 from .visitor import NOT_FOUND, Refused, answer_append, relay_ephemeral
 
 if TYPE_CHECKING:
@@ -100,8 +100,7 @@ class AgentHandlers:
                         "started": created, **_earlier_chats(info)},
             "history": [{"seq": e.seq, "from": e.sender, "text": e.text, "ts": e.ts,
                          **({"cid": e.cid} if e.cid else {})} for e in history],
-            "notes": [{"nseq": n.nseq, "from_agent": n.agent, "text": n.text, "ts": n.ts}
-                      for n in notes],
+            "notes": [note_of(n) for n in notes],
         })
         last = history[-1].seq if history else 0
         conn.ncursors[sid] = notes[-1].nseq if notes else 0
@@ -140,7 +139,7 @@ class AgentHandlers:
 
     async def note(self, conn: Connection, msg: m.Note) -> None:
         status, nseq = await self.store.append(msg.session, "note", "agent", conn.identity,
-                                               msg.text, msg.cid)
+                                               msg.text, msg.cid, conn.name)
         if status in ("ok", "dup"):
             if msg.cid:
                 conn.send(note_ack(msg.cid, msg.session, nseq))
@@ -158,36 +157,63 @@ class AgentHandlers:
                               {"e": "read", "sid": msg.session, "from": "agent", "seq": msg.seq})
 
     async def transfer(self, conn: Connection, msg: m.Transfer) -> None:
+        await self._hand_on(conn, msg, "holder")
+
+    async def _hand_on(self, conn: Connection, msg: m.Transfer | m.Reassign, by: str) -> str:
+        """`transfer` (``by`` 'holder') and `reassign` (``by`` 'supervisor'): one script,
+        transfer.lua, so both are one atomic move. Returns who held the chat."""
         if bool(msg.to_agent) == bool(msg.to_topic):
-            raise Refused(ErrorCode.BAD_MESSAGE, "transfer: give exactly one of to_agent, to_topic")
+            raise Refused(ErrorCode.BAD_MESSAGE,
+                          f"{msg.TYPE}: give exactly one of to_agent, to_topic")
         topic = None
         if msg.to_topic:
             topic = self.rt.topics.get(msg.to_topic)
             if topic is None:
                 raise Refused(ErrorCode.BAD_MESSAGE, f"unknown topic {msg.to_topic!r}")
-        status = await self.store.transfer(msg.session, conn.identity, msg.to_agent, topic)
+        status, holder = await self.store.transfer(msg.session, conn.identity, msg.to_agent,
+                                                   topic, (msg.note or "").strip(), conn.name,
+                                                   by)
         if status == "not_found":
             raise Refused(ErrorCode.NOT_FOUND, NOT_FOUND)
         if status == "conflict":
-            raise Refused(ErrorCode.CONFLICT, "that agent cannot take this chat now")
+            raise Refused(ErrorCode.CONFLICT,
+                          "that agent cannot take this chat now, or the chat has just ended")
         self.rt.matcher.kick()
+        return holder
 
     async def close(self, conn: Connection, msg: m.AgentClose) -> None:
-        status = await self.store.close(msg.session, "agent", conn.identity, "agent_closed",
-                                        msg.disposition)
-        if status == "not_found":
+        """Ends a chat of yours; or, once the citizen has ended it (quick exit, gone), records
+        how it ended: the chat's close then stands, with your disposition, and you are told
+        with `closed` {by, reason (the original ones), disposition}."""
+        ended = await self.store.close_chat(msg.session, "agent", conn.identity,
+                                            "agent_closed", msg.disposition)
+        if ended.status == "not_found":
             raise Refused(ErrorCode.NOT_FOUND, NOT_FOUND)
+        if ended.status == "conflict":
+            raise Refused(ErrorCode.CONFLICT, "this chat's disposition is recorded already")
+        if ended.status == "disposed":
+            conn.send({"type": "closed", "session": msg.session, "by": ended.by,
+                       "reason": ended.reason, "disposition": msg.disposition})
         self.rt.matcher.kick()
 
     async def block(self, conn: Connection, msg: m.Block) -> None:
         """Bars the visitor of one of your chats (every process: the bar is in Redis), closes
-        the chat as abusive and ends the visitor's connections to it."""
+        the chat as abusive and ends the visitor's connections to it. A chat the citizen has
+        ended already can still be blocked by the gendarme who held it (abuse, then a quick
+        exit): the bar is set, and the chat's disposition becomes `abusive` if it had none.
+        The reason given is kept with the bar and in the audit trail."""
         info = await self.store.session(msg.session)
-        if info.get("agent") != conn.identity or info.get("state") != "active":
+        state = info.get("state")
+        if info.get("agent") != conn.identity or state not in ("active", "closed"):
             raise Refused(ErrorCode.NOT_FOUND, NOT_FOUND)
-        await self.store.block(info["visitor"], msg.hours or 24)
+        hours = msg.hours or 24
+        reason = (msg.reason or "").strip()
+        await self.store.block(info["visitor"], hours, conn.identity, msg.session, reason)
+        await self.store.audit(conn.identity, conn.agent.role, msg.session, "block", reason)
+        # an open chat is closed as abusive; a closed one gets that disposition if it has none
+        # (`conflict` there means it has one: the bar stands all the same)
         await self.store.close(msg.session, "agent", conn.identity, "agent_closed", "abusive")
-        conn.send({"type": "blocked", "session": msg.session, "hours": msg.hours or 24})
+        conn.send({"type": "blocked", "session": msg.session, "hours": hours})
         self.rt.matcher.kick()
 
     async def ping(self, conn: Connection, msg: m.Ping) -> None:

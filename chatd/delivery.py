@@ -182,7 +182,8 @@ class Delivery:
             for n in page:
                 if n.nseq == conn.ncursors.get(sid, -1) + 1:
                     await conn.wait_room()
-                    conn.send(protocol.outbound.note(sid, n.nseq, n.agent, n.text, n.ts, n.cid))
+                    conn.send(protocol.outbound.note(sid, n.nseq, n.agent, n.text, n.ts, n.cid,
+                                                     n.name))
                     conn.ncursors[sid] = n.nseq
 
     async def restore_status(self: Hub, login: str) -> str:

@@ -65,7 +65,7 @@ class Events:
                 self._deliver(conn, sid, seq, data)
         elif kind == "note":
             frame = protocol.outbound.note(sid, ev["nseq"], ev["agent"], ev["text"], ev["ts"],
-                                           ev.get("cid"))
+                                           ev.get("cid"), ev.get("name"))
             for conn in list(conns):
                 if conn.role == "agent":
                     self._deliver_note(conn, sid, ev["nseq"], frame)
@@ -115,8 +115,11 @@ class Events:
                      "expires_in_s": int(ev["expires_ms"]) // 1000}
             if ev.get("preview"):
                 frame["preview"] = ev["preview"]
-            if ev.get("from_agent"):
+            if ev.get("from_agent"):  # handed on: by whom (login, and the name to show)
                 frame["from_agent"] = ev["from_agent"]
+                frame["from_agent_name"] = ev.get("from_agent_name") or ev["from_agent"]
+            if ev.get("note"):  # the note the chat was handed on with
+                frame["note"] = ev["note"]
             if ev.get("async"):
                 frame["async"] = True  # left by the visitor to be answered later
             data = _Encoded(frame)

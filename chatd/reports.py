@@ -144,7 +144,8 @@ def row(key: str, figures: dict[str, int]) -> dict[str, Any]:
         "rating_count": rated,
         "abandoned_wait_avg_s": round(figures.get("abd_ms", 0) / abandoned / 1000, 1)
         if abandoned else None,
-        "dispositions": dict(sorted(disps.items())),
+        # a disposition recorded after the chat was counted moves it from `none`: no zeros
+        "dispositions": {k: v for k, v in sorted(disps.items()) if v},
     }
 
 

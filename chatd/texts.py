@@ -28,6 +28,16 @@ TRANSFERRED = {
     "it": "La sua conversazione passa a un altro gendarme, che vede i messaggi scambiati.",
 }
 
+TAKEN_OVER = {
+    "fr": "Un gendarme responsable reprend votre conversation. Il voit les messages échangés.",
+    "en": "A supervising gendarme is taking over your conversation and can see the messages "
+          "so far.",
+    "es": "Un gendarme responsable retoma su conversación. Ve los mensajes intercambiados.",
+    "de": "Ein verantwortlicher Gendarm übernimmt Ihr Gespräch. Er sieht die bisherigen "
+          "Nachrichten.",
+    "it": "Un gendarme responsabile riprende la sua conversazione. Vede i messaggi scambiati.",
+}
+
 LANGUAGES = ("fr", "en", "es", "de", "it")
 
 

@@ -164,13 +164,48 @@ class Note(Message):
     text: str = ""
 
 
+#: code points of the note a chat is handed on with (`transfer`, `reassign`)
+HANDOFF_NOTE_MAX = 1000
+#: code points of the reason a gendarme gives for a `block`
+BLOCK_REASON_MAX = 200
+
+
+def _handoff_fields() -> tuple[Field, ...]:
+    return (f.session(), Field("to_agent", "id", False), Field("to_topic", "id", False),
+            Field("note", "text", False, min_len=0, max_len=HANDOFF_NOTE_MAX))
+
+
 @dataclass(frozen=True, slots=True)
 class Transfer(Message):
+    """The holder hands a chat on; ``note`` becomes an internal note and rides on the offer."""
+
     TYPE = "transfer"
-    FIELDS = (f.session(), Field("to_agent", "id", False), Field("to_topic", "id", False))
+    FIELDS = _handoff_fields()
     session: str
     to_agent: str | None = None
     to_topic: str | None = None
+    note: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TakeOver(Message):
+    """A supervisor makes someone's chat their own (supervisors only)."""
+
+    TYPE = "take_over"
+    FIELDS = (f.session(),)
+    session: str
+
+
+@dataclass(frozen=True, slots=True)
+class Reassign(Message):
+    """A supervisor hands anybody's active chat on, as its holder's `transfer` would."""
+
+    TYPE = "reassign"
+    FIELDS = _handoff_fields()
+    session: str
+    to_agent: str | None = None
+    to_topic: str | None = None
+    note: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,9 +221,11 @@ class Block(Message):
     """An agent bars an abusive visitor from starting or resuming chats for a while."""
 
     TYPE = "block"
-    FIELDS = (f.session(), Field("hours", "int", False, lo=1, hi=720))
+    FIELDS = (f.session(), Field("hours", "int", False, lo=1, hi=720),
+              Field("reason", "text", False, min_len=0, max_len=BLOCK_REASON_MAX))
     session: str
     hours: int | None = None
+    reason: str | None = None  # why: kept with the bar and in the audit trail
 
 
 def _table(*classes: type[Message]) -> dict[str, type[Message]]:
@@ -202,5 +239,5 @@ VISITOR: dict[str, type[Message]] = _table(
 #: What an agent may send, by ``type``.
 AGENT: dict[str, type[Message]] = _table(
     AgentHello, Status, Accept, Decline, Send, Typing, Read, Note, Transfer, AgentClose, Block,
-    Ping,
+    Ping, TakeOver, Reassign,
 )

@@ -36,10 +36,12 @@ def msg(session: str, seq: int, sender: str, text: str, ts: int, cid: str | None
     return out
 
 
-def note(session: str, nseq: int, from_agent: str, text: str, ts: int, cid: str | None) -> dict[str, Any]:
+def note(session: str, nseq: int, from_agent: str, text: str, ts: int, cid: str | None,
+         from_agent_name: str | None = None) -> dict[str, Any]:
+    """``from_agent_name``: the author's display name (their login when unknown)."""
     out: dict[str, Any] = {
         "type": "note", "session": session, "nseq": nseq, "from_agent": from_agent,
-        "text": text, "ts": ts,
+        "from_agent_name": from_agent_name or from_agent, "text": text, "ts": ts,
     }
     if cid:
         out["cid"] = cid

@@ -30,6 +30,16 @@ class Console:
                         "messages": seq})
         return out
 
+    async def audit(self: Store, login: str, role: str, sid: str, how: str,
+                    reason: str = "") -> None:
+        """One entry of the audit trail: who saw or did what to which chat, and when
+        (``how``: 'assigned', 'transcript', 'take_over', 'reassign', 'block'); ``reason``:
+        the one given, if any (a block's)."""
+        entry = {"who": login, "role": role, "session": sid, "how": how, "ts": self.now_ms()}
+        if reason:
+            entry["reason"] = reason
+        await self.redis.xadd(self.keys.audit, entry, maxlen=1_000_000, approximate=True)
+
     async def audit_entries(self: Store, count: int = 100, session: str | None = None
                             ) -> list[dict[str, Any]]:
         """The newest entries first (``session``: only those about that chat, among the last
@@ -43,7 +53,8 @@ class Console:
                     continue
                 out.append({"who": f.get("who"), "role": f.get("role"),
                             "session": f.get("session"), "how": f.get("how"),
-                            "ts": int(f.get("ts", 0))})
+                            "ts": int(f.get("ts", 0)),
+                            **({"reason": f["reason"]} if f.get("reason") else {})})
                 if len(out) >= count:
                     break
             if len(rows) < READ_PAGE:

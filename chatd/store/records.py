@@ -31,6 +31,7 @@ class NoteEntry:
     text: str
     ts: int
     cid: str
+    name: str = ""  # the author's display name ('' for notes written before names were kept)
 
 
 def unpack(raw: Any) -> dict[str, Any]:
@@ -58,7 +59,9 @@ def message_of(e: Entry) -> dict[str, Any]:
 
 
 def note_of(n: NoteEntry) -> dict[str, Any]:
-    return {"nseq": n.nseq, "from_agent": n.agent, "text": n.text, "ts": n.ts}
+    """A note as transcripts and `assigned.notes` show it: signed by login and by name."""
+    return {"nseq": n.nseq, "from_agent": n.agent, "from_agent_name": n.name or n.agent,
+            "text": n.text, "ts": n.ts}
 
 
 def _visible(seq: Any, durable: Any) -> int:
@@ -78,5 +81,6 @@ def _entries(rows: list[Any]) -> list[Entry]:
 
 
 def _notes(rows: list[Any]) -> list[NoteEntry]:
-    return [NoteEntry(int(i.split("-", 1)[1]), f["agent"], f["text"], int(f["ts"]), f.get("cid", ""))
+    return [NoteEntry(int(i.split("-", 1)[1]), f["agent"], f["text"], int(f["ts"]), f.get("cid", ""),
+                      f.get("name", ""))
             for i, f in rows]

@@ -28,15 +28,17 @@ _CHAT = ("created", "topic0", "topic", "lang")
 
 class Reports:
     async def _count(self: Store, sid: str, fact: str, figures: dict[str, int],
-                     info: dict[str, Any] | None = None) -> dict[str, Any] | None:
+                     info: dict[str, Any] | None = None, marked: bool = False
+                     ) -> dict[str, Any] | None:
         """Adds ``figures`` to the chat's hour, day and month, once per chat and ``fact``;
-        returns the chat's fields read (None if gone or counted already)."""
+        returns the chat's fields read (None if gone or counted already). ``marked``: the
+        caller has set the fact's mark already, atomically with its read (close_facts.lua)."""
         if info is None:
             info = dict(zip(_CHAT, await self.redis.hmget(self.keys.session(sid), *_CHAT)))
         if info.get("created") is None:
             return None
         cmd = self.scripts.command
-        if not await cmd("HSETNX", self.keys.session(sid), f"counted_{fact}", 1):
+        if not marked and not await cmd("HSETNX", self.keys.session(sid), f"counted_{fact}", 1):
             return None
         k = self.keys
         created = int(info["created"])
@@ -67,14 +69,23 @@ class Reports:
         await self._count(sid, "a", {"async": 1})
 
     async def count_close(self: Store, sid: str) -> dict[str, Any] | None:
-        """What a closed chat adds; returns its fields (for the metrics) if counted now."""
+        """What a closed chat adds; returns its fields (for the metrics) if counted now. The
+        mark and the read are one step (close_facts.lua): a disposition recorded after the
+        citizen left (session_close.lua) is then either read here or corrected once after."""
         names = (*_CHAT, "answered_at", "first_reply_at", "closed_at", "async", "transfers",
                  "disposition", "state")
-        info = dict(zip(names, await self.redis.hmget(self.keys.session(sid), *names)))
-        if info["state"] != "closed":
+        values = await self._chat("close_facts", sid, *names)
+        if not values:
             return None
+        info = dict(zip(names, values))
         facts = reports.chat_facts({k: v for k, v in info.items() if v is not None})
-        return await self._count(sid, "c", facts, info)
+        return await self._count(sid, "c", facts, info, marked=True)
+
+    async def count_late_disposition(self: Store, sid: str, counted: str,
+                                     disposition: str) -> None:
+        """A disposition recorded after the chat was counted (with ``counted``, 'none'):
+        moved from that one to this one, once."""
+        await self._count(sid, "d", {f"disp:{counted}": -1, f"disp:{disposition}": 1})
 
     async def count_rating(self: Store, sid: str, rating: int) -> None:
         await self._count(sid, "r", {"rate_n": 1, "rate_sum": rating})

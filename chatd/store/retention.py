@@ -146,8 +146,18 @@ class Retention:
                 # (a recent change has its own sync on the way: only a stale one is repaired)
                 behind.append([sid, route["ver"], route["st"], route.get("agent") or "",
                                route.get("name") or "", route.get("assigned_at") or 0,
-                               route["topic"], "", route.get("prev_agent") or ""])
+                               route["topic"], "", route.get("prev_agent") or "",
+                               *_handoff(route)])
         if behind:
             await self.tell_chats(behind)
             fixed += len(behind)
         return fixed
+
+
+def _handoff(route: dict[str, Any]) -> list[str]:
+    """The internal note a handoff made at the record's current version carries (lib.lua
+    ``sync``): a sync repaired after a process died still stores it."""
+    if route.get("ho_ver") is not None and route.get("ho_ver") == route.get("ver") \
+            and route.get("ho_note"):
+        return [route["ho_note"], route.get("ho_from") or "", route.get("ho_name") or ""]
+    return ["", "", ""]

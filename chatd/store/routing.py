@@ -7,8 +7,9 @@ change is one routing script (the ``{m}`` slot), then the chats' hashes, then th
 from __future__ import annotations
 
 import asyncio
-import logging
 import hashlib
+import logging
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Iterable
 
 import msgpack
@@ -22,6 +23,15 @@ if TYPE_CHECKING:
 log = logging.getLogger("chatd.store")
 
 PENDING_GRACE_MS = 10_000  # a chat still pending after this was cut short: the repair acts
+
+
+@dataclass(frozen=True, slots=True)
+class Closing:
+    """What a close did (``status``: see ``Routing.close``) and how the chat ended."""
+
+    status: str
+    by: str = ""
+    reason: str = ""
 
 
 class Routing:
@@ -100,19 +110,39 @@ class Routing:
                     disposition: str = "", rating: int | None = None,
                     comment: str | None = None) -> str:
         """Chat hash first (nobody writes any more), then routing, the visitor's record and the
-        closed index. 'ok', 'closed' (already: the rest is done again, harmlessly) or
-        'not_found'."""
+        closed index. 'ok', 'closed' (already: the rest is done again, harmlessly),
+        'disposed' (already closed: a gendarme's late disposition is recorded), 'conflict'
+        (a late disposition when there is one) or 'not_found'."""
+        return (await self.close_chat(sid, by, actor, reason, disposition, rating,
+                                      comment)).status
+
+    async def close_chat(self: Store, sid: str, by: str, actor: str, reason: str,
+                         disposition: str = "", rating: int | None = None,
+                         comment: str | None = None) -> Closing:
+        """``close``, saying how the chat ended (who closed it, why): what a gendarme who
+        records a disposition after the citizen left is answered with."""
         retention = " ".join([str(self.retention_ms)] + [
             f"{t}={self.retention_of(t)}" for t in self.topics])
         res = await self._chat("session_close", sid, by, actor, reason, disposition,
                                retention, rating or "", comment or "")
-        if res[0] == "not_found":
-            return "not_found"
-        await self.finish_close(sid, str(res[1]), str(res[2]), int(res[3] or 0), reason,
+        if res[0] in ("not_found", "conflict"):
+            return Closing(str(res[0]))
+        status, vid, topic, closed_at, was_by, was_reason, counted = res
+        ended = Closing(str(status), str(was_by or by), str(was_reason or reason))
+        if status == "disposed":
+            # done again, harmlessly: the visitor's record learns the disposition (the next
+            # gendarme is told how this chat ended); a close cut short is finished
+            await self.finish_close(sid, str(vid), str(topic), int(closed_at or 0),
+                                    ended.reason, disposition)
+            if counted:
+                await self._count_safely(self.count_late_disposition(sid, str(counted),
+                                                                     disposition))
+            return ended
+        await self.finish_close(sid, str(vid), str(topic), int(closed_at or 0), reason,
                                 disposition)
-        if rating and res[0] == "ok":
+        if rating and status == "ok":
             await self._count_safely(self.count_rating(sid, rating))
-        return str(res[0])
+        return ended
 
     async def finish_close(self: Store, sid: str, vid: str, topic: str, closed_at: int,
                            reason: str, disposition: str) -> None:
@@ -151,15 +181,54 @@ class Routing:
         return int(await self._route("expire_offers"))
 
     async def transfer(self: Store, sid: str, login: str, to_agent: str | None,
-                       to_topic: Topic | None) -> str:
-        status = str(await self._route(
-            "transfer", sid, login, to_agent or "", to_topic.id if to_topic else "",
+                       to_topic: Topic | None, note: str = "", name: str = "",
+                       by: str = "holder") -> tuple[str, str]:
+        """Hands a chat on (transfer.lua): ``by`` 'holder' (the agent's own chat) or
+        'supervisor' (anybody's: a reassignment). ``note`` is stored as an internal note
+        signed by ``login``/``name`` and rides on the chat's next offer. Returns (status,
+        the agent who held it): 'ok', 'not_found', 'conflict' (the target cannot take it, or
+        the chat was closed at that very moment)."""
+        res = await self._route_checked(
+            "transfer", sid, "" if by == "supervisor" else login,
+            login, to_agent or "", to_topic.id if to_topic else "",
             to_topic.priority if to_topic else 0, to_topic.weight if to_topic else 1,
-            int(self.settings.offer_timeout * 1000)))
+            int(self.settings.offer_timeout * 1000), note, name or login, by)
+        status = str(res[0])
         if status == "ok":  # for the reports: a chat handed on at least once
             await self._count_safely(self.scripts.command(
                 "HINCRBY", self.keys.session(sid), "transfers", 1))
-        return status
+        return status, str(res[1]) if len(res) > 1 else ""
+
+    async def take_over(self: Store, sid: str, login: str, name: str) -> tuple[str, str]:
+        """A supervisor makes an active or offered chat their own (take_over.lua). Returns
+        (status, who held it or had it offered): 'ok', 'not_found' (no open chat),
+        'conflict' (theirs already, or waiting in a queue, or closed at that very moment)."""
+        res = await self._route_checked("take_over", sid, "", login, name)
+        return str(res[0]), str(res[1]) if len(res) > 1 else ""
+
+    async def _route_checked(self: Store, name: str, sid: str, holder: str,
+                             *args: Any) -> list[Any]:
+        """A routing script that moves one open chat, whose chat hash may have been closed
+        between the two steps (a close writes the chat's hash first, the routing record
+        after: docs/operations.md). If session_sync.lua finds it closed, the close won: the
+        events are not published (nobody is told of a move that did not happen), the close
+        finishes the routing state (route_close.lua gives back what this move took), and the
+        caller answers `conflict`. A script that finds no routing record answers 'not_found';
+        a chat closed already (its hash says so) is `conflict` too, to a supervisor or to
+        ``holder`` ('' for a supervisor: anyone; else its last holder), and `not_found` to
+        anybody else, as any chat that is not theirs."""
+        reply = await self.scripts.run(name, self.routing_keys, self.topic_list, sid, *args)
+        res = list(reply.result)
+        if res[0] == "not_found":
+            state, agent = await self.redis.hmget(self.keys.session(sid), "state", "agent")
+            if state == "closed" and (not holder or agent == holder):
+                return ["conflict"]
+        told = await self.tell_chats(reply.syncs) if reply.syncs else []
+        if "closed" in told:
+            return ["conflict"]
+        if reply.later:
+            await self._publish_events(reply.later)
+        return res
 
     # -- gendarmes ------------------------------------------------------------------------------
 

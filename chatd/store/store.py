@@ -21,6 +21,7 @@ The class is split by job: this module (deployment, chats and transcripts, the p
 from __future__ import annotations
 
 import asyncio
+import json
 import secrets
 import time
 from typing import Any, AsyncIterator, Iterable
@@ -55,7 +56,8 @@ from .scripts import Reply, Scripts
 __all__ = ["HISTORY_PAGE", "READ_PAGE", "Entry", "NoteEntry", "Store", "message_of", "note_of",
            "transcript_head", "unpack"]
 
-_NOTES = {"transferred": texts.TRANSFERRED, "agent_gone": texts.AGENT_GONE}
+_NOTES = {"transferred": texts.TRANSFERRED, "agent_gone": texts.AGENT_GONE,
+          "taken_over": texts.TAKEN_OVER}
 
 
 class Store(Routing, Retention, Console, Reports):
@@ -105,13 +107,17 @@ class Store(Routing, Retention, Console, Reports):
         if reply.later:
             await self._publish_events(reply.later)
 
-    async def tell_chats(self, syncs: list[Any]) -> None:
+    async def tell_chats(self, syncs: list[Any]) -> list[str]:
         """session_sync.lua for each (sid, version, state, agent, name, assigned_at, topic,
-        note, previous agent) a routing script returned (or the repair found behind)."""
-        await asyncio.gather(*(
+        note, previous agent, handoff note, its author's login, their name) a routing script
+        returned (or the repair found behind); what each answered ('ok', 'old', 'closed',
+        'gone')."""
+        return [str(r) for r in await asyncio.gather(*(
             self._chat("session_sync", sid, ver, state, agent, name, at, topic, note, prev,
+                       ho_note, ho_from, ho_name,
                        *(texts.in_every_language(_NOTES[note]) if note else ()))
-            for sid, ver, state, agent, name, at, topic, note, prev in syncs))
+            for sid, ver, state, agent, name, at, topic, note, prev, ho_note, ho_from, ho_name
+            in syncs))]
 
     async def _publish_events(self, later: list[Any]) -> None:
         await asyncio.gather(*(
@@ -203,8 +209,9 @@ class Store(Routing, Retention, Console, Reports):
     # -- messages and transcripts -------------------------------------------------------------
 
     async def append(self, sid: str, kind: str, sender: str, actor: str, text: str,
-                     cid: str | None) -> tuple[str, int]:
-        status, seq = await self._chat("append", sid, kind, sender, actor, text, cid or "")
+                     cid: str | None, name: str = "") -> tuple[str, int]:
+        """``name``: the agent's display name, which signs a note (notes show names)."""
+        status, seq = await self._chat("append", sid, kind, sender, actor, text, cid or "", name)
         return str(status), int(seq)
 
     async def session(self, sid: str) -> dict[str, str]:
@@ -257,9 +264,7 @@ class Store(Routing, Retention, Console, Reports):
         res = await self._chat("open_chat", sid, login, "1" if any_chat else "0", HISTORY_PAGE)
         if not res:
             return None
-        await self.redis.xadd(self.keys.audit, {"who": login, "role": role, "session": sid,
-                                                "how": how, "ts": self.now_ms()},
-                              maxlen=1_000_000, approximate=True)
+        await self.audit(login, role, sid, how)
         flat, rows, notes = res
         return dict(zip(flat[::2], flat[1::2])), _entries(_pairs(rows)), _notes(_pairs(notes))
 
@@ -322,9 +327,14 @@ class Store(Routing, Retention, Console, Reports):
             await self._count_safely(self.count_rating(sid, rating))
         return status
 
-    async def block(self, vid: str, hours: int) -> None:
-        """A gendarme bars a visitor (every process: admit.lua and hello check it)."""
-        await self.redis.set(self.keys.blocked(vid), 1, ex=hours * 3600)
+    async def block(self, vid: str, hours: int, login: str = "", sid: str = "",
+                    reason: str = "") -> None:
+        """A gendarme bars a visitor (every process: admit.lua and hello check that the bar
+        exists). Its value says who barred them, from which chat, when and why (for a
+        supervisor; no visitor id or text of theirs in it)."""
+        record = json.dumps({"by": login, "session": sid, "reason": reason,
+                             "at": self.now_ms(), "hours": hours}, ensure_ascii=False)
+        await self.redis.set(self.keys.blocked(vid), record, ex=hours * 3600)
 
     async def is_blocked(self, vid: str) -> bool:
         """Asked at each returning visitor's hello, in the pipeline of that loop turn."""

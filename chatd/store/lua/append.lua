@@ -3,10 +3,11 @@
 -- may write in this chat (its hash's copy of the holder: session_sync.lua keeps it).
 -- KEYS: a chat's (keys.SESSION)
 -- ARGV: mode, sid, kind ('msg'|'note'), from ('visitor'|'agent'), actor (visitor id or
---       login), text, cid
+--       login), text, cid, the actor's display name (a note is signed with it)
 -- Returns: {status, seq} with status 'ok' (new), 'dup' (cid seen: the original seq),
 --          'not_found' (no such session, or not the actor's), 'closed' (session is over)
-local sid, kind, from, actor, text, cid = ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7]
+local sid, kind, from, actor, text, cid, name =
+  ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8] or ''
 local state, visitor, agent = unpack(redis.call('HMGET', S.hash, 'state', 'visitor', 'agent'))
 if not state then return {'not_found', 0} end
 if from == 'visitor' then
@@ -27,7 +28,8 @@ if cid ~= '' then
         if kind == 'note' then
           mark_durable('dnseq', tonumber(seen))
           publish(S.channel, {e = 'note', sid = sid, nseq = tonumber(seen), agent = f.agent,
-                              text = f.text, ts = tonumber(f.ts), cid = cid})
+                              name = f.name or '', text = f.text, ts = tonumber(f.ts),
+                              cid = cid})
         else
           mark_durable('dseq', tonumber(seen))
           publish(S.channel, {e = 'msg', sid = sid, seq = tonumber(seen), from = f.from,
@@ -44,10 +46,6 @@ if kind == 'msg' then
   if from == 'agent' then redis.call('HSETNX', S.hash, 'first_reply_at', NOW) end
   return {'ok', append_msg(sid, from, text, cid, actor)}
 end
-local nseq = redis.call('HINCRBY', S.hash, 'nseq', 1)
-redis.call('XADD', S.notes, '0-' .. nseq, 'agent', actor, 'text', text, 'ts', NOW, 'cid', cid)
+local nseq = append_note(sid, actor, name, text, cid)
 if cid ~= '' then redis.call('HSET', S.cids, cidkey, nseq) end
-mark_durable('dnseq', nseq)
-publish(S.channel, {e = 'note', sid = sid, nseq = nseq, agent = actor, text = text, ts = NOW,
-                    cid = cid})
 return {'ok', nseq}

@@ -29,9 +29,25 @@ local function publish(channel, event)
   end
 end
 
+-- An offer of a chat that was handed on (transfer, reassign) says by whom, and their note,
+-- whichever script makes it (transfer.lua, or match.lua for a chat sent to a topic): the
+-- routing record keeps them (ho_from, ho_name, ho_note) until the chat is held again
+-- (put_route). An offer that names its sender itself (transfer.lua) is left as it is.
+local function handed_on(event)
+  if event.e ~= 'offer' or event.from_agent then return end
+  local raw = redis.call('HGET', R.routes, event.sid)
+  if not raw then return end
+  local route = cmsgpack.unpack(raw)
+  if route.ho_from and route.ho_from ~= '' then
+    event.from_agent, event.from_agent_name = route.ho_from, route.ho_name or route.ho_from
+    if route.ho_note and route.ho_note ~= '' then event.note = route.ho_note end
+  end
+end
+
 -- An event for a gendarme ('a', login) or a chat ('s', sid), from a routing script: Python
 -- publishes it once the chats' hashes agree with the routing state (SYNCS).
 local function emit(kind, target, event)
+  handed_on(event)
   LATER[#LATER + 1] = kind
   LATER[#LATER + 1] = target
   LATER[#LATER + 1] = cmsgpack.pack(event)
@@ -67,6 +83,18 @@ local function cid_field(kind, from, actor, cid)
   return kind .. ':a:' .. actor .. ':' .. cid
 end
 
+-- Appends an internal note (never shown to the visitor), signed by a gendarme's login and
+-- display name, and publishes it. ``cid`` '' when the note has none (a transfer's note).
+local function append_note(sid, login, name, text, cid)
+  local nseq = redis.call('HINCRBY', S.hash, 'nseq', 1)
+  redis.call('XADD', S.notes, '0-' .. nseq, 'agent', login, 'name', name, 'text', text,
+             'ts', NOW, 'cid', cid)
+  mark_durable('dnseq', nseq)
+  publish(S.channel, {e = 'note', sid = sid, nseq = nseq, agent = login, name = name,
+                      text = text, ts = NOW, cid = cid})
+  return nseq
+end
+
 -- Appends a visible message (visitor, agent or system) to this chat and publishes it.
 -- ``actor`` (the agent's login, the visitor id) scopes the cid; '' for system messages.
 local function append_msg(sid, from, text, cid, actor)
@@ -95,6 +123,9 @@ end
 
 local function put_route(sid, route)
   route.changed = NOW  -- the repair leaves a recent change to its own sync
+  if route.st == 'active' then  -- held again: a handoff's offer is over (handed_on)
+    route.ho_from, route.ho_name, route.ho_note, route.ho_ver = nil, nil, nil, nil
+  end
   redis.call('HSET', R.routes, sid, cmsgpack.pack(route))
 end
 
@@ -126,10 +157,15 @@ local function unhold(a, sid)
 end
 
 -- What a chat's own hash must be told after a routing change (session_sync.lua), and why:
--- ``note`` '' or the system message to append ('transferred', 'agent_gone').
+-- ``note`` '' or the system message to append ('transferred', 'agent_gone', 'taken_over');
+-- then the internal note that a handoff made at this very version carries (its text, its
+-- author's login and name: appended once, with the version).
 local function sync(sid, route, note)
+  local ho = route.ho_ver ~= nil and route.ho_ver == route.ver and route.ho_note ~= ''
   SYNCS[#SYNCS + 1] = {sid, route.ver, route.st, route.agent or '', route.name or '',
-                       route.assigned_at or 0, route.topic, note or '', route.prev_agent or ''}
+                       route.assigned_at or 0, route.topic, note or '', route.prev_agent or '',
+                       ho and route.ho_note or '', ho and route.ho_from or '',
+                       ho and route.ho_name or ''}
 end
 
 -- The available set is scored by load; it follows every change of a gendarme's load.
