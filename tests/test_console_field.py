@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 
 from conftest import make_visitor, start_chat
-from harness import Chatd
-from test_console import ARTIFACTS, accept_in_console, c, console_agent, wait_status
+from harness import Chatd, Client
+from test_console import ARTIFACTS, accept_in_console, c, console_agent, session_field, wait_status
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.browser]
 
@@ -177,4 +177,83 @@ async def test_small_things_seen_at_start_up(browser: Any, server: Chatd,
     await page.reload()
     await page.locator("[data-chatd=status][data-state=online]").wait_for()
     assert await hint.is_hidden()  # said once
+    assert page.errors == []
+
+
+async def test_transfer_preselects_nothing_names_the_colleague_and_carries_a_note(
+        browser: Any, server: Chatd, redis_server: Any) -> None:
+    page_a, _ = await console_agent(browser, server, redis_server.url, name="Gendarme Martin")
+    page_b, login_b = await console_agent(browser, server, redis_server.url, available=False,
+                                          name="Gendarme Durand")
+    v = await make_visitor(server)
+    sid = await start_chat(v, "scam", "Un faux conseiller bancaire m'a appelé")
+    await accept_in_console(page_a, sid)
+    await c(page_a, "transfer").click()
+    await page_a.locator("#transfer-dialog[open]").wait_for()
+    # the colleagues are there as soon as the dialog is, by name, and nothing is chosen
+    option = page_a.locator(f"#transfer-target option[value='agent:{login_b}']")
+    assert await option.count() == 1
+    assert "Gendarme Durand" in await option.inner_text() and login_b not in await option.inner_text()
+    assert await c(page_a, "transfer-target").input_value() == ""
+    await c(page_a, "transfer-confirm").click()  # nothing chosen: the dialog stays
+    assert await page_a.locator("#transfer-dialog[open]").count() == 1
+    await c(page_a, "transfer-target").select_option(f"agent:{login_b}")
+    await c(page_a, "transfer-note").fill("Victime d'un faux conseiller, a donné ses codes à 14 h")
+    await c(page_a, "transfer-confirm").click()
+    offer = c(page_b, "offer", data_session=sid)
+    await offer.wait_for()
+    text = await offer.inner_text()
+    assert "Transfert de Gendarme Martin" in text and "a donné ses codes à 14 h" in text
+    await offer.locator("[data-chatd=accept]").click()
+    await c(page_b, "chat", data_session=sid).wait_for()
+    note = c(page_b, "note").filter(has_text="a donné ses codes")
+    await note.wait_for()
+    assert "Gendarme Martin" in await note.inner_text()
+    # the close dialog: no outcome chosen for you, and the main action looks like one
+    await c(page_b, "close").click()
+    await page_b.locator("#close-dialog[open]").wait_for()
+    assert await c(page_b, "disposition").input_value() == ""
+    colours = await page_b.evaluate("""[...document.querySelectorAll('#close-dialog menu button')]
+        .map(b => [b.textContent.trim(), getComputedStyle(b).backgroundColor])""")
+    assert dict(colours)["Annuler"] == "rgb(255, 255, 255)"
+    assert dict(colours)["Clôturer"] != "rgb(255, 255, 255)"
+    await c(page_b, "close-confirm").click()
+    assert await page_b.locator("#close-dialog[open]").count() == 1  # an outcome is required
+    await c(page_b, "disposition").select_option("answered")
+    await c(page_b, "close-confirm").click()
+    await v.recv("closed", session=sid)
+    assert page_a.errors == [] and page_b.errors == []
+
+
+async def test_an_outcome_is_recorded_after_a_quick_exit_and_an_abuser_is_blocked(
+        browser: Any, server: Chatd, redis_server: Any) -> None:
+    page, _ = await console_agent(browser, server, redis_server.url)
+    v = await make_visitor(server)
+    sid = await start_chat(v, "general", "Bonjour")
+    await accept_in_console(page, sid)
+    await v.recv("assigned", session=sid)
+    await v.send({"type": "close", "session": sid, "reason": "quick_exit"})
+    await page.locator("#closed-banner").filter(has_text="sortie rapide").wait_for()
+    await c(page, "close").filter(has_text="Indiquer l'issue").click()
+    await c(page, "disposition").select_option("no_reply")
+    await c(page, "close-confirm").click()
+    await page.locator("#toast").filter(has_text="Issue enregistrée").wait_for()
+    assert await session_field(server, redis_server.url, sid, "disposition") == "no_reply"
+    await c(page, "close").wait_for(state="hidden")  # recorded once
+
+    v2 = await make_visitor(server)
+    sid2 = await start_chat(v2, "general", "Espèce de …")
+    await accept_in_console(page, sid2)
+    await c(page, "block").click()
+    await c(page, "block-confirm").click()  # no reason, not confirmed: nothing happens
+    assert await page.locator("#block-dialog[open]").count() == 1
+    await c(page, "block-reason").fill("Insultes répétées")
+    await c(page, "block-hours").select_option("72")
+    await c(page, "block-sure").check()
+    await c(page, "block-confirm").click()
+    assert (await v2.recv("closed", session=sid2))["by"] == "agent"
+    await page.locator("#toast").filter(has_text="bloquée pour 72 h").wait_for()
+    again = await Client.connect(server.ws, "visitor")
+    await again.send({"type": "hello", "token": v2.token})
+    assert (await again.recv("error"))["code"] == "forbidden"
     assert page.errors == []
