@@ -41,7 +41,7 @@
     me: null, ws: null, online: false, status: "away", load: null, capacity: null,
     chats: {}, order: [], current: null, offers: {}, topics: {}, canned: { shared: [], mine: [] },
     outbox: loadOutbox(), retry: 0, timer: null, pingTimer: null, signedOut: false,
-    pendingAccept: {}, typingOn: false, typingTimer: null, svTimer: null,
+    pendingAccept: {}, taking: {}, asyncTimer: null, typingOn: false, typingTimer: null, svTimer: null,
     wanted: loadWanted(), restoring: false, refused: null, confirmTimer: null, link: "connecting", linkText: ""
   };
 
@@ -113,6 +113,7 @@
   }
   function stop(info) {
     S.signedOut = true;
+    clearTimeout(S.asyncTimer);
     S.me = null;
     clearTimeout(S.timer);
     clearInterval(S.pingTimer);
@@ -261,6 +262,7 @@
       case "ack": return onAck(m);
       case "note": return onNote(m);
       case "typing": return onTyping(m);
+      case "presence": return onPresence(m);
       case "read": return onRead(m);
       case "closed": return onClosed(m);
       case "released": return onReleased(m);
@@ -293,6 +295,7 @@
     renderLoad();
     clearInterval(S.pingTimer);
     S.pingTimer = setInterval(function () { send({ type: "ping" }); }, 20000);
+    loadAsync();
   }
 
   function chatFor(sid) {
@@ -316,6 +319,7 @@
     var c = chatFor(m.session);
     c.closed = null;
     c.visitor = m.visitor || {};
+    if (c.visitor.presence) c.presence = c.visitor.presence;
     (m.history || []).forEach(function (h) { addMessage(c, h); });
     (m.notes || []).forEach(function (n) { addNote(c, n); });
     delete S.offers[m.session];
@@ -324,9 +328,11 @@
     renderOffersCount();
     renderChatItem(c);
     renderLoad();
-    if (!S.current || (fresh && S.pendingAccept[m.session])) openChat(m.session);
+    if (S.takingOver === m.session) { S.takingOver = null; showView("chats"); openChat(m.session); toast("Conversation reprise : à vous de répondre."); }
+    else if (!S.current || (fresh && S.pendingAccept[m.session])) openChat(m.session);
     else if (S.current === m.session) renderCurrent();
     delete S.pendingAccept[m.session];
+    loadAsync();  // it may have been one of those left for later
   }
 
   function addMessage(c, h) {
@@ -397,7 +403,32 @@
     c.typing = !!m.on;
     clearTimeout(c.typingTimer);
     if (c.typing) c.typingTimer = setTimeout(function () { c.typing = false; if (S.current === c.sid) $("typing").hidden = true; }, 8000);
-    if (S.current === m.session) $("typing").hidden = !c.typing;
+    if (S.current === m.session) { $("typing").hidden = !c.typing; renderPresence(c); }
+    renderChatItem(c);
+  }
+
+  // Is the person still there? Connected, writing, or gone since when (a gendarme should not
+  // wait on someone who closed the tab, nor close on someone who is typing).
+  function onPresence(m) {
+    var c = S.chats[m.session];
+    if (!c) return;
+    c.presence = { state: m.state, since: m.since || Date.now() };
+    if (m.state === "gone") c.typing = false;
+    renderChatItem(c);
+    if (S.current === m.session) { renderPresence(c); $("typing").hidden = !c.typing; }
+  }
+  function presenceText(c) {
+    if (c.closed) return "";
+    if (c.typing) return "écrit…";
+    var p = c.presence;
+    if (!p) return "";
+    if (p.state === "gone") return "déconnectée depuis " + ago(Date.now() - p.since);
+    return "connectée";
+  }
+  function renderPresence(c) {
+    var e = $("chat-presence"), t = presenceText(c);
+    e.textContent = t ? "● " + t : "";
+    e.dataset.state = c.closed ? "" : c.typing ? "typing" : (c.presence && c.presence.state) || "";
   }
 
   function onRead(m) {
@@ -493,10 +524,58 @@
       return;
     }
     if (m.ref === "transfer") { toast("Transfert impossible : " + m.message); return; }
+    if (m.ref === "take_over" || m.ref === "reassign") {
+      S.takingOver = null;
+      toast((m.ref === "take_over" ? "Reprise impossible : " : "Réaffectation impossible : ") + m.message);
+      return;
+    }
+    if (m.ref === "take") {
+      S.taking = {};
+      toast(m.code === "conflict" ? "Impossible de la traiter : " + m.message : "Cette question n'est plus à traiter.");
+      loadAsync();
+      return;
+    }
     if (m.code === "rate_limited") { toast("Trop d'envois d'un coup : patientez un instant."); return; }
     if (m.code === "not_found") { toast("Conversation introuvable."); return; }
     if (m.code === "conflict") { toast("Action impossible : " + m.message); return; }
     toast("Erreur : " + m.message);
+  }
+
+  // ---- « À traiter »: questions left for later ----------------------------------------------
+  // Not pushed by the server: the list is read when the console connects, every 15 s, and
+  // after each change of mine. Taking one asks the server for an offer of it (marked async),
+  // which the console accepts at once: the gendarme already chose it.
+  function loadAsync() {
+    if (!S.me) return;
+    clearTimeout(S.asyncTimer);
+    S.asyncTimer = setTimeout(loadAsync, 15000);
+    api("GET", "/api/async").then(renderAsync).catch(function () { /* the next round tries again */ });
+  }
+  function renderAsync(data) {
+    var ul = $("async-list");
+    ul.textContent = "";
+    var list = (data && data.chats) || [];
+    list.forEach(function (x) {
+      var li = el("li", { "data-chatd": "async", "data-session": x.session });
+      var head = el("div");
+      head.appendChild(el("strong", null, topicLabel(x.topic)));
+      head.appendChild(document.createTextNode(" · " + (x.lang || "").toUpperCase() + " · laissée il y a " + ago(Date.now() - (x.left_at || x.created))));
+      li.appendChild(head);
+      if (x.preview) li.appendChild(el("p", { "class": "preview" }, "« " + x.preview + " »"));
+      var b = el("button", { type: "button", "class": "small", "data-chatd": "take" }, "Traiter");
+      b.addEventListener("click", function () {
+        S.taking[x.session] = true;
+        b.disabled = true;
+        if (!send({ type: "take", session: x.session })) { b.disabled = false; delete S.taking[x.session]; toast("Hors ligne : réessayez au retour de la connexion."); }
+      });
+      li.appendChild(b);
+      ul.appendChild(li);
+    });
+    $("async-count").textContent = list.length;
+    $("async-count").dataset.n = list.length;
+    $("async-empty").hidden = list.length > 0;
+    S.asyncCount = list.length;
+    attention();
   }
 
   // ---- offers -------------------------------------------------------------------------------
@@ -508,6 +587,7 @@
     var head = el("div");
     head.appendChild(el("strong", null, topicLabel(o.topic)));
     head.appendChild(document.createTextNode(" · " + (o.lang || "").toUpperCase()));
+    if (o.async) head.appendChild(el("span", { "class": "tag" }, "réponse différée"));
     li.appendChild(head);
     if (o.from) li.appendChild(el("div", { "class": "muted" }, "Transfert de " + o.from));
     if (o.note) li.appendChild(el("p", { "class": "offer-note", "data-chatd": "offer-note" }, "Note : « " + o.note + " »"));
@@ -529,6 +609,7 @@
     $("offers").appendChild(li);
     tickOffer(o, li);
     renderOffersCount();
+    if (S.taking[m.session]) { delete S.taking[m.session]; accept(m.session); return; }
     ring(o);
   }
   function tickOffer(o, li) {
@@ -607,6 +688,8 @@
       w.textContent = "attend votre réponse depuis " + ago(Date.now() - c.waitingSince);
       w.className = "waiting" + (s > LATE_S ? " late" : "");
     } else { w.textContent = "à jour"; w.className = "waiting"; }
+    var pt = presenceText(c);
+    if (pt) w.textContent += " · " + pt;
     var u = li.querySelector(".unread");
     u.textContent = c.unread ? c.unread + " non lu" + (c.unread > 1 ? "s" : "") : "";
     u.hidden = !c.unread;
@@ -652,6 +735,7 @@
         (v.previous.disposition ? (DISPOSITIONS[v.previous.disposition] || v.previous.disposition) : (REASONS[v.previous.reason] || v.previous.reason)));
     }
     $("chat-context").textContent = ctx.join(" · ");
+    renderPresence(c);
     $("reply-label").textContent = "Réponse à la conversation " + c.letter + " (" + topicLabel(v.topic) + ")";
     $("typing").hidden = !c.typing;
     var closed = !!c.closed;
@@ -726,7 +810,8 @@
     var n = Object.keys(S.offers).length, unread = 0, open = 0;
     S.order.forEach(function (sid) { unread += S.chats[sid].unread; if (!S.chats[sid].closed) open++; });
     n += unread;
-    $("list-count").textContent = open + (unread ? " · " + unread + " non lu" + (unread > 1 ? "s" : "") : "");
+    $("list-count").textContent = open + (unread ? " · " + unread + " non lu" + (unread > 1 ? "s" : "") : "") +
+      (S.asyncCount ? " · " + S.asyncCount + " à traiter" : "");
     $("list-count").dataset.n = unread;
     document.title = (n ? "(" + n + ") " : "") + "Console — Brigade numérique";
   }
@@ -999,6 +1084,7 @@
       if (li) tickOffer(S.offers[sid], li);
     });
     S.order.forEach(function (sid) { renderChatItem(S.chats[sid]); });
+    if (S.current && S.chats[S.current]) renderPresence(S.chats[S.current]);
   }, 1000);
 
   // ---- supervision --------------------------------------------------------------------------
@@ -1008,6 +1094,7 @@
     $("tab-chats").setAttribute("aria-pressed", name === "chats");
     $("tab-supervision").setAttribute("aria-pressed", name === "supervision");
     clearInterval(S.svTimer);
+    if (name !== "supervision") { clearTimeout(S.svReadTimer); S.svRead = null; $("sv-transcript").hidden = true; }
     if (name === "supervision") { refreshSupervision(); S.svTimer = setInterval(refreshSupervision, 2000); }
   }
   $("tab-chats").addEventListener("click", function () { showView("chats"); });
@@ -1030,7 +1117,8 @@
       a.textContent = "";
       stats.agents.forEach(function (g) {
         var label = { available: "disponible", away: "absent·e", offline: "hors ligne" }[g.status] || g.status;
-        a.appendChild(cells(el("tr", { "data-agent": g.login, "data-status": g.status }), [g.name, label, g.load + " / " + g.capacity]));
+        a.appendChild(cells(el("tr", { "data-agent": g.login, "data-status": g.status }),
+          [g.name, label, g.status === "offline" ? "—" : g.load + " / " + g.capacity]));
       });
       var t = $("sv-open");
       t.textContent = "";
@@ -1047,24 +1135,92 @@
       $("sv-updated").textContent = "· mis à jour à " + new Date().toLocaleTimeString("fr-FR");
     }).catch(function (e) { if (e.status !== 401) $("sv-updated").textContent = "· mise à jour impossible"; });
   }
+  // A supervisor's reading follows the chat live (only what is new is fetched, every 2 s); it
+  // can take the chat over or hand it to someone else, both told to the gendarme and audited.
   function readTranscript(sid) {
-    api("GET", "/api/sessions/" + encodeURIComponent(sid)).then(function (t) {
+    clearTimeout(S.svReadTimer);
+    S.svRead = { sid: sid, seq: 0, nseq: 0 };
+    $("sv-messages").textContent = "";
+    $("sv-transcript").hidden = false;
+    pollTranscript(true);
+  }
+  function pollTranscript(first) {
+    var r = S.svRead;
+    if (!r) return;
+    var q = first ? "" : "?after=" + r.seq + "&notes_after=" + r.nseq;
+    api("GET", "/api/sessions/" + encodeURIComponent(r.sid) + q).then(function (t) {
+      if (S.svRead !== r) return;
       var ol = $("sv-messages");
-      ol.textContent = "";
       t.messages.forEach(function (x) {
-        var li = el("li", { "data-from": x.from }, x.text);
+        if (x.seq <= r.seq) return;
+        r.seq = x.seq;
+        var li = el("li", { "data-chatd": "message", "data-from": x.from }, x.text);
         li.appendChild(el("span", { "class": "meta" }, ({ visitor: "Personne", agent: "Gendarme", system: "Information" }[x.from] || x.from) + " · " + clock(x.ts)));
         ol.appendChild(li);
       });
-      t.notes.forEach(function (n) {
-        var li = el("li", { "data-from": "system" }, "Note de " + (n.from_agent_name || n.from_agent) + " : " + n.text);
-        ol.appendChild(li);
+      (t.notes || []).forEach(function (n) {
+        if (n.nseq <= r.nseq) return;
+        r.nseq = n.nseq;
+        ol.appendChild(el("li", { "data-from": "system" }, "Note de " + (n.from_agent_name || n.from_agent) + " : " + n.text));
       });
-      $("sv-transcript-title").textContent = "Lecture seule · " + topicLabel(t.topic) + " · " + (t.agent || "sans gendarme");
-      $("sv-transcript").hidden = false;
-    }).catch(function (e) { toast(e.code === "not_found" ? "Conversation introuvable." : e.message); });
+      ol.scrollTop = ol.scrollHeight;
+      r.state = t.state;
+      $("sv-transcript-title").textContent = "Lecture · " + topicLabel(t.topic) + " · " +
+        (t.agent_name || t.agent || "sans gendarme") + (t.state === "closed" ? " · terminée" : "");
+      $("sv-take-over").disabled = $("sv-reassign").disabled = t.state === "closed" || t.agent === S.me.login;
+      if (t.state !== "closed") S.svReadTimer = setTimeout(pollTranscript, 2000);
+    }).catch(function (e) {
+      if (S.svRead !== r) return;
+      if (e.code === "not_found") { toast("Conversation introuvable."); return; }
+      S.svReadTimer = setTimeout(pollTranscript, 4000);  // a passing failure: try again
+    });
   }
-  $("sv-close-transcript").addEventListener("click", function () { $("sv-transcript").hidden = true; });
+  $("sv-close-transcript").addEventListener("click", function () {
+    clearTimeout(S.svReadTimer);
+    S.svRead = null;
+    $("sv-transcript").hidden = true;
+  });
+  $("sv-take-over").addEventListener("click", function () {
+    var r = S.svRead;
+    if (!r || !confirm("Reprendre cette conversation ? Le gendarme qui la tient en est informé ; l'action est enregistrée.")) return;
+    S.pendingAccept[r.sid] = true;
+    S.takingOver = r.sid;
+    send({ type: "take_over", session: r.sid });
+  });
+  $("sv-reassign").addEventListener("click", function () {
+    var r = S.svRead;
+    if (!r) return;
+    api("GET", "/api/agents").then(function (d) { return d.agents; }, function () { return []; }).then(function (list) {
+      var sel = $("reassign-target");
+      sel.textContent = "";
+      sel.appendChild(el("option", { value: "", disabled: "", selected: "" }, "— Choisir un gendarme ou une file —"));
+      var agents = el("optgroup", { label: "Un gendarme" });
+      list.forEach(function (a) {
+        var opt = el("option", { value: "agent:" + a.login }, a.name + " — " + statusLabel(a.status) +
+          (a.status === "offline" ? "" : " (" + a.load + " / " + a.capacity + ")"));
+        if (a.status === "offline" || a.load >= a.capacity) opt.disabled = true;
+        agents.appendChild(opt);
+      });
+      sel.appendChild(agents);
+      var topics = el("optgroup", { label: "Une file d'attente" });
+      Object.keys(S.topics).forEach(function (id) { topics.appendChild(el("option", { value: "topic:" + id }, topicLabel(id))); });
+      sel.appendChild(topics);
+      $("reassign-note").value = "";
+      $("reassign-dialog").dataset.session = r.sid;
+      $("reassign-dialog").showModal();
+    });
+  });
+  $("reassign-dialog").addEventListener("close", function () {
+    var d = $("reassign-dialog");
+    if (d.returnValue !== "ok") return;
+    var v = $("reassign-target").value, note = $("reassign-note").value.trim();
+    if (!v) return;
+    var frame = { type: "reassign", session: d.dataset.session };
+    if (v.indexOf("agent:") === 0) frame.to_agent = v.slice(6); else frame.to_topic = v.slice(6);
+    if (note) frame.note = note;
+    S.reassigning = d.dataset.session;
+    send(frame);
+  });
 
   // ---- start --------------------------------------------------------------------------------
   fetch("/api/topics").then(function (r) { return r.json(); }).then(function (list) {
