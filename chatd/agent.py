@@ -11,6 +11,7 @@ from protocol.outbound import error, note_ack
 from . import metrics
 from .auth import token_digest
 from .connection import Connection
+from .events import told_presence
 from .store.store import HISTORY_PAGE, note_of
 from .visitor import NOT_FOUND, Refused, answer_append, relay_ephemeral
 
@@ -54,6 +55,7 @@ class AgentHandlers:
         for sid in resume:
             if sid not in mine:
                 conn.send(error(ErrorCode.NOT_FOUND, NOT_FOUND, "hello"))
+        resumed = []
         for sid, s in mine.items():
             if sid in resume:
                 await self.hub.attach(conn, sid, None)
@@ -61,8 +63,14 @@ class AgentHandlers:
                 conn.ncursors[sid] = 0
                 self.hub.start_from(conn, sid, min(resume[sid], s["last_seq"]))
                 conn.spawn(self.hub.catch_up_notes(conn, sid))
+                resumed.append(sid)
             else:
                 await self.send_assigned(conn, sid)
+        # a resumed chat has no `assigned`: where its visitor stands is told at once
+        for sid, presence in zip(resumed, await self.store.presence_of(resumed)):
+            if presence is not None:
+                told_presence(conn, sid, presence["state"], presence["since"])
+                conn.send({"type": "presence", "session": sid, **presence})
         await self.hub.reconcile(list(mine), conn)
 
     async def send_assigned(self, conn: Connection, sid: str, at: int | None = None) -> None:
@@ -90,14 +98,19 @@ class AgentHandlers:
             self.hub.detach(conn, sid)
             return
         info, history, notes = opened
+        # read after subscribing and last before sending: a change after this read comes as
+        # a `presence` event once `assigned` is out (events.py)
+        presence = (await self.store.presence_of([sid]))[0] or {
+            "state": "gone", "since": self.store.now_ms()}  # closed meanwhile: `closed` follows
         conn.holding[sid] = int(info.get("assigned_at") or 0)
         created = int(info.get("created", 0))
         assigned_at = int(info.get("assigned_at", 0) or 0)
+        told_presence(conn, sid, presence["state"], presence["since"])
         conn.send({
             "type": "assigned", "session": sid,
             "visitor": {"topic": info.get("topic"), "lang": info.get("lang"),
                         "waited_s": max(0, (assigned_at - created) // 1000),
-                        "started": created, **_earlier_chats(info)},
+                        "started": created, "presence": presence, **_earlier_chats(info)},
             "history": [{"seq": e.seq, "from": e.sender, "text": e.text, "ts": e.ts,
                          **({"cid": e.cid} if e.cid else {})} for e in history],
             "notes": [note_of(n) for n in notes],

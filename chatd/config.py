@@ -102,6 +102,9 @@ class Settings:
     heartbeat_ttl: float = 15.0  # seconds without heartbeat before an agent is offline
     agent_grace: float = 120.0  # seconds an offline agent's chats wait before re-queueing
     visitor_grace: float = 300.0  # seconds a gone visitor keeps their place or chat
+    # seconds a queued visitor may be disconnected and still be offered; past it they keep
+    # their place but are passed over until they are back (a slot goes to someone there)
+    absent_skip_s: float = 30.0
     lang_fallback: float = 60.0  # seconds before a visitor may get an agent not speaking their lang
     default_lang: str = "fr"
     retention_days: float = 30.0
@@ -234,6 +237,7 @@ _PARSERS: dict[str, Callable[[str, str], Any]] = {
     "heartbeat_ttl": _positive_float,
     "agent_grace": _positive_float,
     "visitor_grace": _positive_float,
+    "absent_skip_s": _positive_float,
     "lang_fallback": _positive_float,
     "default_lang": _str,
     "retention_days": _positive_float,

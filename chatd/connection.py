@@ -51,7 +51,7 @@ class Connection(asyncio.Protocol):
         "live", "counted",
         "close_code", "close_reason", "close_sent", "closed", "ended", "cursors", "ncursors",
         "catching", "ending", "creating", "assigning", "holding", "offers", "credential",
-        "attached", "waiting", "positions", "suggested", "tasks",
+        "attached", "waiting", "positions", "suggested", "presence", "tasks",
         "hello_done", "bad", "bucket", "last_seen", "registry",
     )
 
@@ -101,6 +101,8 @@ class Connection(asyncio.Protocol):
         self.waiting: dict[str, str] = {}  # queued session -> topic (visitors)
         self.positions: dict[str, tuple[Any, ...]] = {}  # last (position, eta, …) sent
         self.suggested: dict[str, tuple[str, ...]] | None = None  # session -> answers suggested
+        # session -> the visitor's presence last told to this agent (state, since); made lazily
+        self.presence: dict[str, tuple[str, int]] | None = None
         self.tasks: set[asyncio.Task[Any]] = set()
         self.hello_done = False
         self.bad = 0  # bad frames in a row

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import protocol
 
 from .connection import Connection
-from .events import _Encoded, _sign_out
+from .events import _Encoded, _sign_out, told_presence
 from .store import Entry, transient
 
 if TYPE_CHECKING:
@@ -141,6 +141,14 @@ class Delivery:
                     if cur is not None:
                         conn.send({"type": "released", "session": sid, "reason": "reassigned"})
                         self.detach(conn, sid)
+                elif cur is not None and conn.presence is not None and sid in conn.presence:
+                    # a `presence` event missed (pub/sub away): the state tells it (a newer
+                    # change only: one told live while this was read is not undone)
+                    now = (st.get("presence", "connected"), int(st.get("presence_since", 0)))
+                    if now[0] != conn.presence[sid][0] and now[1] > conn.presence[sid][1]:
+                        told_presence(conn, sid, *now)
+                        conn.send({"type": "presence", "session": sid, "state": now[0],
+                                   "since": now[1]})
 
     # -- events from Redis --------------------------------------------------------------------
 

@@ -97,6 +97,15 @@ class Events:
             for conn in list(conns):
                 if conn.role == "visitor":
                     conn.positions.pop(sid, None)
+        elif kind == "presence":
+            # the visitor came or went (presence.lua): their gendarme's connections that were
+            # told `assigned` hear it; one still preparing `assigned` reads it there
+            state, since = str(ev["state"]), int(ev["since"])
+            data = _Encoded({"type": "presence", "session": sid, "state": state, "since": since})
+            for conn in list(conns):
+                if conn.role == "agent" and sid in conn.cursors:
+                    told_presence(conn, sid, state, since)
+                    conn.push(data.for_(conn.subprotocol))
         elif kind == "closed":
             data = _Encoded({"type": "closed", "session": sid, "by": ev["by"],
                              "reason": ev["reason"]})
@@ -150,6 +159,14 @@ class Events:
         elif kind == "kick":
             for conn in list(conns):
                 _sign_out(conn)
+
+
+def told_presence(conn: Connection, sid: str, state: str, since: int) -> None:
+    """Remembers what this agent connection was told of the visitor's presence (the resync
+    compares it with the state in Redis: an event missed is told again)."""
+    if conn.presence is None:
+        conn.presence = {}
+    conn.presence[sid] = (state, since)
 
 
 def _sign_out(conn: Connection) -> None:

@@ -17,6 +17,7 @@ from .connection import Connection
 from .delivery import Delivery
 from .events import Events
 from .idle import IdleSweep
+from .presence import Presence
 from .store import Store
 
 log = logging.getLogger("chatd.hub")
@@ -38,6 +39,7 @@ class Hub(Delivery, Events):
         self.fanout = make_fanout(self.on_event, self.resync)
         self.on_assigned_agent: Any = None  # set by the agent handlers: builds `assigned`
         self.wanted: dict[str, tuple[str, int]] = {}  # login -> the status and capacity chosen
+        self.presence = Presence(store)  # which chats' visitors this process holds
 
     # -- registry -----------------------------------------------------------------------------
 
@@ -45,6 +47,8 @@ class Hub(Delivery, Events):
         """Start delivering a session to a connection from seq ``after`` (None: not yet).
         True when every event published from now on will reach this process."""
         conn.attached.add(sid)
+        if conn.role == "visitor":
+            self.presence.opened(sid, conn)
         channel = self.keys.session_channel(sid)
         await self._join(self.sessions, sid, channel, "s", conn)
         if after is not None:
@@ -73,11 +77,15 @@ class Hub(Delivery, Events):
 
     def detach(self, conn: Connection, sid: str) -> None:
         conn.attached.discard(sid)
+        if conn.role == "visitor":
+            self.presence.closed(sid, conn)
         conn.holding.pop(sid, None)
         conn.cursors.pop(sid, None)
         conn.ncursors.pop(sid, None)
         conn.waiting.pop(sid, None)
         conn.positions.pop(sid, None)
+        if conn.presence:
+            conn.presence.pop(sid, None)
         if self._leave(self.sessions, sid, self.keys.session_channel(sid), conn):
             self.max_seq.pop(sid, None)
 

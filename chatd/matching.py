@@ -128,15 +128,12 @@ class Matcher:
         every = max(0.5, self.settings.heartbeat_ttl / 3)
         while True:
             try:
-                logins = list(self.hub.agents)
-                sids = [sid for conn in self.hub.visitors for sid in conn.attached]
-                if logins or sids:
-                    back = await self.store.heartbeat(logins, sids)
-                    for login in back:
-                        status = await self.hub.restore_status(login)
-                        log.info("an agent is back online after a lapse (%s again)", status)
-                        if status == "available":
-                            self.kick()
+                back = await self.hub.presence.beat(list(self.hub.agents))
+                for login in back:
+                    status = await self.hub.restore_status(login)
+                    log.info("an agent is back online after a lapse (%s again)", status)
+                    if status == "available":
+                        self.kick()
                 await self.hub.resync(settle=1.0)
             except (RedisError, OSError) as exc:
                 if not transient(exc):

@@ -48,6 +48,7 @@ class Runtime:
                               store.publish_raw)
         self.hub = Hub(self.store, make_fanout)
         self.matcher = Matcher(settings, self.store, self.hub)
+        self.hub.presence.on_back = self.matcher.kick  # a queued visitor back: offer them
         self.connections = ConnectionCounter(settings.max_conn_per_ip)
         self.topics: dict[str, Topic] = {t.id: t for t in settings.topics}
         self.auth: Auth | None = None
@@ -64,6 +65,7 @@ class Runtime:
         self._setup = spawn("setup", self._set_up, forever=False)
         self._guard = spawn("guard", self.guard)
         await self.matcher.start()
+        self.hub.presence.start()
 
     async def _set_up(self) -> None:
         delay = 0.5
@@ -131,6 +133,7 @@ class Runtime:
             if task is not None:
                 task.cancel()
         await self.matcher.stop()
+        await self.hub.presence.stop()
         await self.hub.fanout.stop()
         await self.store.aclose()
 

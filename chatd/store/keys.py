@@ -66,6 +66,8 @@ PATTERNS: dict[str, str] = {
     "handling": "P:{m}:handling",
     "async_due": "P:{m}:async",  # chats left to be answered later, scored by their deadline
     "served": "P:{m}:served",  # waits and places in line of the last chats taken, per topic
+    # chats whose visitor counts as connected, scored by their last heartbeat (presence.lua)
+    "present": "P:{m}:present",
     "queue": "P:{m}:q:<topic>",
     # one chat, one slot
     "session": "P:s:{<sid>}",
@@ -80,7 +82,8 @@ PATTERNS: dict[str, str] = {
 
 #: the routing keys every matching script is given, in this order, then one queue per topic
 ROUTING = ("topics", "routes", "agents", "available", "offers", "offer_order", "agents_seen",
-           "visitors_seen", "orphans", "open", "pending", "handling", "async_due", "served")
+           "visitors_seen", "orphans", "open", "pending", "handling", "async_due", "served",
+           "present")
 #: a chat's keys, in the order its scripts are given them
 SESSION = ("session", "messages", "notes", "cids", "session_channel")
 

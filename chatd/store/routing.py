@@ -34,6 +34,13 @@ class Closing:
     reason: str = ""
 
 
+def presence_view(route: dict[str, Any]) -> dict[str, Any]:
+    """The visitor's presence as clients see it, from a routing record (presence.lua)."""
+    gone = route.get("vst") == "g"
+    return {"state": "gone" if gone else "connected",
+            "since": int(route.get("vsince") or route.get("created") or 0)}
+
+
 class Routing:
     # -- a new chat -----------------------------------------------------------------------------
 
@@ -72,7 +79,7 @@ class Routing:
                                             topic.priority, topic.weight)
         status, preview = await self._chat("session_create", sid, vid, topic.id, lang, created,
                                            earlier, prev, text or "")
-        position = await self._route("route_enqueue", sid, preview)
+        position = await self._route("route_enqueue", sid, preview, self.process_id)
         await self._count_safely(self.count_request(sid, int(created), topic.id, lang))
         return "ok", int(position), "", ""
 
@@ -99,7 +106,7 @@ class Routing:
         """Steps 2 and 3 of a new chat, for one that a dead process left pending."""
         _, preview = await self._chat("session_create", sid, route["visitor"], route["topic"],
                                       route["lang"], route["created"], 0, "", text)
-        position = int(await self._route("route_enqueue", sid, preview))
+        position = int(await self._route("route_enqueue", sid, preview, self.process_id))
         await self._count_safely(self.count_request(sid, int(route["created"]), route["topic"],
                                                     route["lang"]))
         return position
@@ -169,7 +176,8 @@ class Routing:
         s = self.settings
         return int(await self._route(
             "match", int(s.offer_timeout * 1000), 1 if s.assign_mode == "direct" else 0,
-            int(s.lang_fallback * 1000), int(s.offer_timeout * 1000), max_matches))
+            int(s.lang_fallback * 1000), int(s.offer_timeout * 1000), max_matches,
+            int(s.absent_skip_s * 1000)))
 
     async def accept(self: Store, sid: str, login: str, name: str) -> str:
         return str(await self._route("accept", sid, login, name))
@@ -233,14 +241,33 @@ class Routing:
     # -- gendarmes ------------------------------------------------------------------------------
 
     async def heartbeat(self: Store, logins: list[str], visitor_sids: list[str]) -> list[str]:
-        """Agents first, then the visitors' sessions, at most READ_PAGE names per call."""
+        """Agents first, then the visitors' sessions (those this process holds a visitor
+        connection to), at most READ_PAGE names per call."""
         back: list[str] = []
         for i in range(0, max(1, len(logins)), READ_PAGE):
             page = logins[i:i + READ_PAGE]
-            back += await self._route("heartbeat", len(page), *page)
+            back += await self._route("heartbeat", len(page), self.process_id, *page)
         for i in range(0, len(visitor_sids), READ_PAGE):
-            await self._route("heartbeat", 0, *visitor_sids[i:i + READ_PAGE])
+            await self._route("heartbeat", 0, self.process_id, *visitor_sids[i:i + READ_PAGE])
         return back
+
+    # -- the visitor's presence -----------------------------------------------------------------
+
+    async def presence(self: Store, changes: list[tuple[str, bool]]) -> int:
+        """This process now holds a visitor connection to each chat marked True, and no longer
+        any to those marked False (presence.lua); how many queued chats have their visitor
+        back (matching may offer them again)."""
+        back = 0
+        for i in range(0, len(changes), READ_PAGE):
+            flat = [x for sid, held in changes[i:i + READ_PAGE]
+                    for x in (sid, "1" if held else "0")]
+            back += int(await self._route("presence", self.process_id, *flat))
+        return back
+
+    async def presence_of(self: Store, sids: list[str]) -> list[dict[str, Any] | None]:
+        """``{state: connected|gone, since}`` of each chat's visitor (None: no such open chat).
+        A record from before presence was kept counts as connected since the chat began."""
+        return [None if r is None else presence_view(r) for r in await self.routes(sids)]
 
     async def agent_online(self: Store, login: str, capacity: int, langs: Iterable[str],
                            topics: Iterable[str], name: str) -> tuple[str, list[dict[str, Any]]]:

@@ -50,7 +50,7 @@ from .records import (
 )
 from .reports import Reports
 from .retention import Retention
-from .routing import Routing
+from .routing import Routing, presence_view
 from .scripts import Reply, Scripts
 
 __all__ = ["HISTORY_PAGE", "READ_PAGE", "Entry", "NoteEntry", "Store", "message_of", "note_of",
@@ -85,6 +85,8 @@ class Store(Routing, Retention, Console, Reports):
         self.topic_list = " ".join(topic_ids)
         self._publish_command = "SPUBLISH" if self.cluster else "PUBLISH"
         self._repair_at = 0  # where the next repair reads the open chats
+        #: names this process among those holding a visitor's connections (presence.lua)
+        self.process_id = secrets.token_hex(8)
 
     # -- the plumbing of steps ------------------------------------------------------------------
 
@@ -269,7 +271,8 @@ class Store(Routing, Retention, Console, Reports):
         return dict(zip(flat[::2], flat[1::2])), _entries(_pairs(rows)), _notes(_pairs(notes))
 
     async def states(self, sids: list[str]) -> list[dict[str, str]]:
-        """What a connection must agree with: state, holder, last seq shown, how it ended.
+        """What a connection must agree with: state, holder, last seq shown, how it ended,
+        the visitor's presence (``presence``, ``presence_since``) while open.
         While a chat is open its routing record says where it stands; once closed, its hash.
         A chat whose hash never came (its creator died before its first message was kept) has
         no state: it is nobody's chat yet; the visitor's start, sent again, finishes it."""
@@ -294,6 +297,8 @@ class Store(Routing, Retention, Console, Reports):
                 st["agent"] = route.get("agent") or ""
                 st["agent_name"] = route.get("name") or ""
                 st["topic"] = route["topic"]
+                presence = presence_view(route)
+                st["presence"], st["presence_since"] = presence["state"], str(presence["since"])
             out.append(st)
         return out
 

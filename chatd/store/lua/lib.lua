@@ -227,3 +227,28 @@ local function revoke_offer(sid, route, event, reason)
   move(route, event)
   requeue(sid, route, false)
 end
+
+-- The visitor's presence in a chat (docs/protocol.md, "Presence"), kept in its routing record
+-- because matching reads it (an absent visitor is not offered): route.vst 'c' (connected) or
+-- 'g' (gone) since route.vsince (epoch ms), and route.vp, the processes that hold a visitor
+-- connection to it (one tab closing must not say gone while another, on any process, is
+-- open). R.present lists the chats whose visitor counts as connected, scored by their last
+-- heartbeat: the reaper finds there those whose processes all fell silent (a process killed
+-- with SIGKILL says no goodbye). The holders are told by an event on the chat's channel.
+local function set_presence(sid, route, state, since)
+  route.vst, route.vsince = state, since
+  if state == 'c' then
+    redis.call('ZADD', R.present, NOW, sid)
+  else
+    route.vp = {}
+    redis.call('ZREM', R.present, sid)
+  end
+  emit('s', sid, {e = 'presence', sid = sid, state = state == 'c' and 'connected' or 'gone',
+                  since = since})
+end
+
+-- A presence change is not a routing change: the record is written without moving its
+-- ``changed`` clock, which the repair reads (put_route).
+local function put_presence(sid, route)
+  redis.call('HSET', R.routes, sid, cmsgpack.pack(route))
+end

@@ -4,12 +4,19 @@
 -- the least-loaded eligible agent (topic, language, capacity by topic weight, not recently
 -- declined). A topic may only use free slots beyond those reserved for higher-priority topics,
 -- and not those of gendarmes who take a higher-priority topic with a live chat waiting for room.
+-- A live visitor disconnected for more than the absent skip (CHATD_ABSENT_SKIP_S) keeps their
+-- place but is passed over until they are back (presence.lua): a gendarme's slot goes to
+-- someone who is there. Chats left for later are offered whatever their visitor does.
 -- KEYS: the routing state (keys.ROUTING), then one queue per topic
 -- ARGV: mode, topics, offer timeout ms, direct (1|0), language fallback ms, decline cooldown
---       ms, max matches
+--       ms, max matches, absent skip ms
 -- Returns: the number of matches made
-local offer_ms, direct, fallback_ms, cooldown_ms, max_matches =
-  tonumber(ARGV[3]), ARGV[4] == '1', tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
+local offer_ms, direct, fallback_ms, cooldown_ms, max_matches, absent_ms =
+  tonumber(ARGV[3]), ARGV[4] == '1', tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7]),
+  tonumber(ARGV[8])
+-- each queue is read in pages; those passed over (absent) do not count against the 50 heads
+-- considered, but no more than SCAN_MAX entries of one queue are read in one run
+local PAGE, HEADS, SCAN_MAX = 50, 50, 1000
 
 local raw = redis.call('ZRANGE', R.available, 0, -1)
 if #raw == 0 then return 0 end
@@ -82,63 +89,79 @@ for _, t in ipairs(topics) do
   if matches >= max_matches or free_total <= 0 then break end
   local queue = R.queue[t.id]
   local keep = reserved_above(t.prio)
-  local heads = queue and redis.call('ZRANGE', queue, 0, 49) or {}
   local starved = false  -- a live chat of this topic that no gendarme has room for now
-  for _, sid in ipairs(heads) do
-    if matches >= max_matches or free_total - t.weight < keep then break end
-    local route = get_route(sid)
-    if not route or route.st ~= 'queued' then
-      redis.call('ZREM', queue, sid)  -- stale entry: repair, never serve twice
-    else
-      local weight = tonumber(route.weight) or t.weight
-      local waited = NOW - tonumber(route.created)
-      local a = pick(t.id, route.lang, weight, route.declined, false)
-      if a == nil and waited >= fallback_ms then
-        a = pick(t.id, route.lang, weight, route.declined, true)
+  local from, heads, scanned, stop = 0, 0, 0, (queue == nil)
+  while not stop do
+    local page = redis.call('ZRANGE', queue, from, from + PAGE - 1)
+    local removed = 0  -- taken out of the queue from this page: the next one starts sooner
+    for _, sid in ipairs(page) do
+      if matches >= max_matches or free_total - t.weight < keep or heads >= HEADS then
+        stop = true
+        break
       end
-      if a == nil and route.async ~= 1
-        and pick(t.id, route.lang, weight, route.declined, true) == nil then
-        starved = true
-      end
-      if a ~= nil then
-        redis.call('ZREM', queue, sid)
-        a.load = a.load + weight
-        hold(a, sid)
-        if redis.call('ZSCORE', R.available, a.login) then
-          redis.call('ZADD', R.available, a.load, a.login)
+      scanned = scanned + 1
+      local route = get_route(sid)
+      if not route or route.st ~= 'queued' then
+        redis.call('ZREM', queue, sid)  -- stale entry: repair, never serve twice
+        removed = removed + 1
+      elseif route.async ~= 1 and route.vst == 'g'
+        and NOW - (tonumber(route.vsince) or NOW) > absent_ms then
+        -- away too long: keeps their place, offered once back (presence.lua kicks matching)
+      else
+        heads = heads + 1
+        local weight = tonumber(route.weight) or t.weight
+        local waited = NOW - tonumber(route.created)
+        local a = pick(t.id, route.lang, weight, route.declined, false)
+        if a == nil and waited >= fallback_ms then
+          a = pick(t.id, route.lang, weight, route.declined, true)
         end
-        put_agent(a.login, stored(a))
-        free_total = free_total - weight
-        matches = matches + 1
-        if not route.order then
-          route.order = redis.call('INCR', R.offer_order)
-          -- the pace of this queue (seconds of wait per place in line) from the last PACE_RING
-          -- live chats that found a line, in a ring per topic: what honest estimates are made
-          -- of (matching.py); counted in chats, not seconds, it follows a surge as fast as
-          -- chats are taken, whatever their length
-          local p0 = tonumber(route.pos0) or 0
-          if p0 >= 2 and route.async ~= 1 then
-            local n = redis.call('HINCRBY', R.served, t.id .. ':n', 1)
-            redis.call('HSET', R.served, t.id .. ':' .. (n % PACE_RING),
-                       waited .. ',' .. p0 .. ',' .. NOW)
+        if a == nil and route.async ~= 1
+          and pick(t.id, route.lang, weight, route.declined, true) == nil then
+          starved = true
+        end
+        if a ~= nil then
+          redis.call('ZREM', queue, sid)
+          removed = removed + 1
+          a.load = a.load + weight
+          hold(a, sid)
+          if redis.call('ZSCORE', R.available, a.login) then
+            redis.call('ZADD', R.available, a.load, a.login)
           end
+          put_agent(a.login, stored(a))
+          free_total = free_total - weight
+          matches = matches + 1
+          if not route.order then
+            route.order = redis.call('INCR', R.offer_order)
+            -- the pace of this queue (seconds of wait per place in line) from the last PACE_RING
+            -- live chats that found a line, in a ring per topic: what honest estimates are made
+            -- of (matching.py); counted in chats, not seconds, it follows a surge as fast as
+            -- chats are taken, whatever their length
+            local p0 = tonumber(route.pos0) or 0
+            if p0 >= 2 and route.async ~= 1 then
+              local n = redis.call('HINCRBY', R.served, t.id .. ':n', 1)
+              redis.call('HSET', R.served, t.id .. ':' .. (n % PACE_RING),
+                         waited .. ',' .. p0 .. ',' .. NOW)
+            end
+          end
+          if direct then
+            move(route, 'assign')
+            route.agent, route.name, route.assigned_at = a.login, a.name or a.login, NOW
+            emit('a', a.login, {e = 'assigned', sid = sid, at = NOW})
+          else
+            move(route, 'offer')
+            route.offer_agent, route.deadline, route.offered_at = a.login, NOW + offer_ms, NOW
+            redis.call('ZADD', R.offers, route.deadline, sid)
+            emit('a', a.login, {e = 'offer', sid = sid, topic = t.id, lang = route.lang,
+                                waited_ms = waited, expires_ms = offer_ms,
+                                preview = route.preview or '', async = route.async == 1})
+          end
+          put_route(sid, route)
+          sync(sid, route, '')
         end
-        if direct then
-          move(route, 'assign')
-          route.agent, route.name, route.assigned_at = a.login, a.name or a.login, NOW
-          emit('a', a.login, {e = 'assigned', sid = sid, at = NOW})
-        else
-          move(route, 'offer')
-          route.offer_agent, route.deadline, route.offered_at = a.login, NOW + offer_ms, NOW
-          redis.call('ZADD', R.offers, route.deadline, sid)
-          emit('a', a.login, {e = 'offer', sid = sid, topic = t.id, lang = route.lang,
-                              waited_ms = waited, expires_ms = offer_ms,
-                              preview = route.preview or '', async = route.async == 1})
-        end
-        put_route(sid, route)
-        sync(sid, route, '')
       end
     end
+    if #page < PAGE or scanned >= SCAN_MAX then stop = true end
+    from = from + #page - removed
   end
   if starved then
     -- what frees up on the gendarmes who take this topic is kept for it: lower priorities

@@ -7,7 +7,10 @@
 --  3. chats whose visitor has been gone past visitor_grace are returned, to be closed
 --     (visitor_left) by the caller, chat first (session_close.lua, then route_close.lua);
 --  4. chats left to be answered later whose deadline passed (CHATD_ASYNC_TTL_H) are returned,
---     to be closed (expired) the same way.
+--     to be closed (expired) the same way;
+--  5. visitors counted as connected whose every process fell silent past the heartbeat TTL (a
+--     process killed says no goodbye) are gone, since their last heartbeat: their holders are
+--     told within TTL + one tick of it.
 -- KEYS: the routing state (keys.ROUTING), then one queue per topic
 -- ARGV: mode, topics, heartbeat ttl ms, agent grace ms, visitor grace ms
 -- Returns: {agents gone, chats re-queued, {sids whose visitor left}, {sids expired}}
@@ -61,6 +64,19 @@ local function due(key, upto)
     end
   end
   return out
+end
+
+local silent = redis.call('ZRANGEBYSCORE', R.present, '-inf', NOW - ttl, 'WITHSCORES',
+                          'LIMIT', 0, 200)
+for i = 1, #silent, 2 do
+  local sid = silent[i]
+  local route = get_route(sid)
+  if route and route.vst ~= 'g' then
+    set_presence(sid, route, 'g', tonumber(silent[i + 1]))
+    put_presence(sid, route)
+  else
+    redis.call('ZREM', R.present, sid)
+  end
 end
 
 local left = due(R.visitors_seen, NOW - visitor_grace)

@@ -27,7 +27,8 @@ elseif route.st == 'active' then
   end
 end
 move(route, 'close')
-for _, key in ipairs({R.orphans, R.open, R.visitors_seen, R.pending, R.offers, R.async_due}) do
+for _, key in ipairs({R.orphans, R.open, R.visitors_seen, R.pending, R.offers, R.async_due,
+                      R.present}) do
   redis.call('ZREM', key, sid)
 end
 redis.call('HDEL', R.routes, sid)
