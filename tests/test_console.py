@@ -71,7 +71,7 @@ async def wait_status(server: Chatd, redis_url: str, login: str, status: str) ->
 async def accept_in_console(page: Any, sid: str) -> None:
     await c(page, "offer", data_session=sid).wait_for()
     await c(page, "offer", data_session=sid).locator("[data-chatd=accept]").click()
-    await c(page, "chat", data_session=sid).wait_for()
+    await c(page, "chat", data_session=sid).wait_for(state="attached")  # in a drawer on phones
 
 
 async def reply(page: Any, sid: str, text: str) -> None:

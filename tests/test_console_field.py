@@ -227,7 +227,9 @@ async def test_transfer_preselects_nothing_names_the_colleague_and_carries_a_not
 
 async def test_an_outcome_is_recorded_after_a_quick_exit_and_an_abuser_is_blocked(
         browser: Any, server: Chatd, redis_server: Any) -> None:
+    """On a phone (375 px), as gendarmes in the field use it."""
     page, _ = await console_agent(browser, server, redis_server.url)
+    await page.set_viewport_size({"width": 375, "height": 667})
     v = await make_visitor(server)
     sid = await start_chat(v, "general", "Bonjour")
     await accept_in_console(page, sid)
@@ -250,10 +252,32 @@ async def test_an_outcome_is_recorded_after_a_quick_exit_and_an_abuser_is_blocke
     await c(page, "block-reason").fill("Insultes répétées")
     await c(page, "block-hours").select_option("72")
     await c(page, "block-sure").check()
+    await no_sideways_scroll(page)
+    await page.screenshot(path=str(ARTIFACTS / "console-375-block.png"))
     await c(page, "block-confirm").click()
     assert (await v2.recv("closed", session=sid2))["by"] == "agent"
     await page.locator("#toast").filter(has_text="bloquée pour 72 h").wait_for()
     again = await Client.connect(server.ws, "visitor")
     await again.send({"type": "hello", "token": v2.token})
     assert (await again.recv("error"))["code"] == "forbidden"
+    assert page.errors == []
+
+
+async def test_the_gendarme_sees_whether_the_person_is_still_there(
+        browser: Any, server: Chatd, redis_server: Any) -> None:
+    page, _ = await console_agent(browser, server, redis_server.url)
+    v = await make_visitor(server)
+    sid = await start_chat(v, "theft", "On a forcé ma porte")
+    await accept_in_console(page, sid)
+    presence = c(page, "presence")
+    await presence.filter(has_text="connectée").wait_for()
+    await v.send({"type": "typing", "session": sid, "on": True})
+    await page.locator("[data-chatd=presence][data-state=typing]").filter(has_text="écrit").wait_for()
+    await v.send({"type": "typing", "session": sid, "on": False})
+    await v.close()  # the tab is closed
+    await page.locator("[data-chatd=presence][data-state=gone]").filter(has_text="déconnectée depuis").wait_for()
+    assert "déconnectée" in await c(page, "chat", data_session=sid).inner_text()  # in the list too
+    back = await make_visitor(server, token=v.token, resume={"session": sid, "after": 0})
+    await page.locator("[data-chatd=presence][data-state=connected]").wait_for()
+    await back.close()
     assert page.errors == []

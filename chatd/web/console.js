@@ -725,7 +725,10 @@
     document.querySelector(".chat").style.setProperty("--chat-color", c.color);
     $("chat-badge").textContent = c.letter;
     $("chat-badge").style.background = c.color;
-    $("chat-title").textContent = "Conversation " + c.letter + " · " + topicLabel(v.topic);
+    var title = $("chat-title");
+    title.textContent = "";
+    title.appendChild(el("span", { "class": "long" }, "Conversation " + c.letter + " · "));
+    title.appendChild(document.createTextNode(topicLabel(v.topic)));
     var ctx = ["langue " + (v.lang || "?").toUpperCase()];
     if (v.waited_s !== undefined) ctx.push("a attendu " + ago(v.waited_s * 1000));
     if (v.started) ctx.push("arrivée à " + clock(v.started));
