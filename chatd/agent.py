@@ -29,7 +29,7 @@ class AgentHandlers:
             "hello": self.hello, "status": self.status, "accept": self.accept,
             "decline": self.decline, "send": self.send, "typing": self.typing, "read": self.read,
             "note": self.note, "transfer": self.transfer, "close": self.close, "ping": self.ping,
-            "block": self.block,
+            "block": self.block, "take": self.take,
         }
 
     async def hello(self, conn: Connection, msg: m.AgentHello) -> None:
@@ -229,6 +229,14 @@ class AgentHandlers:
         conn.send({"type": "blocked", "session": msg.session, "hours": hours})
         self.rt.matcher.kick()
 
+    async def take(self, conn: Connection, msg: m.Take) -> None:
+        """A chat left for later, taken from the console's list: offered to this gendarme now
+        (the `offer` frame follows, to every tab), to be accepted as any offer."""
+        acct = conn.agent
+        status = await self.store.take(msg.session, acct.login, acct.is_supervisor)
+        if status in _TAKE_REFUSALS:
+            raise Refused(*_TAKE_REFUSALS[status])
+
     async def ping(self, conn: Connection, msg: m.Ping) -> None:
         conn.send({"type": "pong"})
 
@@ -247,6 +255,16 @@ def _earlier_chats(info: dict[str, str]) -> dict[str, Any]:
         out["previous"] = {"closed_at": int(closed_at), "topic": topic, "reason": reason,
                            **({"disposition": disposition} if disposition else {})}
     return out
+
+
+#: why take.lua (or the chat's end) refused a `take`, as the gendarme is told
+_TAKE_REFUSALS = {
+    "not_found": (ErrorCode.NOT_FOUND, NOT_FOUND),
+    "taken": (ErrorCode.CONFLICT, "this chat is no longer waiting: offered or taken already"),
+    "closed": (ErrorCode.CONFLICT, "this chat is closed"),
+    "offline": (ErrorCode.CONFLICT, "you count as signed out: reconnect first"),
+    "no_room": (ErrorCode.CONFLICT, "no room: your open chats already fill your capacity"),
+}
 
 
 def _refuse_offer_status(status: Any) -> None:

@@ -167,6 +167,13 @@ def routes(rt: Runtime) -> list[Route]:
         """Colleagues with their status and load: whom a chat can be transferred to."""
         return {"agents": await _agents(rt)}
 
+    async def left_for_later(request: Request, account: Account) -> Any:
+        """« À traiter »: the chats left for later still waiting, of the topics this gendarme
+        takes (supervisors: all), the one left first first; one of them is taken with the
+        agent frame `take` (docs/protocol.md, "Answers later")."""
+        topics = None if account.is_supervisor or not account.topics else frozenset(account.topics)
+        return {"chats": await store.left_for_later(topics), "server_time": store.now_ms()}
+
     async def sessions(request: Request, account: Account) -> Any:
         return {"sessions": await store.open_sessions(), "server_time": store.now_ms()}
 
@@ -231,6 +238,7 @@ def routes(rt: Runtime) -> list[Route]:
     return [
         Route("/api/me", endpoint(rt, me)),
         Route("/api/agents", endpoint(rt, agents)),
+        Route("/api/async", endpoint(rt, left_for_later)),
         Route("/api/sessions", endpoint(rt, sessions, supervisor=True)),
         Route("/api/sessions/{sid}", endpoint(rt, transcript)),
         Route("/api/audit", endpoint(rt, audit, supervisor=True)),

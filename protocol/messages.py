@@ -228,6 +228,16 @@ class Block(Message):
     reason: str | None = None  # why: kept with the bar and in the audit trail
 
 
+@dataclass(frozen=True, slots=True)
+class Take(Message):
+    """A gendarme takes a chat left for later from the list of those waiting (GET /api/async):
+    it is offered to them at once, out of its turn; they answer the `offer` as any other."""
+
+    TYPE = "take"
+    FIELDS = (f.session(),)
+    session: str
+
+
 def _table(*classes: type[Message]) -> dict[str, type[Message]]:
     return {c.TYPE: c for c in classes}
 
@@ -239,5 +249,5 @@ VISITOR: dict[str, type[Message]] = _table(
 #: What an agent may send, by ``type``.
 AGENT: dict[str, type[Message]] = _table(
     AgentHello, Status, Accept, Decline, Send, Typing, Read, Note, Transfer, AgentClose, Block,
-    Ping, TakeOver, Reassign,
+    Ping, TakeOver, Reassign, Take,
 )

@@ -12,7 +12,7 @@ import pytest
 from conftest import make_agent, make_visitor, start_chat
 from chatd.config import ConfigError, Settings, load
 from chatd.store import Store
-from harness import Chatd, Client, eventually
+from harness import Client, eventually
 
 pytestmark = pytest.mark.asyncio
 

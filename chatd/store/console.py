@@ -40,6 +40,34 @@ class Console:
             entry["reason"] = reason
         await self.redis.xadd(self.keys.audit, entry, maxlen=1_000_000, approximate=True)
 
+    async def left_for_later(self: Store, topics: frozenset[str] | None, limit: int = 200,
+                             scan: int = 5000) -> list[dict[str, Any]]:
+        """Chats left to be answered later still waiting in their queue (not offered, not
+        answered), of ``topics`` (None: every topic), the one left first first, at most
+        ``limit`` among the first ``scan`` open ones left for later: what a gendarme may
+        take (take.lua). Nothing about the visitor beyond what an offer shows."""
+        out: list[dict[str, Any]] = []
+        now = self.now_ms()
+        ttl_ms = int(self.settings.async_ttl_h * 3_600_000)
+        for start in range(0, scan, READ_PAGE):
+            sids = await self.redis.zrange(self.keys.async_due, start, start + READ_PAGE - 1)
+            for sid, r in zip(sids, await self.routes(sids)):
+                if r is None or r["st"] != "queued" or (topics is not None
+                                                       and r["topic"] not in topics):
+                    continue
+                created = int(r["created"])
+                item = {"session": sid, "topic": r["topic"], "lang": r["lang"],
+                        "left_at": int(r.get("left_at") or int(r["async_until"]) - ttl_ms),
+                        "created": created, "waited_s": max(0, now - created) // 1000}
+                if r.get("preview"):
+                    item["preview"] = r["preview"]
+                out.append(item)
+                if len(out) >= limit:
+                    return out
+            if len(sids) < READ_PAGE:
+                break
+        return out
+
     async def audit_entries(self: Store, count: int = 100, session: str | None = None
                             ) -> list[dict[str, Any]]:
         """The newest entries first (``session``: only those about that chat, among the last

@@ -309,6 +309,25 @@ class Routing:
         await self._count_safely(self.count_async(sid))
         return int(reply[1])
 
+    async def take(self: Store, sid: str, login: str, any_topic: bool) -> str:
+        """A gendarme takes a chat left for later out of its turn: offered to them now
+        (take.lua). 'ok', 'not_found', 'taken', 'offline', 'no_room'; a chat closed meanwhile
+        (no routing record any more) is 'closed' when it was left for later and of a topic
+        this gendarme takes (else 'not_found', the same answer as for no chat at all)."""
+        status = str(await self._route("take", sid, login, "1" if any_topic else "0",
+                                       int(self.settings.offer_timeout * 1000)))
+        if status == "not_found":
+            state, was_left, topic = await self.redis.hmget(self.keys.session(sid), "state",
+                                                            "async", "topic")
+            if state == "closed" and was_left and (any_topic or await self._serves(login, topic)):
+                return "closed"
+        return status
+
+    async def _serves(self: Store, login: str, topic: str | None) -> bool:
+        (a,) = await self.agents([login])
+        served = str((a or {}).get("topics") or "").split()
+        return not served or topic in served
+
     async def save_code(self: Store, digest: str, sid: str, vid: str, until_ms: int) -> None:
         """A resume code (its digest only) leads to the chat until the chat's deadline."""
         await self.redis.set(self.keys.code(digest), msgpack.packb([sid, vid]), pxat=until_ms)

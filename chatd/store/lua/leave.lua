@@ -13,6 +13,7 @@ if not route or route.visitor ~= vid or route.st == 'pending' then return {'not_
 if route.async ~= 1 then
   route.async = 1
   route.async_until = NOW + ttl
+  route.left_at = NOW  -- the console's list of chats left for later (GET /api/async)
   route.qscore = tonumber(route.created) + 1e13  -- behind the live ones (requeue keeps it)
   if route.st == 'queued' then
     redis.call('ZADD', R.queue[route.topic] or R.queue.general, 'XX', route.qscore, sid)
