@@ -177,3 +177,50 @@ async def test_a_supervisor_reassigns_a_chat_to_the_front_of_a_topic(
     offer = await scam.recv("offer", timeout=5)
     assert offer["session"] == sid and offer["from_agent"] == chief.login  # before `earlier`
     assert earlier != sid
+
+
+async def test_a_supervisor_follows_a_chat_with_after_and_one_audit_entry(
+        fast: Chatd, redis_server: Any) -> None:
+    agent = await make_agent(fast, redis_server.url)
+    chief = await make_agent(fast, redis_server.url, role="supervisor", available=False)
+    visitor, sid = await held_chat(fast, agent)
+    for i in range(3):
+        await agent.send({"type": "send", "session": sid, "cid": f"a{i}", "text": f"réponse {i}"})
+        await agent.recv("ack", cid=f"a{i}")
+    await agent.send({"type": "note", "session": sid, "cid": "n1", "text": "note 1"})
+    await agent.recv("ack", cid="n1")
+    async with httpx.AsyncClient(base_url=fast.http, headers=bearer(chief)) as http:
+        whole = (await http.get(f"/api/sessions/{sid}")).json()
+        assert [m["seq"] for m in whole["messages"]] == [1, 2, 3, 4]
+        r = await http.get(f"/api/sessions/{sid}", params={"after": 2, "notes_after": 1})
+        assert [m["text"] for m in r.json()["messages"]] == ["réponse 1", "réponse 2"]
+        assert r.json()["notes"] == []
+        assert r.json()["state"] == "active"
+        r = await http.get(f"/api/sessions/{sid}", params={"after": 4})
+        assert r.json()["messages"] == [] and [n["nseq"] for n in r.json()["notes"]] == [1]
+        await visitor.send({"type": "send", "session": sid, "cid": "v1", "text": "merci"})
+        await visitor.recv("ack", cid="v1")
+        r = await http.get(f"/api/sessions/{sid}", params={"after": 4})
+        assert [m["text"] for m in r.json()["messages"]] == ["merci"]
+        for bad in ("-1", "x", "1.5"):
+            r = await http.get(f"/api/sessions/{sid}", params={"after": bad})
+            assert (r.status_code, r.json()["error"]) == (400, "bad_message")
+    # five reads by the supervisor within ten minutes: one entry; the agent's own reads and
+    # the assignment are audited as before
+    async with httpx.AsyncClient(base_url=fast.http, headers=bearer(agent)) as http:
+        for _ in range(2):
+            assert (await http.get(f"/api/sessions/{sid}", params={"after": 3})).status_code == 200
+    entries = await audit(fast, chief, sid)
+    assert entries.count((chief.login, "transcript")) == 1
+    assert entries.count((agent.login, "transcript")) == 2
+    assert entries.count((agent.login, "assigned")) == 1
+
+
+async def test_offline_agents_show_as_offline_with_their_capacity(
+        fast: Chatd, redis_server: Any) -> None:
+    chief = await make_agent(fast, redis_server.url, role="supervisor", available=False)
+    never = await create_account(fast, redis_server.url, capacity=4)  # never signed in
+    online = await make_agent(fast, redis_server.url, capacity=2)
+    seen = await loads(fast, chief)
+    assert seen[never] == ("offline", 0, 4)
+    assert seen[online.login] == ("available", 0, 2)
