@@ -29,7 +29,8 @@ class AgentHandlers:
             "hello": self.hello, "status": self.status, "accept": self.accept,
             "decline": self.decline, "send": self.send, "typing": self.typing, "read": self.read,
             "note": self.note, "transfer": self.transfer, "close": self.close, "ping": self.ping,
-            "block": self.block, "take": self.take,
+            "block": self.block, "take": self.take, "take_over": self.take_over,
+            "reassign": self.reassign,
         }
 
     async def hello(self, conn: Connection, msg: m.AgentHello) -> None:
@@ -237,6 +238,29 @@ class AgentHandlers:
         if status in _TAKE_REFUSALS:
             raise Refused(*_TAKE_REFUSALS[status])
 
+    async def take_over(self, conn: Connection, msg: m.TakeOver) -> None:
+        """A supervisor makes an active (or offered) chat their own, at once and atomically
+        (take_over.lua): its holder is `released` (reason `taken_over`), the supervisor gets
+        `assigned` as after an accept (beyond their capacity if need be), the visitor a
+        system message and `assigned` with the supervisor's name. Audited (`take_over`)."""
+        _supervisor_only(conn)
+        status, _ = await self.store.take_over(msg.session, conn.identity, conn.name)
+        if status == "not_found":
+            raise Refused(ErrorCode.NOT_FOUND, NOT_FOUND)
+        if status == "conflict":
+            raise Refused(ErrorCode.CONFLICT, "this chat cannot be taken over now (yours "
+                                              "already, waiting in a queue, or just ended)")
+        await self.store.audit(conn.identity, conn.agent.role, msg.session, "take_over")
+        self.rt.matcher.kick()
+
+    async def reassign(self, conn: Connection, msg: m.Reassign) -> None:
+        """A supervisor hands anybody's active chat on, as its holder's `transfer` would
+        (same script, same atomic move): the holder is `released` (reason `reassigned`), the
+        offer names the supervisor. Audited (`reassign`)."""
+        _supervisor_only(conn)
+        await self._hand_on(conn, msg, "supervisor")
+        await self.store.audit(conn.identity, conn.agent.role, msg.session, "reassign")
+
     async def ping(self, conn: Connection, msg: m.Ping) -> None:
         conn.send({"type": "pong"})
 
@@ -265,6 +289,10 @@ _TAKE_REFUSALS = {
     "offline": (ErrorCode.CONFLICT, "you count as signed out: reconnect first"),
     "no_room": (ErrorCode.CONFLICT, "no room: your open chats already fill your capacity"),
 }
+
+def _supervisor_only(conn: Connection) -> None:
+    if not conn.agent.is_supervisor:
+        raise Refused(ErrorCode.FORBIDDEN, "supervisors only")
 
 
 def _refuse_offer_status(status: Any) -> None:

@@ -41,6 +41,8 @@ SECURITY_HEADERS = {
     "X-Frame-Options": "DENY",
     "Cross-Origin-Opener-Policy": "same-origin",
 }
+#: a supervisor's reads of one chat within this many seconds share one audit entry
+AUDIT_ONCE_PER_S = 600
 _STATUS = {ErrorCode.BAD_MESSAGE: 400, ErrorCode.UNAUTHORIZED: 401, ErrorCode.FORBIDDEN: 403,
            ErrorCode.NOT_FOUND: 404, ErrorCode.CONFLICT: 409, ErrorCode.UNAVAILABLE: 503,
            ErrorCode.TOO_LARGE: 413}
@@ -178,12 +180,18 @@ def routes(rt: Runtime) -> list[Route]:
         return {"sessions": await store.open_sessions(), "server_time": store.now_ms()}
 
     async def transcript(request: Request, account: Account) -> Any:
-        """A chat's whole transcript: supervisors any chat, an agent only a chat they hold.
-        Every read is written to the audit trail before anything is shown. Streamed page by
-        page: a transcript of 100,000 messages holds neither Redis nor this process's loop."""
+        """A chat's whole transcript: supervisors any chat, an agent only a chat they hold;
+        ``?after=N&notes_after=M``: only messages with a greater seq and notes with a greater
+        nseq (a supervisor following a chat live polls cheaply). Every read is written to the
+        audit trail before anything is shown; a supervisor's reads of one chat share one
+        entry per AUDIT_ONCE_PER_S. Streamed page by page: a transcript of 100,000 messages
+        holds neither Redis nor this process's loop."""
         sid = request.path_params["sid"]
+        after, notes_after = _cursor(request, "after"), _cursor(request, "notes_after")
         opened = await store.open_chat(sid, account.login, account.role, "transcript",
-                                       any_chat=account.is_supervisor)
+                                       any_chat=account.is_supervisor, after=after,
+                                       notes_after=notes_after,
+                                       once_per=AUDIT_ONCE_PER_S if account.is_supervisor else 0)
         if opened is None:
             raise ApiError(ErrorCode.NOT_FOUND, NOT_FOUND)
         return StreamingResponse(_transcript_json(store, sid, *opened),
@@ -250,14 +258,30 @@ def routes(rt: Runtime) -> list[Route]:
     ]
 
 
+def _cursor(request: Request, name: str) -> int:
+    raw = request.query_params.get(name, "0")
+    if not raw.isdigit() or len(raw) > 16:
+        raise ApiError(ErrorCode.BAD_MESSAGE, f"{name}: a whole number, 0 or more")
+    return int(raw)
+
+
 async def _agents(rt: Runtime) -> list[dict[str, Any]]:
-    """Every enabled account with its live status and load."""
+    """Every enabled account with its live status and load. An agent who is not connected is
+    `offline` with load 0 and their account's capacity: one never seen since this Redis
+    started has no routing record (its figures read 0 / 0), and one whose heartbeat lapsed
+    keeps in it the load of chats that wait for them during the grace period, which they are
+    not answering."""
     assert rt.auth is not None  # endpoints run only once set up
     accounts = [a for a in await rt.auth.accounts() if not a.disabled]
     states = await rt.store.agent_states([a.login for a in accounts])
-    return [{"login": a.login, "name": a.name, "role": a.role, "status": status, "load": load,
-             "capacity": cap, "topics": list(a.topics), "langs": list(a.langs)}
-            for a, (status, load, cap) in zip(accounts, states)]
+    out = []
+    for a, (status, load, cap) in zip(accounts, states):
+        if status == "offline":
+            load, cap = 0, a.capacity
+        out.append({"login": a.login, "name": a.name, "role": a.role, "status": status,
+                    "load": load, "capacity": cap or a.capacity, "topics": list(a.topics),
+                    "langs": list(a.langs)})
+    return out
 
 
 async def _stats(rt: Runtime) -> dict[str, Any]:

@@ -35,6 +35,7 @@ PATTERNS: dict[str, str] = {
     "tokens": "P:{d}:toks:<login>",
     "closed": "P:{d}:closed",
     "audit": "P:{d}:audit",
+    "audit_seen": "P:{d}:aseen:<login>:<sid>",  # a read audited lately (one entry per while)
     "canned": "P:{d}:canned:<login>",
     # one visitor
     "visitor": "P:{v:<vid>}",

@@ -222,14 +222,15 @@ class Routing:
         events are not published (nobody is told of a move that did not happen), the close
         finishes the routing state (route_close.lua gives back what this move took), and the
         caller answers `conflict`. A script that finds no routing record answers 'not_found';
-        a chat closed already (its hash says so) is `conflict` too, to a supervisor or to
-        ``holder`` ('' for a supervisor: anyone; else its last holder), and `not_found` to
-        anybody else, as any chat that is not theirs."""
+        a chat closed already (its hash says so) is `conflict` too to its last ``holder``,
+        and `not_found` to anybody else, as any chat that is not theirs; a supervisor
+        (``holder`` '') sees every chat: any chat that exists but cannot move (closed,
+        waiting in a queue) is `conflict` to them."""
         reply = await self.scripts.run(name, self.routing_keys, self.topic_list, sid, *args)
         res = list(reply.result)
         if res[0] == "not_found":
             state, agent = await self.redis.hmget(self.keys.session(sid), "state", "agent")
-            if state == "closed" and (not holder or agent == holder):
+            if (state is not None and not holder) or (state == "closed" and agent == holder):
                 return ["conflict"]
         told = await self.tell_chats(reply.syncs) if reply.syncs else []
         if "closed" in told:

@@ -28,6 +28,8 @@ TRANSITIONS: dict[str, tuple[tuple[str, ...], str, str]] = {
                  "the gendarme was gone past CHATD_AGENT_GRACE: to the front of the queue"),
     "transfer_topic": (("active",), "queued", "handed to a topic: to the front of its queue"),
     "transfer_agent": (("active",), "offered", "handed to a named gendarme, as an offer"),
+    "take_over": (("offered", "active"), "active",
+                  "a supervisor takes the chat over: theirs at once, whoever held it"),
     "close": (("pending", "queued", "offered", "active"), "closed",
               "ended by the visitor, the gendarme or the system"),
 }

@@ -256,17 +256,28 @@ class Store(Routing, Retention, Console, Reports):
                 return
             after = page[-1].nseq
 
-    async def open_chat(self, sid: str, login: str, role: str, how: str, any_chat: bool = False
+    async def open_chat(self, sid: str, login: str, role: str, how: str, any_chat: bool = False,
+                        after: int = 0, notes_after: int = 0, once_per: int = 0
                         ) -> tuple[dict[str, str], list[Entry], list[NoteEntry]] | None:
-        """A chat's hash and its first ``HISTORY_PAGE`` messages and notes, for the agent who
-        holds it, or (``any_chat``) a supervisor; None when there is no such chat or it is not
-        theirs. The read is written to the audit trail before it is returned: nothing is shown
-        without its entry, and a refused read leaves none. A longer transcript is read on with
+        """A chat's hash and its first ``HISTORY_PAGE`` messages and notes (those after seq
+        ``after`` and nseq ``notes_after``), for the agent who holds it, or (``any_chat``) a
+        supervisor; None when there is no such chat or it is not theirs. The read is written
+        to the audit trail before it is returned: nothing is shown without its entry, and a
+        refused read leaves none. ``once_per`` (seconds): reads of this chat by this person
+        within that long of the entry share it (a console that follows a chat polls it every
+        few seconds: one entry, not one per poll). A longer transcript is read on with
         ``history_pages``."""
-        res = await self._chat("open_chat", sid, login, "1" if any_chat else "0", HISTORY_PAGE)
+        res = await self._chat("open_chat", sid, login, "1" if any_chat else "0", HISTORY_PAGE,
+                               after, notes_after)
         if not res:
             return None
-        await self.audit(login, role, sid, how)
+        if not once_per:
+            await self.audit(login, role, sid, how)
+        elif not await self.redis.exists(self.keys.audit_seen(login, sid)):
+            # the entry first, then the mark: a failure in between writes an entry twice,
+            # never shows a read without one
+            await self.audit(login, role, sid, how)
+            await self.redis.set(self.keys.audit_seen(login, sid), 1, ex=once_per)
         flat, rows, notes = res
         return dict(zip(flat[::2], flat[1::2])), _entries(_pairs(rows)), _notes(_pairs(notes))
 
