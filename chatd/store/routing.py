@@ -55,16 +55,23 @@ class Routing:
             if verdict[0] != "conflict":
                 break
             other = str(verdict[1])
+            state, topic_now, closed_at, reason, disposition = await self.redis.hmget(
+                self.keys.session(other), "state", "topic", "closed_at", "reason", "disposition")
+            if state == "closed":
+                # over, but its close not finished yet (its `closed` can reach the visitor
+                # first) or cut short: finish it (harmless if done twice), so that the new chat
+                # is admitted and its gendarme learns how this one ended
+                await self.finish_close(other, vid, str(topic_now), int(closed_at or 0),
+                                        str(reason or ""), str(disposition or ""))
+                continue
             route = (await self.routes([other]))[0]
             if route is not None:
                 if route["st"] == "pending":  # cut short by a process's death: finish it
                     await self._finish(other, route, text or "")
                 return "conflict", 0, other, str(route["topic"])
-            closed = (await self.redis.hget(self.keys.session(other), "state")) in (None, "closed")
-            if not closed:
-                topic_now = await self.redis.hget(self.keys.session(other), "topic")
+            if state is not None:
                 return "conflict", 0, other, str(topic_now)
-            await self._release_visitor(vid, other, "-")  # a stale claim: the chat is over
+            await self._release_visitor(vid, other, "-")  # a stale claim: the chat is gone
         else:
             return "conflict", 0, "", ""
         if verdict[0] != "ok":
