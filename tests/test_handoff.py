@@ -5,12 +5,11 @@ already left. Real chatd, real Redis."""
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
 import pytest
-
 from conftest import create_account, make_agent, make_visitor, start_chat
 from harness import Chatd, Client
 
@@ -104,7 +103,7 @@ async def test_an_ordinary_offer_names_nobody_and_carries_no_note(
 async def test_a_transfer_note_over_1000_characters_is_too_large_and_moves_nothing(
         fast: Chatd, redis_server: Any) -> None:
     agent = await make_agent(fast, redis_server.url, capacity=1)
-    visitor, sid = await held_chat(fast, agent)
+    _, sid = await held_chat(fast, agent)
     await agent.send({"type": "transfer", "session": sid, "to_topic": "scam",
                       "note": "é" * 1001})
     err = await agent.recv("error")
@@ -114,7 +113,7 @@ async def test_a_transfer_note_over_1000_characters_is_too_large_and_moves_nothi
 
 
 async def today_dispositions(server: Chatd, supervisor: Client) -> dict[str, int]:
-    today = datetime.now(timezone.utc).date().isoformat()
+    today = datetime.now(UTC).date().isoformat()
     async with httpx.AsyncClient(base_url=server.http) as http:
         r = await http.get("/api/reports", params={"from": today, "to": today, "by": "day"},
                            headers={"Authorization": f"Bearer {supervisor.token}"})

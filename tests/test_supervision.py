@@ -9,7 +9,6 @@ from typing import Any
 
 import httpx
 import pytest
-
 from conftest import create_account, make_agent, make_visitor, start_chat
 from harness import Chatd, Client
 
@@ -59,7 +58,7 @@ async def audit(server: Chatd, sup: Client, sid: str) -> list[tuple[str, str]]:
 async def test_plain_agents_may_neither_take_over_nor_reassign(fast: Chatd, redis_server: Any) -> None:
     agent = await make_agent(fast, redis_server.url)
     other = await make_agent(fast, redis_server.url, available=False)
-    visitor, sid = await held_chat(fast, agent)
+    _, sid = await held_chat(fast, agent)
     for frame in ({"type": "take_over", "session": sid},
                   {"type": "reassign", "session": sid, "to_topic": "scam"},
                   {"type": "reassign", "session": sid, "to_agent": other.login}):
@@ -87,7 +86,7 @@ async def test_a_supervisor_takes_a_chat_over(fast: Chatd, redis_server: Any) ->
     await chief.send({"type": "take_over", "session": sid})
     assert (await agent.recv("released", session=sid))["reason"] == "taken_over"
     assigned = await chief.recv("assigned", session=sid)
-    assert [m["text"] for m in assigned["history"]][0] == "Bonjour"
+    assert assigned["history"][0]["text"] == "Bonjour"
     assert [n["text"] for n in assigned["notes"]] == ["propos confus"]
     system = await visitor.recv("msg", session=sid, **{"from": "system"})
     assert "taking over" in system["text"]  # in the chat's language
