@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from conftest import make_visitor, start_chat
+from conftest import create_account, make_agent, make_visitor, start_chat
 from harness import Chatd, Client
 from test_console import ARTIFACTS, accept_in_console, c, console_agent, session_field, wait_status
 
@@ -280,4 +280,94 @@ async def test_the_gendarme_sees_whether_the_person_is_still_there(
     back = await make_visitor(server, token=v.token, resume={"session": sid, "after": 0})
     await page.locator("[data-chatd=presence][data-state=connected]").wait_for()
     await back.close()
+    assert page.errors == []
+
+
+async def test_a_question_left_for_later_is_taken_from_the_list_and_answered(
+        browser: Any, server: Chatd, redis_server: Any) -> None:
+    """Nobody was there: the person left the question with a code. A gendarme finds it in
+    « À traiter » (topic, age), takes it, answers; the person comes back with the code and
+    reads the answer."""
+    page, _ = await console_agent(browser, server, redis_server.url, available=False)
+    v = await make_visitor(server)
+    sid = await start_chat(v, "road", "Mon permis étranger est-il valable en France ?")
+    await v.send({"type": "leave", "session": sid})
+    code = (await v.recv("left", session=sid))["code"]
+    await v.close()
+    item = c(page, "async", data_session=sid)
+    await page.locator("#async-list").wait_for(state="attached")
+    await page.reload()  # read when the console connects (and every 15 s)
+    await item.wait_for()
+    text = await item.inner_text()
+    assert "Sécurité routière" in text and "laissée il y a" in text and "permis étranger" in text
+    await item.locator("[data-chatd=take]").click()
+    await c(page, "chat", data_session=sid).wait_for()  # offered as async, accepted at once
+    await item.wait_for(state="detached")
+    await c(page, "input").fill("Oui, pendant un an après votre installation.")
+    await c(page, "send").click()
+    await c(page, "message", data_from="agent").filter(has_text="pendant un an").wait_for()
+    await c(page, "message", data_from="agent").filter(has_text="en attente").wait_for(state="detached")
+    back = await Client.connect(server.ws, "visitor")
+    await back.send({"type": "hello", "code": code})
+    assert [s["session"] for s in (await back.recv("welcome"))["sessions"]] == [sid]
+    await back.recv("msg", session=sid, text="Oui, pendant un an après votre installation.")
+    await back.close()
+    assert page.errors == []
+
+
+async def test_a_supervisor_follows_a_chat_live_takes_it_over_and_reassigns_another(
+        browser: Any, server: Chatd, redis_server: Any) -> None:
+    holder = await make_agent(server, redis_server.url, capacity=3)
+    colleague = await make_agent(server, redis_server.url, available=False)
+    await create_account(server, redis_server.url, name="Gendarme Absent")  # never signs in
+    chats = []
+    for text in ("On me harcèle au téléphone", "Une question sur une amende"):
+        v = await make_visitor(server)
+        sid = await start_chat(v, "general", text)
+        await holder.send({"type": "accept", "session": (await holder.recv("offer", session=sid))["session"]})
+        await holder.recv("assigned", session=sid)
+        chats.append((v, sid))
+    page, sup = await console_agent(browser, server, redis_server.url, available=False,
+                                    role="supervisor", name="Major Leroy")
+    await page.get_by_role("button", name="Supervision").click()
+    absent = page.locator("#sv-agents tr[data-status=offline]").filter(has_text="Gendarme Absent")
+    await absent.wait_for(timeout=6000)
+    assert "hors ligne" in await absent.inner_text() and "0 / 0" not in await absent.inner_text()
+    (v1, s1), (v2, s2) = chats
+    await page.locator(f"#sv-open tr[data-session='{s1}']").get_by_role("button", name="Lire").click()
+    thread = c(page, "sv-thread")
+    await thread.get_by_text("On me harcèle").wait_for()
+    await v1.send({"type": "send", "session": s1, "cid": "v2", "text": "Il rappelle encore"})
+    await thread.get_by_text("Il rappelle encore").wait_for(timeout=8000)  # live
+    await page.set_viewport_size({"width": 768, "height": 1024})
+    await no_sideways_scroll(page)
+    await page.screenshot(path=str(ARTIFACTS / "console-supervision-768.png"))
+    await page.set_viewport_size({"width": 1280, "height": 800})
+    await no_sideways_scroll(page)
+    await page.screenshot(path=str(ARTIFACTS / "console-supervision-1280.png"))
+    # take it over: the gendarme is told, the person sees the supervisor's name
+    page.once("dialog", lambda d: d.accept())
+    await c(page, "take-over").click()
+    assert (await holder.recv("released", session=s1))["reason"] == "taken_over"
+    await v1.recv("assigned", session=s1, agent_name="Major Leroy")
+    await c(page, "chat", data_session=s1).wait_for()
+    await c(page, "message").filter(has_text="Il rappelle encore").wait_for()
+    await c(page, "input").fill("Je prends le relais, notez les heures des appels.")
+    await c(page, "send").click()
+    await v1.recv("msg", session=s1, text="Je prends le relais, notez les heures des appels.")
+    # reassign the other one to a colleague, with a note
+    await page.get_by_role("button", name="Supervision").click()
+    await page.locator(f"#sv-open tr[data-session='{s2}']").get_by_role("button", name="Lire").click()
+    await thread.get_by_text("une amende").wait_for()
+    await c(page, "reassign").click()
+    await c(page, "reassign-target").select_option(f"agent:{colleague.login}")
+    await c(page, "reassign-note").fill("Amende majorée, voir avec lui")
+    await c(page, "reassign-confirm").click()
+    assert (await holder.recv("released", session=s2))["reason"] == "reassigned"
+    offer = await colleague.recv("offer", session=s2)
+    assert (offer["from_agent_name"], offer["note"]) == ("Major Leroy", "Amende majorée, voir avec lui")
+    entries = await page.evaluate("fetch('/api/audit').then(r => r.json())")
+    mine = sorted((e["session"], e["how"]) for e in entries["entries"] if e["who"] == sup)
+    assert ((s1, "take_over") in mine and (s2, "reassign") in mine
+            and mine.count((s1, "transcript")) == 1), mine  # polled live, audited once
     assert page.errors == []
