@@ -9,8 +9,9 @@ from typing import Any
 import pytest
 
 from conftest import create_account, make_agent, make_visitor, start_chat
-from harness import Chatd, Client
-from test_console import ARTIFACTS, accept_in_console, c, console_agent, session_field, wait_status
+from harness import ROOT, Chatd, Client
+from test_console import (ARTIFACTS, accept_in_console, c, console_agent, open_console,
+                          session_field, sign_in, wait_status)
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.browser]
 
@@ -370,4 +371,40 @@ async def test_a_supervisor_follows_a_chat_live_takes_it_over_and_reassigns_anot
     mine = sorted((e["session"], e["how"]) for e in entries["entries"] if e["who"] == sup)
     assert ((s1, "take_over") in mine and (s2, "reassign") in mine
             and mine.count((s1, "transcript")) == 1), mine  # polled live, audited once
+    assert page.errors == []
+
+
+async def axe_serious(page: Any) -> list[Any]:
+    if not await page.evaluate("typeof axe !== 'undefined'"):
+        await page.add_script_tag(path=str(ROOT / "node_modules" / "axe-core" / "axe.min.js"))
+    result = await page.evaluate("axe.run(document, {resultTypes: ['violations']})")
+    return [(v["id"], v["impact"], [n["target"] for n in v["nodes"]][:3])
+            for v in result["violations"] if v["impact"] in ("serious", "critical")]
+
+
+async def test_no_serious_accessibility_problem_on_a_phone_or_in_supervision(
+        browser: Any, server: Chatd, redis_server: Any) -> None:
+    """axe-core on the phone layout (a chat open, then the list drawer open) and on the
+    supervision view at 768 px with a live reading open; the page has its <main> and <h1>."""
+    assert (ROOT / "node_modules" / "axe-core" / "axe.min.js").exists(), \
+        "axe-core is needed: ./scripts/test installs it from npm"
+    login = await create_account(server, redis_server.url, role="supervisor", name="Major Leroy")
+    page = await open_console(browser, server, width=375, height=667, bypass_csp=True)
+    await sign_in(page, login)
+    await c(page, "availability").select_option("available")
+    await wait_status(server, redis_server.url, login, "available")
+    v = await make_visitor(server)
+    sid = await start_chat(v, "scam", "Bonjour, une question")
+    await accept_in_console(page, sid)
+    assert await page.locator("main:visible h1, main:visible ~ * h1, header h1").count() >= 1
+    assert await page.locator("main:visible").count() == 1
+    assert await axe_serious(page) == []
+    await page.locator("#open-list").click()
+    assert await axe_serious(page) == []
+    await page.keyboard.press("Escape")
+    await page.set_viewport_size({"width": 768, "height": 1024})
+    await page.get_by_role("button", name="Supervision").click()
+    await page.locator(f"#sv-open tr[data-session='{sid}']").get_by_role("button", name="Lire").click()
+    await c(page, "sv-thread").get_by_text("une question").wait_for()
+    assert await axe_serious(page) == []
     assert page.errors == []
