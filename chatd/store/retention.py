@@ -106,7 +106,7 @@ class Retention:
                 await self.redis.zrem(self.keys.pending, sid)
                 continue
             if await self.redis.exists(self.keys.session(sid)):
-                await self._route("route_enqueue", sid, "")  # its hash exists: queue it
+                await self._route("route_enqueue", sid, "", "")  # its hash exists: queue it
                 await self._count_safely(self.count_request(
                     sid, int(route["created"]), route["topic"], route["lang"]))
             else:  # it never got a hash: the visitor's start was answered `unavailable`

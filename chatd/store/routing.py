@@ -324,10 +324,11 @@ class Routing:
         this gendarme takes (else 'not_found', the same answer as for no chat at all)."""
         status = str(await self._route("take", sid, login, "1" if any_topic else "0",
                                        int(self.settings.offer_timeout * 1000)))
-        if status == "not_found":
+        if status in ("not_found", "taken"):  # closed (its routing record goes right after)?
             state, was_left, topic = await self.redis.hmget(self.keys.session(sid), "state",
                                                             "async", "topic")
-            if state == "closed" and was_left and (any_topic or await self._serves(login, topic)):
+            if state == "closed" and (status == "taken" or (was_left and (
+                    any_topic or await self._serves(login, topic)))):
                 return "closed"
         return status
 
