@@ -170,7 +170,7 @@ class Delivery:
                 await self._catch_up(conn, sid)
         conn.push(data.for_(conn.subprotocol))
         conn.ending.discard(sid)
-        self.detach(conn, sid)
+        self.detach(conn, sid, ended=True)
 
     def _deliver_note(self: Hub, conn: Connection, sid: str, nseq: int, frame: dict[str, Any]) -> None:
         cur = conn.ncursors.get(sid)

@@ -75,10 +75,11 @@ class Hub(Delivery, Events):
         if backfill:
             conn.spawn(self._catch_up(conn, sid))
 
-    def detach(self, conn: Connection, sid: str) -> None:
+    def detach(self, conn: Connection, sid: str, ended: bool = False) -> None:
+        """``ended``: the chat is closed (its routing record goes, and its presence with it)."""
         conn.attached.discard(sid)
         if conn.role == "visitor":
-            self.presence.closed(sid, conn)
+            self.presence.closed(sid, conn, ended)
         conn.holding.pop(sid, None)
         conn.cursors.pop(sid, None)
         conn.ncursors.pop(sid, None)

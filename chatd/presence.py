@@ -66,15 +66,21 @@ class Presence:
             self._changed(sid)
         conns.add(conn)
 
-    def closed(self, sid: str, conn: Connection) -> None:
-        """A visitor connection no longer follows this chat (closed, or the chat ended)."""
+    def closed(self, sid: str, conn: Connection, ended: bool = False) -> None:
+        """A visitor connection no longer follows this chat (closed, or, ``ended``, the chat
+        is closed: nothing to tell Redis, its routing record and presence are gone with it;
+        a write then would only slow the close down)."""
         conns = self.local.get(sid)
         if conns is None or conn not in conns:
             return
         conns.discard(conn)
         if not conns:
             del self.local[sid]
-            self._changed(sid)
+            if ended:
+                self.told.discard(sid)
+                self.dirty.discard(sid)
+            else:
+                self._changed(sid)
 
     def _changed(self, sid: str) -> None:
         self.dirty.add(sid)
