@@ -5,7 +5,7 @@ messages, deleted with their chat. Real chatd, real Redis, real image files made
 from __future__ import annotations
 
 import asyncio
-import io
+import json
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +14,7 @@ import pytest
 
 import photos
 from conftest import connect_pair, make_agent, make_visitor, start_chat
-from harness import Chatd
+from harness import Chatd, eventually
 from photos import decoded, upload
 
 pytestmark = pytest.mark.asyncio
@@ -300,3 +300,59 @@ async def test_photos_being_processed_do_not_hold_up_the_chats(
     codes, _ = await asyncio.gather(send_photos(), chat())
     # the pool takes workers + queue (2 + 8) photos at once: all six are stored
     assert codes == [201] * 6
+
+
+async def _chat_with_photos(server: Chatd, redis_url: str) -> tuple[Any, Any, str, list[str]]:
+    visitor, agent, sid = await connect_pair(server, redis_url)
+    ids = []
+    async with httpx.AsyncClient(base_url=server.http) as http:
+        for who, data in ((visitor, photos.jpeg_with_gps(120, 90)), (agent, photos.png_with_text())):
+            r = await upload(http, who.token, sid, data)
+            assert r.status_code == 201, r.text
+            ids.append(r.json()["id"])
+    for i, (who, pid) in enumerate(zip((visitor, agent), ids)):
+        await who.send({"type": "send", "session": sid, "cid": f"p{i}", "attachment": pid})
+        await who.recv("ack", cid=f"p{i}")
+    return visitor, agent, sid, ids
+
+
+async def test_quick_exit_keeps_the_photos_export_writes_them_purge_deletes_them(
+        photo_server: Chatd, redis_server: Any, rds: Any, tmp_path: Path) -> None:
+    from test_serve import chatd_cli
+
+    visitor, agent, sid, ids = await _chat_with_photos(photo_server, redis_server.url)
+    await visitor.send({"type": "close", "session": sid, "reason": "quick_exit"})
+    await agent.recv("closed", session=sid)
+    async with httpx.AsyncClient(base_url=photo_server.http) as http:  # kept for the gendarme
+        assert (await http.get(f"/api/uploads/{ids[0]}", headers=bearer(agent))).status_code == 200
+    folder = Path(photo_server.upload_dir) / sid  # type: ignore[attr-defined]
+    assert len(list(folder.iterdir())) == 4
+    env = {"CHATD_KEY_PREFIX": photo_server.prefix,
+           "CHATD_UPLOAD_DIR": str(photo_server.upload_dir)}  # type: ignore[attr-defined]
+    out = tmp_path / "export"
+    r = await chatd_cli("export", "--with-files", str(out), "--redis-url", redis_server.url, env=env)
+    assert r.returncode == 0, r.stderr
+    (t,) = [json.loads(line) for line in r.stdout.splitlines()]
+    attached = [m["attachment"] for m in t["messages"] if "attachment" in m]
+    assert [a["id"] for a in attached] == ids
+    assert [a["file"] for a in attached] == [f"{sid}/{ids[0]}.jpg", f"{sid}/{ids[1]}.png"]
+    assert decoded((out / attached[0]["file"]).read_bytes()).size == (90, 120)
+    assert decoded((out / attached[1]["file"]).read_bytes()).mode == "RGBA"
+    r = await chatd_cli("purge", "--older-than", "0", "--redis-url", redis_server.url, env=env)
+    assert r.returncode == 0 and "purged 1" in r.stdout, r.stderr
+    assert not folder.exists()
+    assert not await rds.keys(f"{photo_server.prefix}:s:{{{sid}}}*")
+
+
+async def test_the_automatic_sweep_deletes_photos_with_their_chat(
+        chatd_factory: Any, redis_server: Any, rds: Any, tmp_path: Path) -> None:
+    server = await chatd_factory(env={"CHATD_UPLOAD_DIR": str(tmp_path),
+                                      "CHATD_RETENTION_DAYS": "0.00002",  # 1.7 s
+                                      "CHATD_PURGE_EVERY": "0.5"})
+    visitor, agent, sid, ids = await _chat_with_photos(server, redis_server.url)
+    assert len(list((tmp_path / sid).iterdir())) == 4
+    await agent.send({"type": "close", "session": sid, "disposition": "answered"})
+    await visitor.recv("closed", session=sid)
+    assert await eventually(lambda: not (tmp_path / sid).exists(), 15)
+    assert not await rds.exists(f"{server.prefix}:s:{{{sid}}}:u")
+    assert list(tmp_path.iterdir()) == []
