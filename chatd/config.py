@@ -369,10 +369,10 @@ def _check_uploads(settings: Settings) -> None:
     if bool(settings.s3_access_key) != bool(settings.s3_secret_key):
         raise ConfigError("CHATD_S3_ACCESS_KEY and CHATD_S3_SECRET_KEY (or AWS_ACCESS_KEY_ID and "
                           "AWS_SECRET_ACCESS_KEY) go together")
-    import importlib.util
-
-    if importlib.util.find_spec("aiobotocore") is None:
-        raise ConfigError("CHATD_UPLOAD_STORE=s3 needs aiobotocore: pip install 'chatd[s3]'")
+    try:
+        import aiobotocore  # noqa: F401
+    except ImportError:
+        raise ConfigError("CHATD_UPLOAD_STORE=s3 needs aiobotocore: pip install 'chatd[s3]'") from None
 
 
 def read_tables(path: Path, setting: str, table: str) -> list[Any]:
