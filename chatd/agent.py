@@ -12,7 +12,7 @@ from . import metrics
 from .auth import token_digest
 from .connection import Connection
 from .events import told_presence
-from .store.store import HISTORY_PAGE, note_of
+from .store.store import HISTORY_PAGE, message_of, note_of
 from .visitor import NOT_FOUND, Refused, answer_append, relay_ephemeral
 
 if TYPE_CHECKING:
@@ -112,8 +112,8 @@ class AgentHandlers:
             "visitor": {"topic": info.get("topic"), "lang": info.get("lang"),
                         "waited_s": max(0, (assigned_at - created) // 1000),
                         "started": created, "presence": presence, **_earlier_chats(info)},
-            "history": [{"seq": e.seq, "from": e.sender, "text": e.text, "ts": e.ts,
-                         **({"cid": e.cid} if e.cid else {})} for e in history],
+            "history": [{**message_of(e), **({"cid": e.cid} if e.cid else {})}
+                        for e in history],
             "notes": [note_of(n) for n in notes],
         })
         last = history[-1].seq if history else 0
@@ -146,7 +146,8 @@ class AgentHandlers:
 
     async def send(self, conn: Connection, msg: m.Send) -> None:
         status, seq = await self.store.append(msg.session, "msg", "agent", conn.identity,
-                                              msg.text, msg.cid)
+                                              msg.text or "", msg.cid,
+                                              attachment=msg.attachment)
         answer_append(conn, msg.session, msg.cid, status, seq)
         if status == "ok":
             metrics.MESSAGES_BY["agent"].inc()

@@ -45,7 +45,8 @@ SECURITY_HEADERS = {
 AUDIT_ONCE_PER_S = 600
 _STATUS = {ErrorCode.BAD_MESSAGE: 400, ErrorCode.UNAUTHORIZED: 401, ErrorCode.FORBIDDEN: 403,
            ErrorCode.NOT_FOUND: 404, ErrorCode.CONFLICT: 409, ErrorCode.UNAVAILABLE: 503,
-           ErrorCode.TOO_LARGE: 413}
+           ErrorCode.TOO_LARGE: 413, ErrorCode.RATE_LIMITED: 429,
+           ErrorCode.UNSUPPORTED_TYPE: 415, ErrorCode.BAD_IMAGE: 422}
 
 
 class ApiError(Exception):

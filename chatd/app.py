@@ -19,6 +19,7 @@ from starlette.routing import Route
 from protocol import CloseCode, ErrorCode
 
 from . import api, metrics, supervised
+from .uploads import api as uploads_api
 from .api import (
     SECURITY_HEADERS,
     ApiError,
@@ -33,11 +34,14 @@ from .transport import COOKIE, Endpoint, cookie_token
 
 log = logging.getLogger("chatd")
 
+# img-src blob:: the widget shows photos it fetched with the visitor's token (an <img> cannot
+# send it), as blob: URLs
 PAGE_CSP = ("default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
-            "img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; "
+            "img-src 'self' data: blob:; connect-src 'self'; frame-ancestors 'none'; "
             "base-uri 'none'; form-action 'self'")
 # The console sets no inline style or script at all: nothing but our own files may run or style
-CONSOLE_CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+CONSOLE_CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; "
+               "img-src 'self' data: blob:; "
                "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'")
 
 
@@ -160,6 +164,7 @@ def create_app(settings: Settings, redis_url: str) -> Any:
         Route("/api/login", login, methods=["POST"]),
         Route("/api/logout", logout, methods=["POST"]),
         *api.routes(rt),
+        *uploads_api.routes(rt),
     ]
     app = Starlette(routes=routes, lifespan=lifespan)
     app.state.runtime = rt  # WebSockets are served beside it: http_protocol, transport

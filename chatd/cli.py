@@ -14,6 +14,7 @@ import secrets
 import sys
 import time
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any, AsyncIterator, Sequence
 
 from .config import ConfigError, Settings, load
@@ -57,6 +58,8 @@ def parser() -> argparse.ArgumentParser:
     export = sub.add_parser("export", help="closed chats as JSON Lines on stdout")
     export.add_argument("--since", help="only chats closed at or after this ISO date/time")
     export.add_argument("--session", help="only this session")
+    export.add_argument("--with-files", metavar="DIR",
+                        help="also write the chats' photos as DIR/<session>/<id>.jpg|png")
     _common(export)
 
     purge = sub.add_parser("purge", help="delete closed chats older than DAYS")
@@ -110,7 +113,10 @@ async def _store_for_admin(settings: Settings) -> AsyncIterator[Any]:
             embedded = EmbeddedRedis(data)
             embedded.start()
         url = data.url()
+    from .uploads.storage import open_storage
+
     store = open_store(url, settings, max_connections=4, retries=0)
+    store.files = open_storage(settings)  # a purge deletes the chats' photos too
     try:
         try:
             await store.redis.ping()
@@ -118,6 +124,7 @@ async def _store_for_admin(settings: Settings) -> AsyncIterator[Any]:
             raise AdminError(f"Redis unreachable: {exc}") from None
         yield store
     finally:
+        await store.files.aclose()
         await store.aclose()
         if embedded is not None:
             embedded.stop()
@@ -154,6 +161,8 @@ async def _admin(settings: Settings, args: argparse.Namespace) -> int:
                     if args.session:
                         raise AdminError(f"session {sid!r} is still open")
                     continue
+                if args.with_files:
+                    await _write_files(store, t, Path(args.with_files))
                 sys.stdout.write(json.dumps(t, ensure_ascii=False) + "\n")
             return 0
         if args.command == "purge":
@@ -163,6 +172,32 @@ async def _admin(settings: Settings, args: argparse.Namespace) -> int:
             print(f"purged {n} closed session(s)")
             return 0
     return 2
+
+
+async def _write_files(store: Any, transcript: dict[str, Any], root: Path) -> None:
+    """The photos of an exported chat beside the JSON Lines: DIR/<session>/<id>.<ext>; each
+    message's ``attachment`` gets ``file``, the path written relative to DIR."""
+    from .uploads.storage import StorageError
+
+    sid = transcript["session"]
+    for m in transcript["messages"]:
+        photo = m.get("attachment")
+        if not photo:
+            continue
+        try:
+            data = await store.files.get(sid, photo["id"])
+        except StorageError as exc:
+            raise AdminError(f"the photo store cannot be read: {exc}") from None
+        if data is None:  # deleted meanwhile: the transcript says what it was all the same
+            continue
+        ext = "png" if photo["type"] == "image/png" else "jpg"
+        path = root / sid / f"{photo['id']}.{ext}"
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(data)
+        except OSError as exc:
+            raise AdminError(f"--with-files: cannot write {path}: {exc.strerror}") from None
+        photo["file"] = f"{sid}/{path.name}"
 
 
 async def _agents(auth: Any, args: argparse.Namespace) -> int:

@@ -135,6 +135,20 @@ class Settings:
     topics: tuple[Topic, ...] = DEFAULT_TOPICS
     canned_file: Path | None = None  # the shared canned answers (TOML [[answer]] tables)
     canned: tuple[Canned, ...] = DEFAULT_CANNED
+    # photos (docs/protocol.md, "Photos")
+    upload_max_mb: float = 10.0  # MiB one upload may have
+    uploads_per_session: int = 20  # photos one chat may receive, both sides together
+    upload_store: str = "dir"  # "dir" (a directory) or "s3" (an S3-compatible bucket)
+    upload_dir: Path | None = None  # None: <data_dir>/uploads
+    s3_endpoint: str | None = None  # e.g. https://s3.fr-par.scw.cloud; None: AWS's own
+    s3_bucket: str | None = None
+    s3_region: str = "us-east-1"
+    # None: AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY (read by load, like every variable)
+    s3_access_key: str | None = None
+    s3_secret_key: str | None = None
+    image_pool: str = "process"  # "process" or "thread": where photos are decoded and re-encoded
+    image_workers: int = 2  # photos processed at once by one chatd process
+    image_queue: int = 8  # photos waiting for a worker; past it an upload is answered 503
     log_level: str = "info"
     log_ips: bool = False  # write client addresses to logs (off: visitors are anonymous)
     cookie_secure: bool = False  # mark the session cookie Secure (behind HTTPS)
@@ -203,6 +217,29 @@ def _origins(name: str, raw: str) -> tuple[str, ...]:
     return tuple(_origin(name, o) for o in raw.split(",") if o.strip())
 
 
+def _positive_number(name: str, raw: str) -> float:
+    try:
+        value = float(raw)
+    except ValueError:
+        value = float("nan")
+    if not value > 0 or value == float("inf"):
+        raise ConfigError(f"{name}: expected a number > 0, got {raw!r}")
+    return value
+
+
+def _url(name: str, raw: str) -> str:
+    parts = urlsplit(raw.strip())
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ConfigError(f"{name}: expected a URL such as https://s3.example.fr, got {raw!r}")
+    return raw.strip().rstrip("/")
+
+
+def _bucket(name: str, raw: str) -> str:
+    if not re.fullmatch(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]", raw):
+        raise ConfigError(f"{name}: expected an S3 bucket name (3-63 of a-z 0-9 . -), got {raw!r}")
+    return raw
+
+
 def _str(name: str, raw: str) -> str:
     if not raw:
         raise ConfigError(f"{name}: must not be empty")
@@ -265,6 +302,18 @@ _PARSERS: dict[str, Callable[[str, str], Any]] = {
     "reports_days": _int_in(1, 36_500),
     "topics_file": lambda n, r: Path(_str(n, r)),
     "canned_file": lambda n, r: Path(_str(n, r)),
+    "upload_max_mb": _positive_number,
+    "uploads_per_session": _int_in(1, 10_000),
+    "upload_store": _choice("dir", "s3"),
+    "upload_dir": lambda n, r: Path(_str(n, r)),
+    "s3_endpoint": _url,
+    "s3_bucket": _bucket,
+    "s3_region": _str,
+    "s3_access_key": _str,
+    "s3_secret_key": _str,
+    "image_pool": _choice("process", "thread"),
+    "image_workers": _int_in(1, 64),
+    "image_queue": _int_in(0, 10_000),
     "log_level": _choice("debug", "info", "warning", "error"),
     "log_ips": _bool,
     "cookie_secure": _bool,
@@ -291,7 +340,13 @@ def load(environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings
             raise ConfigError(f"unknown setting {name!r}")
         flag = "--" + name.replace("_", "-")
         values[name] = _PARSERS[name](flag, str(value))
+    # the S3 credentials may also come under the names every S3 client knows
+    for setting, aws in (("s3_access_key", "AWS_ACCESS_KEY_ID"),
+                         ("s3_secret_key", "AWS_SECRET_ACCESS_KEY")):
+        if setting not in values and environ.get(aws):
+            values[setting] = environ[aws]
     settings = Settings(**values)
+    _check_uploads(settings)
     if settings.topics_file is not None:
         settings = settings.replace(topics=load_topics(settings.topics_file))
     if settings.canned_file is not None:
@@ -303,6 +358,21 @@ def load(environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings
             raise ConfigError(f"{name}: {settings.canned_file}: {exc}") from None
         settings = settings.replace(canned=canned)
     return settings
+
+
+def _check_uploads(settings: Settings) -> None:
+    """The photo store can work: an S3 store needs its bucket and its client library."""
+    if settings.upload_store != "s3":
+        return
+    if not settings.s3_bucket:
+        raise ConfigError("CHATD_UPLOAD_STORE=s3 needs CHATD_S3_BUCKET")
+    if bool(settings.s3_access_key) != bool(settings.s3_secret_key):
+        raise ConfigError("CHATD_S3_ACCESS_KEY and CHATD_S3_SECRET_KEY (or AWS_ACCESS_KEY_ID and "
+                          "AWS_SECRET_ACCESS_KEY) go together")
+    try:
+        import aiobotocore  # noqa: F401
+    except ImportError:
+        raise ConfigError("CHATD_UPLOAD_STORE=s3 needs aiobotocore: pip install 'chatd[s3]'") from None
 
 
 def read_tables(path: Path, setting: str, table: str) -> list[Any]:

@@ -17,6 +17,7 @@ import protocol
 from .connection import Connection
 from .events import _Encoded, _sign_out, told_presence
 from .store import Entry, transient
+from .store.records import attachment_of
 
 if TYPE_CHECKING:
     from .hub import Hub
@@ -34,7 +35,8 @@ def _failed(what: str, exc: Exception) -> None:
 
 
 def msg_frame(sid: str, e: Entry) -> dict[str, Any]:
-    return protocol.outbound.msg(sid, e.seq, e.sender, e.text, e.ts, e.cid)
+    return protocol.outbound.msg(sid, e.seq, e.sender, e.text, e.ts, e.cid,
+                                 attachment_of(e.photo))
 
 
 class Delivery:

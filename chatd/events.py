@@ -11,6 +11,7 @@ import protocol
 from protocol import CloseCode
 
 from .connection import Connection
+from .store.records import attachment_of
 
 if TYPE_CHECKING:
     from .hub import Hub
@@ -60,7 +61,7 @@ class Events:
             if seq > self.max_seq.get(sid, 0):
                 self.max_seq[sid] = seq
             data = _Encoded(protocol.outbound.msg(sid, seq, ev["from"], ev["text"], ev["ts"],
-                                                  ev.get("cid")))
+                                                  ev.get("cid"), attachment_of(ev.get("a"))))
             for conn in list(conns):
                 self._deliver(conn, sid, seq, data)
         elif kind == "note":

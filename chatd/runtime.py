@@ -22,6 +22,8 @@ from .matching import Matcher
 from .fanout import Fanout, ShardedFanout
 from .store import connect, open_store, transient
 from .supervised import spawn
+from .uploads.pool import ImagePool
+from .uploads.storage import open_storage
 
 log = logging.getLogger("chatd")
 
@@ -46,6 +48,9 @@ class Runtime:
             def make_fanout(on_event: Any, on_resync: Any) -> Any:
                 return Fanout(pubsub, store.beat_channel(), on_event, on_resync,
                               store.publish_raw)
+        self.files = open_storage(settings)  # the photos' files (chatd/uploads)
+        self.store.files = self.files  # the retention deletes them with their chat
+        self.images = ImagePool(settings.image_pool, settings.image_workers, settings.image_queue)
         self.hub = Hub(self.store, make_fanout)
         self.matcher = Matcher(settings, self.store, self.hub)
         self.hub.presence.on_back = self.matcher.kick  # a queued visitor back: offer them
@@ -135,6 +140,8 @@ class Runtime:
         await self.matcher.stop()
         await self.hub.presence.stop()
         await self.hub.fanout.stop()
+        self.images.close()
+        await self.files.aclose()
         await self.store.aclose()
 
     async def redis_answers(self) -> bool:

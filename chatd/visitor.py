@@ -219,12 +219,13 @@ class VisitorHandlers:
 
     async def send(self, conn: Connection, msg: m.Send) -> None:
         status, seq = await self.store.append(msg.session, "msg", "visitor", conn.identity,
-                                              msg.text, msg.cid)
+                                              msg.text or "", msg.cid,
+                                              attachment=msg.attachment)
         answer_append(conn, msg.session, msg.cid, status, seq)
         if status == "ok":
             metrics.MESSAGES_BY["visitor"].inc()
             topic = conn.waiting.get(msg.session)
-            if topic is not None:  # still waiting for a gendarme
+            if topic is not None and msg.text:  # still waiting for a gendarme
                 self._suggest(conn, msg.session, topic, msg.text)
 
     async def typing(self, conn: Connection, msg: m.Typing) -> None:

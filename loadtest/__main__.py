@@ -21,7 +21,7 @@ NEEDS = ("httpx", "psutil", "matplotlib", "picows")
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m loadtest")
     p.add_argument("scenario", choices=("relay", "match", "idle", "surge", "soak", "chaos",
-                                             "reports"))
+                                             "reports", "uploads"))
     where = p.add_mutually_exclusive_group(required=False)
     where.add_argument("--url", help="a running chatd, e.g. ws://127.0.0.1:8000 (comma-separated for several)")
     where.add_argument("--spawn", type=int, metavar="N", help="start Redis and N chatd processes")
@@ -46,6 +46,9 @@ def parser() -> argparse.ArgumentParser:
                    "freeze, restart-redis (default: all that fit the topology)")
     p.add_argument("--days", type=int, default=400, help="reports: days of figures seeded (400)")
     p.add_argument("--requests", type=int, default=20, help="reports: requests timed per kind (20)")
+    p.add_argument("--uploads", type=int, default=100, help="uploads: photos sent (100)")
+    p.add_argument("--concurrency", type=int, default=4, help="uploads: photos at once (4)")
+    p.add_argument("--photo-mb", type=float, default=4.0, help="uploads: photo size in MB (4)")
     p.add_argument("--every", type=float, default=8.0, help="chaos: seconds between faults")
     p.add_argument("--processes", type=int, default=2, help="chaos: chatd processes")
     p.add_argument("--ack-replicas", type=int, help="chaos: CHATD_ACK_REPLICAS "
@@ -55,6 +58,8 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    if args.scenario == "uploads":  # a moderate relay beside the photos
+        args.rate = 200.0 if args.rate is None else args.rate
     if args.scenario != "chaos":
         args.rate = 2000.0 if args.rate is None else args.rate
         args.agents = 50 if args.agents is None else args.agents
@@ -81,8 +86,12 @@ def main(argv: list[str] | None = None) -> int:
     env: dict[str, str] = {}
     if args.scenario == "match":
         env["CHATD_TICK"] = "0.2"
-    if args.scenario == "relay":
+    if args.scenario in ("relay", "uploads"):
         env["CHATD_ASSIGN_MODE"] = "direct"
+    if args.scenario == "uploads" and args.spawn:  # the photos go to a directory of the run's
+        import tempfile
+
+        env["CHATD_UPLOAD_DIR"] = tempfile.mkdtemp(prefix="chatd-loadtest-uploads-")
     if args.scenario in ("surge", "soak"):
         from .surge import ASYNC_AFTER_S
 
@@ -101,6 +110,11 @@ def main(argv: list[str] | None = None) -> int:
         except KeyboardInterrupt:
             print("loadtest: interrupted; servers stopped", file=sys.stderr)
             return 130
+        finally:
+            if "CHATD_UPLOAD_DIR" in env:
+                import shutil
+
+                shutil.rmtree(env["CHATD_UPLOAD_DIR"], ignore_errors=True)
     if args.scenario == "reports":
         print("loadtest: reports seeds figures over what a deployment has: --spawn only",
               file=sys.stderr)
@@ -176,6 +190,16 @@ async def _run(args: argparse.Namespace, target: Target) -> int:
         result, series = await idle.run(target, args.connections, args.duration)
         rep.write(result, args.json, series, "idle connections", "server RSS (MiB)")
         return 1 if result["failed"] else 0
+    if args.scenario == "uploads":
+        from . import uploads
+
+        result, series = await uploads.run(target, args.uploads, args.concurrency, args.photo_mb,
+                                           args.pairs, args.rate, args.duration)
+        rep.write(result, args.json, series,
+                  f"uploads: {args.uploads} photos beside {args.rate:g} msg/s", "latency (ms)")
+        bad = result["lost"] or result["duplicates"] or result["out_of_order"] \
+            or result["uploads_ok"] < args.uploads
+        return 1 if bad else 0
     if args.scenario == "reports":
         from . import reports
 

@@ -5,14 +5,19 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any
+from typing import Any, Awaitable, Callable
 
 from .client import Conn, create_agents
 from .cluster import Target
 from .report import Sampler, percentile
 
 
-async def run(target: Target, pairs: int, rate: float, duration: float) -> tuple[dict[str, Any], dict[str, Any]]:
+async def run(target: Target, pairs: int, rate: float, duration: float,
+              during: Callable[[], Awaitable[Any]] | None = None
+              ) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``during``: another load, started once the messages have gone on alone for
+    ``duration`` seconds; the messages go on until it is done. Its result is the report's
+    ``during``, and the latencies are given for each phase (``*_before``, ``*_during``)."""
     mem0 = target.used_memory()
     per_agent = 10  # each agent answers up to 10 of the pairs' chats (fewer sign-ins to set up)
     agents_info = await create_agents(target, -(-pairs // per_agent), capacity=per_agent, tag="rel")
@@ -105,7 +110,13 @@ async def run(target: Target, pairs: int, rate: float, duration: float) -> tuple
     counters = {sid + c.name: 0 for c, sid in senders}
     k = 0
     end = t0 + duration
-    while (now := time.perf_counter()) < end:
+    beside: asyncio.Future[Any] | None = None
+    phase = (0.0, 0.0)  # when the other load ran, in seconds since t0
+    while (now := time.perf_counter()) < end or (beside is not None and not beside.done()) \
+            or (during is not None and beside is None):
+        if during is not None and beside is None and now >= end:
+            beside = asyncio.ensure_future(during())
+            phase = (now - t0, 0.0)
         due = int((now - t0) * rate)  # paced on the clock, not on sleeps that run late
         for _ in range(due - offered):
             c, sid = senders[k % len(senders)]
@@ -118,6 +129,9 @@ async def run(target: Target, pairs: int, rate: float, duration: float) -> tuple
             offered += 1
         await asyncio.sleep(tick)
     send_time = time.perf_counter() - t0
+    during_result = await beside if beside is not None else None
+    if beside is not None:
+        phase = (phase[0], send_time)
     # drain: wait until everything acknowledged has arrived, or 30 s
     deadline = time.perf_counter() + 30
     while time.perf_counter() < deadline and not (len(acked) >= offered and acked <= delivered.keys()):
@@ -139,6 +153,14 @@ async def run(target: Target, pairs: int, rate: float, duration: float) -> tuple
         "disconnected": sum(1 for c in visitors + agents if c.closed),
         **{f"errors_{code}": n for code, n in errors.items()}, **sampler.summary(),
     }
+    if during_result is not None:
+        report["during"] = during_result
+        for name, lo, hi in (("before", 0.0, phase[0]), ("during", phase[0], phase[1])):
+            window = [ms for t, ms in timeline if lo <= t < hi]
+            report[f"p50_ms_{name}"] = round(percentile(window, 50), 2)
+            report[f"p99_ms_{name}"] = round(percentile(window, 99), 2)
+            report[f"max_ms_{name}"] = round(max(window) if window else 0.0, 2)
+            report[f"messages_{name}"] = len(window)
     relayed = max(1, len(in_window))
     for name, seconds in sampler.cpu_seconds().items():  # what one relayed message costs
         report[f"{name}_cpu_us_per_msg"] = round(seconds * 1e6 / relayed, 1)

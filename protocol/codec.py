@@ -69,6 +69,7 @@ def decode(data: str | bytes, subprotocol: str, table: dict[str, type[Message]])
                 raise BadMessage(f"{kind}: missing field {field.name!r}", ref)
             continue
         values[field.name] = field.check(value, ref)
+    cls.check_together(values, ref)
     return cls(**values)
 
 

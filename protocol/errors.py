@@ -28,6 +28,9 @@ class ErrorCode(enum.StrEnum):
     NOT_FOUND = "not_found"
     CONFLICT = "conflict"
     UNAVAILABLE = "unavailable"
+    # POST /api/uploads only (docs/protocol.md, "Photos")
+    UNSUPPORTED_TYPE = "unsupported_type"  # the bytes are not a JPEG, PNG, WebP or HEIC/HEIF
+    BAD_IMAGE = "bad_image"  # an accepted type, but truncated, corrupt or too many pixels
 
 
 class CloseCode(enum.IntEnum):

@@ -13,6 +13,7 @@ from dataclasses import dataclass, fields
 from typing import Any, ClassVar
 
 from . import fields as f
+from .errors import BadMessage
 from .fields import Field, Resume
 
 
@@ -20,6 +21,10 @@ from .fields import Field, Resume
 class Message:
     TYPE: ClassVar[str] = ""
     FIELDS: ClassVar[tuple[Field, ...]] = ()
+
+    @classmethod
+    def check_together(cls, values: dict[str, Any], ref: str | None) -> None:
+        """Rules that span fields (each field alone is checked by its ``Field``)."""
 
     def to_map(self) -> dict[str, Any]:
         out: dict[str, Any] = {"type": self.TYPE}
@@ -65,11 +70,21 @@ class Start(Message):
 
 @dataclass(frozen=True, slots=True)
 class Send(Message):
+    """A message: text, a photo (``attachment``: the id POST /api/uploads answered), or both."""
+
     TYPE = "send"
-    FIELDS = (f.session(), Field("cid", "id"), f.text())
+    FIELDS = (f.session(), Field("cid", "id"), f.text(required=False),
+              Field("attachment", "id", False))
     session: str
     cid: str
-    text: str
+    text: str | None = None
+    attachment: str | None = None
+
+    @classmethod
+    def check_together(cls, values: dict[str, Any], ref: str | None) -> None:
+        # an empty message says nothing: text, a photo, or both
+        if values.get("text") is None and values.get("attachment") is None:
+            raise BadMessage("send: give a text (1-4000 characters), an attachment, or both", ref)
 
 
 @dataclass(frozen=True, slots=True)

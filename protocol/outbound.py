@@ -27,13 +27,24 @@ def note_ack(cid: str, session: str, nseq: int) -> dict[str, Any]:
     return {"type": "ack", "cid": cid, "session": session, "nseq": nseq}
 
 
-def msg(session: str, seq: int, sender: str, text: str, ts: int, cid: str | None) -> dict[str, Any]:
+def msg(session: str, seq: int, sender: str, text: str, ts: int, cid: str | None,
+        attachment: dict[str, Any] | None = None) -> dict[str, Any]:
+    """``text`` is '' for a photo sent without words; ``attachment``: see ``attachment``."""
     out: dict[str, Any] = {
         "type": "msg", "session": session, "seq": seq, "from": sender, "text": text, "ts": ts,
     }
     if cid:
         out["cid"] = cid
+    if attachment is not None:
+        out["attachment"] = attachment
     return out
+
+
+def attachment(upload_id: str, media_type: str, width: int, height: int) -> dict[str, Any]:
+    """A photo as messages carry it: relative URLs, read with the same credentials as the
+    chat (docs/protocol.md, "Photos")."""
+    return {"id": upload_id, "type": media_type, "width": width, "height": height,
+            "url": f"/api/uploads/{upload_id}", "thumb_url": f"/api/uploads/{upload_id}/thumb"}
 
 
 def note(session: str, nseq: int, from_agent: str, text: str, ts: int, cid: str | None,

@@ -89,3 +89,15 @@ def test_reports_over_a_seeded_year(tmp_path: Path) -> None:
     assert r["rows"] == 400 and int(r["chats_seeded"]) > 100_000  # type: ignore[call-overload]
     assert float(r["year_by_day_p50_ms"]) < 1000, r  # type: ignore[arg-type]
     assert float(r["year_by_topic_p50_ms"]) < 1000, r  # type: ignore[arg-type]
+
+
+def test_uploads_scenario(tmp_path: Path) -> None:
+    """A few photos beside a small relay: every photo stored, nothing of the relay lost, and
+    both phases measured (docs/benchmarks.md, "Photos", has the real run's figures)."""
+    r = loadtest(tmp_path, "uploads", "--spawn", "1", "--uploads", "6", "--concurrency", "2",
+                 "--photo-mb", "1", "--pairs", "4", "--rate", "50", "--duration", "2")
+    assert r["uploads_ok"] == 6 and int(r["photo_bytes"]) > 900_000  # type: ignore[call-overload]
+    assert r["lost"] == r["duplicates"] == r["out_of_order"] == 0
+    for field in ("upload_p50_ms", "upload_p99_ms", "relay_p99_ms_without", "relay_p99_ms_during"):
+        assert float(r[field]) > 0, r  # type: ignore[arg-type]
+    assert int(r["relay_messages_during"]) > 0  # type: ignore[call-overload]

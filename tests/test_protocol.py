@@ -45,8 +45,18 @@ def message_strategy(table: dict[str, type[Message]]) -> st.SearchStrategy[Messa
         for field in cls.FIELDS:
             strat = value_for(field)
             kwargs[field.name] = strat if field.required else st.none() | strat
-        return st.builds(cls, **kwargs)
+        return st.builds(cls, **kwargs).filter(_valid_together)
     return st.one_of([build(c) for c in table.values()])
+
+
+def _valid_together(msg: Message) -> bool:
+    """Drops what a rule across fields refuses (a `send` with neither text nor attachment)."""
+    values = {k: v for k, v in msg.to_map().items() if k != "type"}
+    try:
+        type(msg).check_together(values, None)
+    except ProtocolError:
+        return False
+    return True
 
 
 @settings(max_examples=400, suppress_health_check=[HealthCheck.too_slow])
@@ -121,6 +131,9 @@ def d(obj: Any, sub: str = protocol.JSON, table: dict[str, type[Message]] = VISI
     ('{"type": "nope"}', ErrorCode.BAD_MESSAGE),
     ('{"type": "send", "session": "s", "cid": "c"}', ErrorCode.BAD_MESSAGE),
     ('{"type": "send", "session": "s", "cid": "c", "text": ""}', ErrorCode.BAD_MESSAGE),
+    ('{"type": "send", "session": "s", "cid": "c", "text": "", "attachment": "a.b"}',
+     ErrorCode.BAD_MESSAGE),
+    ('{"type": "send", "session": "s", "cid": "c", "attachment": "a/../b"}', ErrorCode.BAD_MESSAGE),
     ('{"type": "send", "session": "s", "cid": "c", "text": 5}', ErrorCode.BAD_MESSAGE),
     ('{"type": "send", "session": "s/../x", "cid": "c", "text": "hi"}', ErrorCode.BAD_MESSAGE),
     ('{"type": "typing", "session": "s", "on": 1}', ErrorCode.BAD_MESSAGE),
@@ -179,7 +192,20 @@ def test_server_frames_decode_back_for_clients() -> None:
 def test_codes_are_the_contract_strings() -> None:
     assert {c.value for c in ErrorCode} == {
         "bad_frame", "bad_message", "too_large", "rate_limited", "unauthorized", "forbidden",
-        "not_found", "conflict", "unavailable"}
+        "not_found", "conflict", "unavailable",
+        # photos (POST /api/uploads), additions of 2026-12
+        "unsupported_type", "bad_image"}
+
+
+def test_a_send_may_carry_a_photo_with_or_without_text() -> None:
+    d = lambda obj: protocol.decode(json.dumps(obj), protocol.JSON, VISITOR)  # noqa: E731
+    msg = d({"type": "send", "session": "s", "cid": "c", "attachment": "s.abc"})
+    assert (msg.text, msg.attachment) == (None, "s.abc")  # type: ignore[attr-defined]
+    msg = d({"type": "send", "session": "s", "cid": "c", "text": "vu", "attachment": "s.abc"})
+    assert (msg.text, msg.attachment) == ("vu", "s.abc")  # type: ignore[attr-defined]
+    with pytest.raises(ProtocolError) as info:
+        d({"type": "send", "session": "s", "cid": "c", "attachment": 5})
+    assert info.value.code == ErrorCode.BAD_MESSAGE and info.value.ref == "c"
 
 
 def test_coverage_guided_fuzzing_finds_no_crash() -> None:

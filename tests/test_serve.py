@@ -211,6 +211,13 @@ async def test_a_killed_worker_is_replaced(chatd_factory) -> None:
     ([], {"CHATD_TOPICS_FILE": "/nonexistent.toml"}, "CHATD_TOPICS_FILE: cannot read /nonexistent.toml"),
     ([], {"CHATD_CANNED_FILE": "/nonexistent.toml"}, "CHATD_CANNED_FILE: cannot read /nonexistent.toml"),
     ([], {"CHATD_CANNED_FILE": str(ROOT / "pyproject.toml")}, "has no [[answer]] tables"),
+    ([], {"CHATD_UPLOAD_MAX_MB": "ten"}, "CHATD_UPLOAD_MAX_MB: expected a number > 0, got 'ten'"),
+    ([], {"CHATD_UPLOADS_PER_SESSION": "0"}, "CHATD_UPLOADS_PER_SESSION: expected a whole number"),
+    ([], {"CHATD_UPLOAD_STORE": "ftp"}, "CHATD_UPLOAD_STORE: expected one of dir, s3, got 'ftp'"),
+    ([], {"CHATD_UPLOAD_STORE": "s3"}, "CHATD_UPLOAD_STORE=s3 needs CHATD_S3_BUCKET"),
+    ([], {"CHATD_S3_BUCKET": "Photos!"}, "CHATD_S3_BUCKET: expected an S3 bucket name"),
+    ([], {"CHATD_S3_ENDPOINT": "s3.example.fr"}, "CHATD_S3_ENDPOINT: expected a URL"),
+    ([], {"CHATD_IMAGE_POOL": "gpu"}, "CHATD_IMAGE_POOL: expected one of process, thread"),
 ])
 async def test_bad_settings_exit_with_one_clear_line(args: list[str], env: dict[str, str], message: str) -> None:
     r = await chatd_cli("serve", *args, env=env)
@@ -410,3 +417,14 @@ async def test_chats_past_retention_are_purged_automatically_and_leave_nothing(
         return not await leftovers(rds, prefix, needles)
     assert await eventually(nothing_left, 30), await leftovers(rds, prefix, needles)
     assert "closed chat(s) deleted" in a.output() + b.output()
+
+
+async def test_an_s3_store_without_its_client_is_one_clear_line() -> None:
+    """As if `pip install .` had been run without the `[s3]` extra."""
+    code = ("import sys; sys.modules['aiobotocore'] = None; from chatd.cli import main; "
+            "sys.exit(main(['serve']))")
+    r = await run([sys.executable, "-c", code], env={
+        **os.environ, "CHATD_UPLOAD_STORE": "s3", "CHATD_S3_BUCKET": "photos"})
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert r.stderr.strip() == ("chatd: CHATD_UPLOAD_STORE=s3 needs aiobotocore: "
+                                "pip install 'chatd[s3]'")

@@ -36,6 +36,7 @@ PATTERNS: dict[str, str] = {
     "closed": "P:{d}:closed",
     "audit": "P:{d}:audit",
     "audit_seen": "P:{d}:aseen:<login>:<sid>",  # a read audited lately (one entry per while)
+    "audit_seen_how": "P:{d}:aseen:<login>:<sid>:<how>",  # likewise, for one kind of view
     "canned": "P:{d}:canned:<login>",
     # one visitor
     "visitor": "P:{v:<vid>}",
@@ -75,6 +76,9 @@ PATTERNS: dict[str, str] = {
     "messages": "P:s:{<sid>}:m",
     "notes": "P:s:{<sid>}:n",
     "cids": "P:s:{<sid>}:c",
+    # the chat's photos: upload id -> its record (uploads.lua); no TTL: the sweep deletes it
+    # with the files (retention.py), so files are never left without their record
+    "uploads": "P:s:{<sid>}:u",
     # channels
     "session_channel": "P:s:{<sid>}:ch",
     "agent_channel": "P:{m}:a:<login>:ch",
@@ -86,7 +90,7 @@ ROUTING = ("topics", "routes", "agents", "available", "offers", "offer_order", "
            "visitors_seen", "orphans", "open", "pending", "handling", "async_due", "served",
            "present")
 #: a chat's keys, in the order its scripts are given them
-SESSION = ("session", "messages", "notes", "cids", "session_channel")
+SESSION = ("session", "messages", "notes", "cids", "session_channel", "uploads")
 
 _ARG = re.compile(r"<(\w+)>")
 

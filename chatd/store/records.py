@@ -7,6 +7,8 @@ from typing import Any
 
 import msgpack
 
+from protocol.outbound import attachment as attachment_frame
+
 READ_PAGE = 500  # entries per read: no single Redis call works through a whole long list
 HISTORY_PAGE = 200  # messages an `assigned` carries; later ones follow as `msg` frames
 COUNTER_WINDOW_S = 3700  # an hourly counter lives a little over its hour
@@ -22,6 +24,7 @@ class Entry:
     text: str
     ts: int
     cid: str
+    photo: str = ""  # '' or 'id|type|width|height' (append.lua): see ``attachment_of``
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,8 +57,20 @@ def transcript_head(sid: str, info: dict[str, str]) -> dict[str, Any]:
     return out
 
 
+def attachment_of(photo: str | None) -> dict[str, Any] | None:
+    """A message's photo as clients see it, from the compact form the stream keeps
+    ('id|type|width|height': a text message pays nothing for photos)."""
+    if not photo:
+        return None
+    upload_id, media_type, width, height = photo.split("|")
+    return attachment_frame(upload_id, media_type, int(width), int(height))
+
+
 def message_of(e: Entry) -> dict[str, Any]:
-    return {"seq": e.seq, "from": e.sender, "text": e.text, "ts": e.ts}
+    out = {"seq": e.seq, "from": e.sender, "text": e.text, "ts": e.ts}
+    if e.photo:
+        out["attachment"] = attachment_of(e.photo)
+    return out
 
 
 def note_of(n: NoteEntry) -> dict[str, Any]:
@@ -76,7 +91,8 @@ def _pairs(rows: list[Any]) -> list[Any]:
 
 
 def _entries(rows: list[Any]) -> list[Entry]:
-    return [Entry(int(i.split("-", 1)[1]), f["from"], f["text"], int(f["ts"]), f.get("cid", ""))
+    return [Entry(int(i.split("-", 1)[1]), f["from"], f["text"], int(f["ts"]), f.get("cid", ""),
+                  f.get("a", ""))
             for i, f in rows]
 
 

@@ -1,7 +1,9 @@
 """What must not outlive its time, and what a dead process left half done.
 
 Part of ``Store``. Retention: closed chats are deleted after their retention (their keys carry
-the TTL; the sweep cleans the closed index and the visitors' lists). The repair: an operation
+the TTL; the sweep cleans the closed index and the visitors' lists, and deletes the chats'
+photos, files first, then their records: the records carry no TTL, so a photo's file is never
+left without the record that leads the sweep to it). The repair: an operation
 that spans slots (store.py) is a sequence of idempotent steps; if a process died between two
 of them, the next repair (every few seconds, one process per period) finds what was left and
 finishes it (docs/operations.md, "Interrupted operations"):
@@ -16,6 +18,7 @@ finishes it (docs/operations.md, "Interrupted operations"):
 
 from __future__ import annotations
 
+import logging
 import os
 from typing import TYPE_CHECKING, Any
 
@@ -23,6 +26,8 @@ from .records import READ_PAGE
 
 if TYPE_CHECKING:
     from .store import Store
+
+log = logging.getLogger("chatd.store")
 
 REPAIR_PAGE = 200  # open chats checked per repair
 STALE_MS = 10_000  # a step this old that has no follow-up was cut short
@@ -71,16 +76,23 @@ class Retention:
             async with self.redis.pipeline(transaction=False) as pipe:
                 for sid in sids:
                     pipe.hmget(self.keys.session(sid), *fields)
-                rows = await pipe.execute()
+                    pipe.exists(self.keys.uploads(sid))
+                replies = await pipe.execute()
             kept = 0
+            due_sids = []
+            for sid, row, photos in zip(sids, replies[::2], replies[1::2]):
+                info = dict(zip(fields, row))
+                if info["closed_at"] is not None and not due(info):
+                    kept += 1
+                elif photos and not await self._delete_files(sid):
+                    kept += 1  # the store is away: chat and record stay for the next sweep
+                else:
+                    due_sids.append((sid, info))
             async with self.redis.pipeline(transaction=False) as pipe:
-                for sid, row in zip(sids, rows):
-                    info = dict(zip(fields, row))
-                    if info["closed_at"] is not None and not due(info):
-                        kept += 1
-                        continue
-                    for key in self.keys.chat(sid)[:4]:
-                        pipe.delete(key)
+                for sid, info in due_sids:
+                    for key in self.keys.chat(sid):
+                        if key != self.keys.session_channel(sid):
+                            pipe.delete(key)
                     if info["visitor"]:
                         pipe.srem(self.keys.visitor_sessions(info["visitor"]), sid)
                     pipe.zrem(self.keys.closed, sid)
@@ -89,6 +101,20 @@ class Retention:
             start += kept  # what stays is skipped; what was deleted left the index
             if len(sids) < page:
                 return deleted
+
+    async def _delete_files(self: Store, sid: str) -> bool:
+        """A chat's photos, before its record: False (and a log line) when the photo store
+        cannot delete them now."""
+        if self.files is None:
+            log.warning("chat %s has photos but no photo store is set up: they are kept", sid)
+            return False
+        try:
+            await self.files.delete_session(sid)
+        except Exception as exc:
+            log.warning("the photos of a chat could not be deleted now (%s: %s); next sweep",
+                        type(exc).__name__, exc)
+            return False
+        return True
 
     async def repair(self: Store) -> int:
         """Finishes what dead processes left half done (the module's docstring says what).

@@ -27,7 +27,7 @@ from .states import lua_table
 
 _PRELUDES = {
     "chat": "local S = {hash = KEYS[1], msgs = KEYS[2], notes = KEYS[3], cids = KEYS[4], "
-            "channel = KEYS[5]}\nlocal R, V, C\n",
+            "channel = KEYS[5], uploads = KEYS[6]}\nlocal R, V, C\n",
     "routing": f"local PACE_RING = {PACE_RING}\n" "local R = {" + ", ".join(f"{name} = KEYS[{i + 1}]"
                                          for i, name in enumerate(ROUTING))
                + ", queue = {}}\n"

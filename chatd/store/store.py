@@ -15,7 +15,7 @@ that a process that dies between two of them leaves something the repair can fin
 
 The class is split by job: this module (deployment, chats and transcripts, the plumbing),
 ``routing.py`` (queues, offers, gendarmes), ``retention.py`` (purge, sweep, repair),
-``console.py`` (what the console and supervisors read).
+``console.py`` (what the console and supervisors read), ``uploads.py`` (the photos' records).
 """
 
 from __future__ import annotations
@@ -52,6 +52,7 @@ from .reports import Reports
 from .retention import Retention
 from .routing import Routing, presence_view
 from .scripts import Reply, Scripts
+from .uploads import Uploads
 
 __all__ = ["HISTORY_PAGE", "READ_PAGE", "Entry", "NoteEntry", "Store", "message_of", "note_of",
            "transcript_head", "unpack"]
@@ -60,7 +61,7 @@ _NOTES = {"transferred": texts.TRANSFERRED, "agent_gone": texts.AGENT_GONE,
           "taken_over": texts.TAKEN_OVER}
 
 
-class Store(Routing, Retention, Console, Reports):
+class Store(Routing, Retention, Console, Reports, Uploads):
     def __init__(self, redis: Redis, settings: Settings, script_redis: Any = None,
                  node_client: Any = None) -> None:
         """``redis`` for reads and commands whose replay is harmless (a RedisCluster for a
@@ -85,6 +86,9 @@ class Store(Routing, Retention, Console, Reports):
         self.topic_list = " ".join(topic_ids)
         self._publish_command = "SPUBLISH" if self.cluster else "PUBLISH"
         self._repair_at = 0  # where the next repair reads the open chats
+        #: where the chats' photos are kept (chatd.uploads.storage): the retention deletes
+        #: them with their chat; None where no photo store is set up (then none is touched)
+        self.files: Any = None
         #: names this process among those holding a visitor's connections (presence.lua)
         self.process_id = secrets.token_hex(8)
 
@@ -211,9 +215,12 @@ class Store(Routing, Retention, Console, Reports):
     # -- messages and transcripts -------------------------------------------------------------
 
     async def append(self, sid: str, kind: str, sender: str, actor: str, text: str,
-                     cid: str | None, name: str = "") -> tuple[str, int]:
-        """``name``: the agent's display name, which signs a note (notes show names)."""
-        status, seq = await self._chat("append", sid, kind, sender, actor, text, cid or "", name)
+                     cid: str | None, name: str = "", attachment: str | None = None
+                     ) -> tuple[str, int]:
+        """``name``: the agent's display name, which signs a note (notes show names);
+        ``attachment``: the id of a photo this sender's side uploaded to this chat."""
+        status, seq = await self._chat("append", sid, kind, sender, actor, text, cid or "", name,
+                                       attachment or "")
         return str(status), int(seq)
 
     async def session(self, sid: str) -> dict[str, str]:

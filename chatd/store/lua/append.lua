@@ -3,11 +3,13 @@
 -- may write in this chat (its hash's copy of the holder: session_sync.lua keeps it).
 -- KEYS: a chat's (keys.SESSION)
 -- ARGV: mode, sid, kind ('msg'|'note'), from ('visitor'|'agent'), actor (visitor id or
---       login), text, cid, the actor's display name (a note is signed with it)
+--       login), text, cid, the actor's display name (a note is signed with it), attachment
+--       ('' or the id of a photo this side uploaded to this chat: upload_add.lua)
 -- Returns: {status, seq} with status 'ok' (new), 'dup' (cid seen: the original seq),
---          'not_found' (no such session, or not the actor's), 'closed' (session is over)
-local sid, kind, from, actor, text, cid, name =
-  ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8] or ''
+--          'not_found' (no such session, or not the actor's; or no such photo of this side
+--          in this chat), 'closed' (session is over)
+local sid, kind, from, actor, text, cid, name, attachment =
+  ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8] or '', ARGV[9] or ''
 local state, visitor, agent = unpack(redis.call('HMGET', S.hash, 'state', 'visitor', 'agent'))
 if not state then return {'not_found', 0} end
 if from == 'visitor' then
@@ -33,7 +35,7 @@ if cid ~= '' then
         else
           mark_durable('dseq', tonumber(seen))
           publish(S.channel, {e = 'msg', sid = sid, seq = tonumber(seen), from = f.from,
-                              text = f.text, ts = tonumber(f.ts), cid = cid})
+                              text = f.text, ts = tonumber(f.ts), cid = cid, a = f.a})
         end
       end
     end
@@ -43,8 +45,18 @@ end
 if state == 'closed' then return {'closed', 0} end
 if from == 'agent' and state ~= 'active' then return {'not_found', 0} end
 if kind == 'msg' then
+  local photo
+  if attachment ~= '' then
+    -- a photo of this chat, uploaded by this side (record: 'side|type|w|h|...')
+    local rec = redis.call('HGET', S.uploads, attachment)
+    if not rec or string.sub(rec, 1, 2) ~= string.sub(from, 1, 1) .. '|' then
+      return {'not_found', 0}
+    end
+    local mtype, w, h = string.match(rec, '^%a|([^|]+)|(%d+)|(%d+)|')
+    photo = attachment .. '|' .. mtype .. '|' .. w .. '|' .. h
+  end
   if from == 'agent' then redis.call('HSETNX', S.hash, 'first_reply_at', NOW) end
-  return {'ok', append_msg(sid, from, text, cid, actor)}
+  return {'ok', append_msg(sid, from, text, cid, actor, photo)}
 end
 local nseq = append_note(sid, actor, name, text, cid)
 if cid ~= '' then redis.call('HSET', S.cids, cidkey, nseq) end

@@ -97,7 +97,9 @@ end
 
 -- Appends a visible message (visitor, agent or system) to this chat and publishes it.
 -- ``actor`` (the agent's login, the visitor id) scopes the cid; '' for system messages.
-local function append_msg(sid, from, text, cid, actor)
+-- ``photo``: nil, or a photo of the chat as messages keep it ('id|type|width|height', field
+-- 'a' of the entry and of the event; records.py reads it).
+local function append_msg(sid, from, text, cid, actor, photo)
   local seq = redis.call('HINCRBY', S.hash, 'seq', 1)
   local fields = {'from', from, 'text', text, 'ts', NOW}
   if cid and cid ~= '' then
@@ -107,10 +109,13 @@ local function append_msg(sid, from, text, cid, actor)
   if from == 'agent' and actor ~= '' then
     fields[#fields + 1] = 'agent'; fields[#fields + 1] = actor
   end
+  if photo then
+    fields[#fields + 1] = 'a'; fields[#fields + 1] = photo
+  end
   redis.call('XADD', S.msgs, '0-' .. seq, unpack(fields))
   mark_durable('dseq', seq)
   publish(S.channel, {e = 'msg', sid = sid, seq = seq, from = from, text = text, ts = NOW,
-                      cid = cid or ''})
+                      cid = cid or '', a = photo})
   return seq
 end
 
