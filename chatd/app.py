@@ -34,10 +34,10 @@ from .transport import COOKIE, Endpoint, cookie_token
 log = logging.getLogger("chatd")
 
 PAGE_CSP = ("default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
-            "img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; "
+            "img-src 'self' data: blob:; connect-src 'self'; frame-ancestors 'none'; "
             "base-uri 'none'; form-action 'self'")
 # The console sets no inline style or script at all: nothing but our own files may run or style
-CONSOLE_CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+CONSOLE_CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; "
                "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'")
 
 
