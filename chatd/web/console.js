@@ -113,6 +113,7 @@
   }
   function stop(info) {
     S.signedOut = true;
+    forgetImages();
     clearTimeout(S.asyncTimer);
     S.me = null;
     clearTimeout(S.timer);
@@ -242,6 +243,12 @@
       S.timer = setTimeout(connect, delay);
     };
   }
+  function sendFrame(item) {
+    var f = { type: "send", session: item.session, cid: item.cid };
+    if (item.text) f.text = item.text;
+    if (item.attachment) f.attachment = item.attachment;
+    return f;
+  }
   function send(frame) {
     if (S.ws && S.online) { S.ws.send(JSON.stringify(frame)); return true; }
     return false;
@@ -249,7 +256,7 @@
   function flushOutbox() {
     S.outbox.forEach(function (item) {
       send(item.kind === "note" ? { type: "note", session: item.session, cid: item.cid, text: item.text }
-        : { type: "send", session: item.session, cid: item.cid, text: item.text });
+        : sendFrame(item));
     });
   }
 
@@ -340,8 +347,8 @@
     // the echo of one of our sends replaces its pending copy
     var pending = h.cid && h.from === "agent"  // cids are per sender: the visitor's are not ours
       ? c.messages.filter(function (x) { return x.cid === h.cid && !x.seq; })[0] : null;
-    if (pending) { pending.seq = h.seq; pending.ts = h.ts; }
-    else c.messages.push({ seq: h.seq, from: h.from, text: h.text, ts: h.ts, cid: h.cid });
+    if (pending) { pending.seq = h.seq; pending.ts = h.ts; if (h.attachment) pending.attachment = h.attachment; }
+    else c.messages.push({ seq: h.seq, from: h.from, text: h.text, ts: h.ts, cid: h.cid, attachment: h.attachment });
     c.messages.sort(function (a, b) { return (a.seq || Infinity) - (b.seq || Infinity); });
     c.lastSeq = Math.max(c.lastSeq, h.seq);
     if (h.from === "visitor") { if (!c.waitingSince) c.waitingSince = h.ts; }
@@ -700,6 +707,7 @@
 
   function openChat(sid) {
     if (document.body.dataset.drawer === "list") openDrawer("");
+    if (S.photo && S.photo.sid !== sid) clearPhoto();
     var prev = S.chats[S.current];
     if (prev) { prev.draft = $("input").value; stopTyping(prev); }
     S.current = sid;
@@ -768,7 +776,9 @@
     var ol = $("messages");
     ol.textContent = "";
     c.messages.forEach(function (x) {
-      var li = el("li", { "data-chatd": "message", "data-from": x.from }, x.text);
+      var li = el("li", { "data-chatd": "message", "data-from": x.from });
+      if (x.attachment) li.appendChild(photoButton(x.attachment));
+      if (x.text) li.appendChild(document.createTextNode(x.text));
       var meta = (x.from === "visitor" ? "Personne" : x.from === "agent" ? "Gendarme" : "Information") + " · " + clock(x.ts || Date.now());
       if (x.from === "agent") meta += " · " + (!x.seq ? "en attente d'envoi" : x.seq <= c.visitorRead ? "lu" : "envoyé");
       li.appendChild(el("span", { "class": "meta" }, meta));
@@ -820,9 +830,124 @@
   }
 
   // ---- composing ----------------------------------------------------------------------------
+  // ---- photos ----------------------------------------------------------------------------------
+  // Shown as thumbnails (same origin: the session cookie opens them); the full image in a
+  // dialog, with a download the server audits. A gendarme may send one too (a diagram, a form):
+  // it is uploaded first, then sent as a message whose cid makes a resend harmless.
+  function photoButton(att) {
+    var b = el("button", { type: "button", "class": "photo", "data-chatd": "photo", title: "Agrandir la photo" });
+    var img = el("img", { alt: "Photo" });
+    if (att.local) img.src = att.local; else showImage(img, att.thumb_url);
+    b.appendChild(img);
+    b.addEventListener("click", function () { openPhoto(att); });
+    return b;
+  }
+  // Images are served with no-store (shared devices): each is fetched once per page and kept
+  // as a blob until sign-out, not fetched again at every redraw of the conversation.
+  var blobs = {};
+  function showImage(img, url) {
+    if (!blobs[url]) {
+      blobs[url] = fetch(url, { credentials: "same-origin" }).then(function (r) {
+        if (!r.ok) throw new Error("HTTP " + r.status);
+        return r.blob();
+      }).then(function (b) { return URL.createObjectURL(b); });
+      blobs[url].catch(function () { delete blobs[url]; });
+    }
+    blobs[url].then(function (src) { img.src = src; }, function () { img.alt = "Photo indisponible"; });
+  }
+  function forgetImages() {
+    Object.keys(blobs).forEach(function (u) { blobs[u].then(URL.revokeObjectURL, function () {}); });
+    blobs = {};
+  }
+  function openPhoto(att) {
+    if (att.local) $("photo-full").src = att.local; else showImage($("photo-full"), att.url);
+    $("photo-full").alt = "Photo de la conversation";
+    $("photo-download").hidden = !att.url;
+    if (att.url) {
+      $("photo-download").href = att.url + (att.url.indexOf("?") === -1 ? "?" : "&") + "download=1";
+      $("photo-download").setAttribute("download", "");
+    }
+    $("photo-dialog").showModal();
+  }
+  function clearPhoto() {
+    if (S.photo && S.photo.local) URL.revokeObjectURL(S.photo.local);
+    S.photo = null;
+    $("photo-input").value = "";
+    $("photo-preview").hidden = true;
+    $("photo-preview-img").removeAttribute("src");
+  }
+  $("photo-input").addEventListener("change", function () {
+    var file = $("photo-input").files[0];
+    if (!file) return;
+    if (!S.current) { toast("Ouvrez d'abord une conversation."); $("photo-input").value = ""; return; }
+    clearPhoto();
+    S.photo = { sid: S.current, file: file, local: URL.createObjectURL(file) };
+    $("photo-preview-img").src = S.photo.local;
+    $("photo-preview-text").textContent = "Photo prête : elle partira avec « Envoyer ».";
+    $("photo-preview").hidden = false;
+    $("input").focus();
+  });
+  $("photo-cancel").addEventListener("click", clearPhoto);
+  var UPLOAD_ERRORS = {
+    413: "Photo trop lourde.", 415: "Ce fichier n'est pas une photo acceptée (JPEG, PNG, WebP, HEIC).",
+    422: "Cette image est illisible ou trop grande.", 429: "Trop de photos dans cette conversation.",
+    409: "La conversation est terminée.", 404: "Conversation introuvable."
+  };
+  function upload(sid, file, tries) {
+    var form = new FormData();
+    form.append("session", sid);
+    form.append("file", file);
+    return fetch("/api/uploads", { method: "POST", body: form, credentials: "same-origin" }).then(function (r) {
+      return r.json().catch(function () { return {}; }).then(function (data) {
+        if (r.ok) return data;
+        var err = new Error(UPLOAD_ERRORS[r.status] || data.message || ("HTTP " + r.status));
+        err.status = r.status;
+        throw err;
+      });
+    }, function () {  // the network: try again a little later, a few times
+      if (tries >= 4) throw new Error("Réseau indisponible : photo non envoyée.");
+      return new Promise(function (ok) { setTimeout(ok, 1000 * (tries + 1)); }).then(function () { return upload(sid, file, tries + 1); });
+    }).then(null, function (e) {
+      if (e.status === 503 && tries < 4) {
+        return new Promise(function (ok) { setTimeout(ok, 1500); }).then(function () { return upload(sid, file, tries + 1); });
+      }
+      throw e;
+    });
+  }
+  function sendPhoto(c, text) {
+    var photo = S.photo, cid = newCid();
+    S.photo = null;
+    $("photo-preview").hidden = true;
+    $("photo-input").value = "";
+    var mine = { seq: 0, from: "agent", text: text, ts: Date.now(), cid: cid, attachment: { local: photo.local } };
+    c.messages.push(mine);
+    c.waitingSince = null;
+    renderMessages();
+    upload(c.sid, photo.file, 0).then(function (up) {
+      var item = { kind: "send", session: c.sid, cid: cid, text: text, attachment: up.id };
+      S.outbox.push(item);
+      saveOutbox();
+      mine.attachment = { local: photo.local, id: up.id };
+      send(sendFrame(item));
+    }).catch(function (e) {
+      c.messages = c.messages.filter(function (x) { return x !== mine; });
+      if (S.current === c.sid) { renderMessages(); if (text && !$("input").value) $("input").value = text; }
+      URL.revokeObjectURL(photo.local);
+      toast("Photo non envoyée : " + e.message);
+    });
+  }
+
   function sendReply() {
     var sid = S.current, c = S.chats[sid];
     var text = $("input").value.trim();
+    if (c && !c.closed && S.photo && S.photo.sid === sid) {
+      if ([...text].length > 4000) { toast("Message trop long (4000 caractères au plus)."); return; }
+      $("input").value = "";
+      c.draft = "";
+      stopTyping(c);
+      sendPhoto(c, text);
+      return;
+    }
     if (!c || c.closed || !text) return;
     if ([...text].length > 4000) { toast("Message trop long (4000 caractères au plus)."); return; }
     var cid = newCid();
@@ -1157,7 +1282,9 @@
       t.messages.forEach(function (x) {
         if (x.seq <= r.seq) return;
         r.seq = x.seq;
-        var li = el("li", { "data-from": x.from, "data-seq": x.seq }, x.text);
+        var li = el("li", { "data-from": x.from, "data-seq": x.seq });
+        if (x.attachment) li.appendChild(photoButton(x.attachment));
+        if (x.text) li.appendChild(document.createTextNode(x.text));
         li.appendChild(el("span", { "class": "meta" }, ({ visitor: "Personne", agent: "Gendarme", system: "Information" }[x.from] || x.from) + " · " + clock(x.ts)));
         ol.appendChild(li);
       });

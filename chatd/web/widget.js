@@ -137,6 +137,21 @@
         return "Notez-le maintenant : c'est le seul moyen de revenir à cette conversation, et il ne sera plus affiché. Il expire dans " + h + " h.";
       },
       copy: "Copier le code", copied: "Code copié.", copyManual: "Code sélectionné : copiez-le.",
+      attach: "Ajouter une photo",
+      photo: "Photo",
+      photoSend: "Envoyer la photo",
+      photoCancel: "Annuler",
+      photoReady: "Photo à envoyer (votre message l'accompagne) :",
+      photoUploading: "Envoi de la photo…",
+      photoRetry: "Réseau perdu : la photo repartira dès son retour.",
+      photoTooBig: "Photo trop lourde (10 Mo au plus).",
+      photoType: "Ce fichier n'est pas une photo acceptée (JPEG, PNG, WebP, HEIC).",
+      photoBad: "Cette photo est illisible ou trop grande.",
+      photoTooMany: "Trop de photos dans cette conversation.",
+      photoFailed: "La photo n'a pas pu être envoyée.",
+      photoOpen: "Agrandir la photo",
+      photoClose: "Fermer la photo",
+      photoNoChat: "Envoyez d'abord votre premier message.",
       haveCode: "J'ai un code",
       codeLabel: "Votre code",
       codeHint: "Le code reçu quand vous avez laissé votre question, par exemple K7QM-4XPD-9T.",
@@ -209,6 +224,21 @@
         return "Write it down now: it is the only way back to this conversation, and it will not be shown again. It expires in " + h + " h.";
       },
       copy: "Copy the code", copied: "Code copied.", copyManual: "Code selected: copy it.",
+      attach: "Add a photo",
+      photo: "Photo",
+      photoSend: "Send the photo",
+      photoCancel: "Cancel",
+      photoReady: "Photo to send (your message goes with it):",
+      photoUploading: "Sending the photo…",
+      photoRetry: "Network lost: the photo will be sent when it is back.",
+      photoTooBig: "The photo is too large (10 MB at most).",
+      photoType: "This file is not an accepted photo (JPEG, PNG, WebP, HEIC).",
+      photoBad: "This photo cannot be read or is too large.",
+      photoTooMany: "Too many photos in this conversation.",
+      photoFailed: "The photo could not be sent.",
+      photoOpen: "Enlarge the photo",
+      photoClose: "Close the photo",
+      photoNoChat: "Send your first message first.",
       haveCode: "I have a code",
       codeLabel: "Your code",
       codeHint: "The code you got when you left your question, for example K7QM-4XPD-9T.",
@@ -281,6 +311,21 @@
         return "Anótelo ahora: es la única forma de volver a esta conversación y no se volverá a mostrar. Caduca en " + h + " h.";
       },
       copy: "Copiar el código", copied: "Código copiado.", copyManual: "Código seleccionado: cópielo.",
+      attach: "Añadir una foto",
+      photo: "Foto",
+      photoSend: "Enviar la foto",
+      photoCancel: "Cancelar",
+      photoReady: "Foto para enviar (su mensaje la acompaña):",
+      photoUploading: "Enviando la foto…",
+      photoRetry: "Red perdida: la foto se enviará cuando vuelva.",
+      photoTooBig: "La foto pesa demasiado (10 MB como máximo).",
+      photoType: "Este archivo no es una foto aceptada (JPEG, PNG, WebP, HEIC).",
+      photoBad: "Esta foto no se puede leer o es demasiado grande.",
+      photoTooMany: "Demasiadas fotos en esta conversación.",
+      photoFailed: "No se pudo enviar la foto.",
+      photoOpen: "Ampliar la foto",
+      photoClose: "Cerrar la foto",
+      photoNoChat: "Envíe primero su primer mensaje.",
       haveCode: "Tengo un código",
       codeLabel: "Su código",
       codeHint: "El código que recibió al dejar su pregunta, por ejemplo K7QM-4XPD-9T.",
@@ -353,6 +398,21 @@
         return "Schreiben Sie ihn jetzt auf: Er ist der einzige Weg zurück zu diesem Gespräch und wird nicht noch einmal angezeigt. Er läuft in " + h + " Stunden ab.";
       },
       copy: "Code kopieren", copied: "Code kopiert.", copyManual: "Code markiert: Bitte kopieren Sie ihn.",
+      attach: "Ein Foto hinzufügen",
+      photo: "Foto",
+      photoSend: "Foto senden",
+      photoCancel: "Abbrechen",
+      photoReady: "Zu sendendes Foto (Ihre Nachricht geht mit):",
+      photoUploading: "Foto wird gesendet…",
+      photoRetry: "Netz verloren: Das Foto wird gesendet, sobald es zurück ist.",
+      photoTooBig: "Das Foto ist zu groß (höchstens 10 MB).",
+      photoType: "Diese Datei ist kein akzeptiertes Foto (JPEG, PNG, WebP, HEIC).",
+      photoBad: "Dieses Foto ist unlesbar oder zu groß.",
+      photoTooMany: "Zu viele Fotos in diesem Gespräch.",
+      photoFailed: "Das Foto konnte nicht gesendet werden.",
+      photoOpen: "Foto vergrößern",
+      photoClose: "Foto schließen",
+      photoNoChat: "Senden Sie zuerst Ihre erste Nachricht.",
       haveCode: "Ich habe einen Code",
       codeLabel: "Ihr Code",
       codeHint: "Der Code, den Sie beim Hinterlassen Ihrer Frage erhalten haben, zum Beispiel K7QM-4XPD-9T.",
@@ -425,6 +485,21 @@
         return "Lo annoti subito: è l'unico modo per tornare a questa conversazione e non verrà più mostrato. Scade tra " + h + " ore.";
       },
       copy: "Copia il codice", copied: "Codice copiato.", copyManual: "Codice selezionato: lo copi.",
+      attach: "Aggiungere una foto",
+      photo: "Foto",
+      photoSend: "Inviare la foto",
+      photoCancel: "Annulla",
+      photoReady: "Foto da inviare (il suo messaggio la accompagna):",
+      photoUploading: "Invio della foto…",
+      photoRetry: "Rete persa: la foto partirà appena torna.",
+      photoTooBig: "La foto è troppo pesante (10 MB al massimo).",
+      photoType: "Questo file non è una foto accettata (JPEG, PNG, WebP, HEIC).",
+      photoBad: "Questa foto è illeggibile o troppo grande.",
+      photoTooMany: "Troppe foto in questa conversazione.",
+      photoFailed: "Non è stato possibile inviare la foto.",
+      photoOpen: "Ingrandire la foto",
+      photoClose: "Chiudere la foto",
+      photoNoChat: "Invii prima il suo primo messaggio.",
       haveCode: "Ho un codice",
       codeLabel: "Il suo codice",
       codeHint: "Il codice ricevuto quando ha lasciato la domanda, per esempio K7QM-4XPD-9T.",
@@ -488,7 +563,18 @@
     copied: "Le code est copié.", copyManual: "Le code est sélectionné. Copiez-le.",
     codeHint: "Écrivez le code que vous avez reçu. Par exemple : K7QM-4XPD-9T.",
     codeWrong: "Ce code ne marche pas. Il est peut-être trop vieux.",
-    codeSlow: "Trop d'essais. Attendez quelques minutes."
+    codeSlow: "Trop d'essais. Attendez quelques minutes.",
+    attach: "Envoyer une photo",
+    photoReady: "La photo à envoyer :",
+    photoUploading: "La photo part…",
+    photoRetry: "Internet ne marche plus. La photo partira quand Internet revient.",
+    photoTooBig: "La photo est trop grosse.",
+    photoType: "Ce fichier n'est pas une photo.",
+    photoBad: "On ne peut pas lire cette photo.",
+    photoTooMany: "Vous avez envoyé trop de photos.",
+    photoFailed: "La photo n'est pas partie.",
+    photoOpen: "Voir la photo en grand",
+    photoClose: "Fermer la photo"
   });
   // Every language has every text: a missing one is a defect, said where a test sees it.
   LANGS.forEach(function (l) {
@@ -648,6 +734,21 @@
     ".typing{position:sticky;bottom:0;padding:.125em 0;font-size:.8125em;color:#444;background:rgba(255,255,255,.92)}",
     ".typing:empty{display:none}",
     "form.compose{flex:none;display:flex;gap:.375em;padding:.375em .75em;border-top:1px solid #ddd;background:#fff}",
+    ".attach{flex:none;min-width:2.6em;min-height:2.6em;border:1px solid #666;border-radius:.5em;background:#fff;display:grid;place-items:center}",
+    ".clip{width:1.1em;height:.9em;border:.15em solid #000091;border-radius:.2em;position:relative}",
+    ".clip::after{content:'';position:absolute;width:.35em;height:.35em;border:.13em solid #000091;border-radius:50%;left:.3em;top:.15em}",
+    ".preview{flex:none;padding:.375em .75em;border-top:1px solid #ddd;background:#f6f6f6;font-size:.875em}",
+    ".preview p{margin:.125em 0}",
+    ".preview img{display:block;max-height:6em;max-width:100%;border-radius:.375em;margin:.25em 0}",
+    ".preview progress{width:100%}",
+    ".preview .row{display:flex;gap:.5em}",
+    ".preview .row button{min-height:2.4em;padding:0 .75em;border-radius:.5em;border:1px solid #000091;background:#fff;color:#000091}",
+    ".preview .row .primary{background:#000091;color:#fff}",
+    ".msg .photo{display:block;border:0;padding:0;margin:.125em 0;background:none;cursor:zoom-in}",
+    ".msg .photo img{display:block;max-width:100%;max-height:12em;border-radius:.375em;min-width:3em;min-height:3em;background:#ccc}",
+    ".lightbox{position:absolute;inset:0;background:rgba(0,0,0,.88);display:flex;flex-direction:column;align-items:center;justify-content:center;gap:.75em;padding:.75em;z-index:2}",
+    ".lightbox img{max-width:100%;max-height:calc(100% - 4em);object-fit:contain}",
+    ".lightbox button{min-height:2.6em;padding:0 1em;border-radius:.5em;border:0;background:#fff;color:#000091;font-weight:600}",
     "textarea{flex:1;resize:none;font-size:1em;padding:.4em .5em;border:1px solid #666;border-radius:.5em;min-height:2.6em;max-height:7.5em}",
     ".primary{background:#000091;color:#fff;border:0;border-radius:.5em;padding:0 .875em;font-weight:600;min-height:2.6em}",
     "@media (prefers-reduced-motion:no-preference){.panel{animation:rise .18s ease-out}@keyframes rise{from{transform:translateY(.75em);opacity:0}to{transform:none;opacity:1}}}"
@@ -790,9 +891,30 @@
   tx(input, "inputLabel", "aria-label");
   var sendBtn = el("button", { "class": "primary", chatd: "send", type: "submit" });
   tx(sendBtn, "send");
-  var form = el("form", { "class": "compose", hidden: "" }, [input, sendBtn]);
+  // Photos: a button (camera or gallery on phones), paste and drag-and-drop; a preview to
+  // confirm or cancel; the upload retried after a network loss; then one `send` (its cid makes
+  // a resend harmless). Images live only as in-memory blobs: nothing is written to the device.
+  var fileInput = el("input", { type: "file", accept: "image/*", "class": "sr", tabindex: "-1", "aria-hidden": "true" });
+  var attachBtn = el("button", { "class": "attach", chatd: "attach", type: "button", hidden: "" },
+                     [el("span", { "aria-hidden": "true", "class": "clip" })]);
+  tx(attachBtn, "attach", "aria-label"); tx(attachBtn, "attach", "title");
+  var previewImg = el("img", { alt: "" });
+  var previewText = tx(el("p", {}), "photoReady");
+  var progress = el("progress", { chatd: "attach-progress", max: "100", value: "0", hidden: "" });
+  var photoMsg = el("p", { "class": "err", role: "status" });
+  var photoSend = el("button", { "class": "primary", chatd: "attach-send", type: "button" });
+  tx(photoSend, "photoSend");
+  var photoCancel = el("button", { chatd: "attach-cancel", type: "button" });
+  tx(photoCancel, "photoCancel");
+  var preview = el("div", { "class": "preview", chatd: "attach-preview", hidden: "" },
+                   [previewText, previewImg, progress, photoMsg, el("div", { "class": "row" }, [photoSend, photoCancel])]);
+  var lightImg = el("img", { alt: "" });
+  var lightClose = el("button", { type: "button", chatd: "photo-close" });
+  tx(lightClose, "photoClose");
+  var lightbox = el("div", { "class": "lightbox", chatd: "photo-full", role: "group", hidden: "" }, [lightImg, lightClose]);
+  var form = el("form", { "class": "compose", hidden: "" }, [attachBtn, fileInput, input, sendBtn]);
   var panel = el("section", { "class": "panel", chatd: "panel", role: "dialog", "aria-modal": "false", "aria-labelledby": "chatd-title", hidden: "" }, [
-    header, langsBox, bar, notice, confirmBox, exitHint, statusEl, body, form
+    header, langsBox, bar, notice, confirmBox, exitHint, statusEl, body, preview, form, lightbox
   ]);
   root.appendChild(dock);
   root.appendChild(panel);
@@ -870,10 +992,11 @@
 
   function whoLabel(from) { return from === "visitor" ? T.you : from === "agent" ? T.agent : T.system; }
 
-  function messageEl(from, text, ts) {
+  function messageEl(from, text, ts, attachment) {
     var n = el("div", { "class": "msg", chatd: "message", "data-from": from });
     n.appendChild(el("span", { "class": "sr who", text: whoLabel(from) + " : " }));
-    setText(n, text);
+    if (attachment) n.appendChild(photoEl(attachment));
+    setText(n, text || "");
     n.appendChild(el("span", { "class": "mark" }));
     n._ts = ts;
     n._mark = "";
@@ -911,8 +1034,12 @@
       delete pendingEls[f.cid];
       n.removeAttribute("data-pending");
       n._ts = ts;
+      var old = n.querySelector(".photo");  // the server's copy from now on (its thumbnail, its full size)
+      if (old && f.attachment) {
+        n.replaceChild(photoEl(Object.assign({ local: localPhotos[f.attachment.id] }, f.attachment)), old);
+      }
     } else {
-      n = messageEl(f.from, f.text, ts);
+      n = messageEl(f.from, f.text, ts, f.attachment);
       thread.appendChild(n);
     }
     n.setAttribute("data-seq", String(f.seq));
@@ -920,19 +1047,20 @@
     else renderMark(n);
     rendered[f.seq] = n;
     state.lastSeq = f.seq;
-    transcript.push({ seq: f.seq, from: f.from, text: f.text, ts: ts, name: f.from === "agent" ? state.agentName : "" });
+    transcript.push({ seq: f.seq, from: f.from, text: (f.attachment ? "[" + T.photo + "] " : "") + (f.text || ""), ts: ts,
+                      name: f.from === "agent" ? state.agentName : "" });
     scrollDown();
     if (f.from === "agent") {
       typingEl.textContent = "";
       if (panel.hidden) { state.unread++; renderBadge(true); }
       sendRead();
     }
-    emit("message", { from: f.from, text: f.text, seq: f.seq });
+    emit("message", { from: f.from, text: f.text || "", seq: f.seq, photo: !!f.attachment });
   }
   var transcript = [];
 
   function showPending(item) {
-    var n = messageEl("visitor", item.text, item.ts || now());
+    var n = messageEl("visitor", item.text, item.ts || now(), item.attachment ? { id: item.attachment, local: localPhotos[item.attachment] } : null);
     n.setAttribute("data-pending", "");
     mark(n, "pending");
     pendingEls[item.cid] = n;
@@ -977,6 +1105,8 @@
     if (p === "compose") input.setAttribute("aria-describedby", "chatd-prompt");
     else input.removeAttribute("aria-describedby");
     form.hidden = !(p === "compose" || p === "waiting" || p === "chat");
+    attachBtn.hidden = !(p === "waiting" || p === "chat");
+    if (attachBtn.hidden) cancelPhoto();
     chips.hidden = !(p === "waiting" || p === "chat");
     endBtn.hidden = !(p === "waiting" || p === "chat");
     after.hidden = p !== "closed";
@@ -1229,6 +1359,12 @@
     connect();
   });
 
+  function sendFrame(item) {
+    var f = { type: "send", session: state.session, cid: item.cid };
+    if (item.text) f.text = item.text;
+    if (item.attachment) f.attachment = item.attachment;
+    return f;
+  }
   function send(frame) {
     if (ws && connected && ws.readyState === 1) { ws.send(JSON.stringify(frame)); return true; }
     return false;
@@ -1236,9 +1372,7 @@
 
   function flushOutbox() {
     if (!state.session) return;
-    state.outbox.forEach(function (item) {
-      send({ type: "send", session: state.session, cid: item.cid, text: item.text });
-    });
+    state.outbox.forEach(function (item) { send(sendFrame(item)); });
   }
 
   function codeFailed(key) {
@@ -1505,6 +1639,143 @@
     }, endBtn);
   });
 
+  // ---- photos ----
+  var blobs = {};  // url -> promise of an object URL (fetched with the token: never cached on disk)
+  var localPhotos = {};  // upload id -> object URL of the file this page sent
+  var photo = null;  // {file, local, tries, xhr, timer}
+  function fetchBlob(url) {
+    if (!blobs[url]) {
+      blobs[url] = fetch(new URL(url, base).href, { headers: { Authorization: "Bearer " + state.token },
+                                                   credentials: "omit", cache: "no-store" })
+        .then(function (r) { if (!r.ok) throw new Error(String(r.status)); return r.blob(); })
+        .then(function (b) { return URL.createObjectURL(b); });
+      blobs[url].catch(function () { delete blobs[url]; });
+    }
+    return blobs[url];
+  }
+  function photoEl(att) {
+    var img = el("img", { alt: T.photo });
+    var b = el("button", { type: "button", "class": "photo", chatd: "photo", title: T.photoOpen, "aria-label": T.photoOpen }, [img]);
+    if (att.local) img.src = att.local;
+    else if (att.thumb_url) fetchBlob(att.thumb_url).then(function (u) { img.src = u; }, function () { /* the alt says Photo */ });
+    b.addEventListener("click", function () { openPhoto(att, b); });
+    return b;
+  }
+  var lightBack = null;
+  function openPhoto(att, from) {
+    lightBack = from;
+    lightImg.alt = T.photo;
+    lightImg.removeAttribute("src");
+    if (att.local || localPhotos[att.id]) lightImg.src = att.local || localPhotos[att.id];
+    else if (att.url) fetchBlob(att.url).then(function (u) { lightImg.src = u; }, function () { /* alt */ });
+    lightbox.hidden = false;
+    lightClose.focus();
+  }
+  function closePhoto() {
+    lightbox.hidden = true;
+    if (lightBack && lightBack.isConnected) lightBack.focus();
+  }
+  lightClose.addEventListener("click", closePhoto);
+  lightbox.addEventListener("keydown", function (e) { if (e.key === "Escape") { e.stopPropagation(); closePhoto(); } });
+
+  function choosePhoto(file) {
+    if (!file || !/^image\//.test(file.type || "image/")) return;
+    if (!state.session) { setStatus("photoNoChat"); return; }
+    cancelPhoto();
+    photo = { file: file, local: URL.createObjectURL(file), tries: 0 };
+    previewImg.src = photo.local;
+    previewImg.alt = T.photo;
+    photoMsg.textContent = "";
+    progress.hidden = true;
+    photoSend.disabled = false;
+    preview.hidden = false;
+    photoSend.focus();
+  }
+  function cancelPhoto() {
+    if (!photo) return;
+    if (photo.xhr) { try { photo.xhr.abort(); } catch (e) { /* done */ } }
+    clearTimeout(photo.timer);
+    if (!photo.sent) URL.revokeObjectURL(photo.local);
+    photo = null;
+    preview.hidden = true;
+    previewImg.removeAttribute("src");
+    fileInput.value = "";
+  }
+  var PHOTO_ERRORS = { 413: "photoTooBig", 415: "photoType", 422: "photoBad", 429: "photoTooMany" };
+  function uploadPhoto() {
+    var p = photo;
+    if (!p || !state.session) return;
+    photoSend.disabled = true;
+    progress.hidden = false;
+    progress.value = 0;
+    photoMsg.textContent = T.photoUploading;
+    var xhr = new XMLHttpRequest();
+    p.xhr = xhr;
+    xhr.open("POST", new URL("/api/uploads", base).href);
+    xhr.setRequestHeader("Authorization", "Bearer " + state.token);
+    xhr.upload.onprogress = function (e) { if (e.lengthComputable) progress.value = Math.round(100 * e.loaded / e.total); };
+    var retry = function () {  // the network, or the server busy: again, later, until cancelled
+      if (photo !== p) return;
+      photoMsg.textContent = T.photoRetry;
+      p.tries++;
+      p.timer = setTimeout(uploadPhoto, Math.min(30000, 1000 * Math.pow(2, p.tries)));
+    };
+    xhr.onerror = retry;
+    xhr.onload = function () {
+      if (photo !== p) return;
+      var data = {};
+      try { data = JSON.parse(xhr.responseText); } catch (e) { /* no body */ }
+      if (xhr.status === 201 && data.id) { sendPhoto(p, data); return; }
+      if (xhr.status === 503 || xhr.status === 0) { retry(); return; }
+      photoMsg.textContent = T[PHOTO_ERRORS[xhr.status]] || T.photoFailed;
+      progress.hidden = true;
+      photoSend.disabled = true;
+    };
+    var body = new FormData();
+    body.append("session", state.session);
+    body.append("file", p.file);
+    xhr.send(body);
+  }
+  function sendPhoto(p, up) {
+    p.sent = true;
+    localPhotos[up.id] = p.local;
+    var text = input.value.trim();
+    if (Array.from(text).length > 4000) text = "";
+    else { input.value = ""; grow(); }
+    var item = { cid: newCid(), text: text, attachment: up.id, ts: now() };
+    state.outbox.push(item); save("outbox", state.outbox);
+    showPending(item);
+    send(sendFrame(item));
+    photo = null;
+    preview.hidden = true;
+    fileInput.value = "";
+    input.focus();
+  }
+  attachBtn.addEventListener("click", function () { fileInput.click(); });
+  fileInput.addEventListener("change", function () { choosePhoto(fileInput.files && fileInput.files[0]); });
+  photoSend.addEventListener("click", uploadPhoto);
+  photoCancel.addEventListener("click", function () { cancelPhoto(); input.focus(); });
+  window.addEventListener("online", function () {
+    if (photo && photo.timer) { clearTimeout(photo.timer); uploadPhoto(); }
+  });
+  input.addEventListener("paste", function (e) {
+    var files = e.clipboardData && e.clipboardData.files;
+    if (files && files.length && /^image\//.test(files[0].type)) { e.preventDefault(); choosePhoto(files[0]); }
+  });
+  panel.addEventListener("dragover", function (e) {
+    if (state.session && e.dataTransfer && Array.prototype.indexOf.call(e.dataTransfer.types, "Files") !== -1) e.preventDefault();
+  });
+  panel.addEventListener("drop", function (e) {
+    var files = e.dataTransfer && e.dataTransfer.files;
+    if (files && files.length) { e.preventDefault(); choosePhoto(files[0]); }
+  });
+  function forgetPhotos() {
+    cancelPhoto();
+    Object.keys(blobs).forEach(function (u) { blobs[u].then(URL.revokeObjectURL, function () {}); });
+    Object.keys(localPhotos).forEach(function (id) { URL.revokeObjectURL(localPhotos[id]); });
+    blobs = {}; localPhotos = {};
+  }
+
   // ---- languages ----
   function applyTexts() { texts.forEach(applyText); }
   function setLanguage(l, chosen) {
@@ -1539,6 +1810,7 @@
       try { sock.send(JSON.stringify({ type: "close", session: state.session, reason: "quick_exit" })); } catch (e) { /* leave anyway */ }
     }
     forgetAll();
+    forgetPhotos();
     host.remove();
     document.title = savedTitle || "";
     var leave = function () { try { location.replace(exitUrl); } catch (e) { location.href = exitUrl; } };
