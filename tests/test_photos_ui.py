@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 from harness import Chatd
-from test_console import accept_in_console, c, console_agent
+from test_console import ARTIFACTS, accept_in_console, c, console_agent
 from test_widget import open_widget, start_from_widget, w
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.browser]
@@ -54,6 +54,8 @@ async def test_a_citizen_sends_a_photo_from_a_phone_and_the_gendarme_answers_wit
     await w(page, "attach-preview").wait_for(state="hidden")
     await chooser.set_input_files(str(photo))
     await w(page, "input").fill("La serrure est cassée")
+    ARTIFACTS.mkdir(exist_ok=True)
+    await page.screenshot(path=str(ARTIFACTS / "widget-375-photo-preview.png"))
     await page.context.set_offline(True)
     await w(page, "attach-send").click()
     await w(page, "attach-preview").filter(has_text="Réseau perdu").wait_for()
@@ -67,6 +69,7 @@ async def test_a_citizen_sends_a_photo_from_a_phone_and_the_gendarme_answers_wit
     await thumb.first.wait_for(timeout=20000)
     await loaded(thumb.first.locator("img"))
     assert await thumb.count() == 1
+    await console.screenshot(path=str(ARTIFACTS / "console-photo.png"))
     await thumb.first.click()
     await loaded(c(console, "photo-full"))
     size = await c(console, "photo-full").evaluate("(e) => [e.naturalWidth, e.naturalHeight]")
@@ -90,6 +93,7 @@ async def test_a_citizen_sends_a_photo_from_a_phone_and_the_gendarme_answers_wit
     await c(console, "send").click()
     answer = w(page, "message", data_from="agent").filter(has_text="Voici où déposer plainte")
     await loaded(answer.locator("[data-chatd=photo] img"))
+    await page.screenshot(path=str(ARTIFACTS / "widget-375-photos.png"))
     await answer.locator("[data-chatd=photo]").click()
     await loaded(w(page, "photo-full").locator("img"))
     await w(page, "photo-close").click()

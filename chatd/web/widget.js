@@ -1655,6 +1655,9 @@
   }
   function photoEl(att) {
     var img = el("img", { alt: T.photo });
+    img.addEventListener("load", function () {  // taller once loaded: keep the end in view
+      if (body.scrollHeight - body.scrollTop - body.clientHeight < img.clientHeight + 80) scrollDown();
+    });
     var b = el("button", { type: "button", "class": "photo", chatd: "photo", title: T.photoOpen, "aria-label": T.photoOpen }, [img]);
     if (att.local) img.src = att.local;
     else if (att.thumb_url) fetchBlob(att.thumb_url).then(function (u) { img.src = u; }, function () { /* the alt says Photo */ });
