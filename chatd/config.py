@@ -147,7 +147,9 @@ class Settings:
     s3_access_key: str | None = None
     s3_secret_key: str | None = None
     image_pool: str = "process"  # "process" or "thread": where photos are decoded and re-encoded
-    image_workers: int = 2  # photos processed at once by one chatd process
+    # photos processed at once by one chatd process: one leaves the other cores to the relay
+    # (docs/benchmarks.md, "Photos": 2 workers on 2 cores put the relay's p99 past 50 ms)
+    image_workers: int = 1
     image_queue: int = 8  # photos waiting for a worker; past it an upload is answered 503
     log_level: str = "info"
     log_ips: bool = False  # write client addresses to logs (off: visitors are anonymous)

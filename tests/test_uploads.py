@@ -298,7 +298,7 @@ async def test_photos_being_processed_do_not_hold_up_the_chats(
             await asyncio.sleep(0.02)
 
     codes, _ = await asyncio.gather(send_photos(), chat())
-    # the pool takes workers + queue (2 + 8) photos at once: all six are stored
+    # the pool takes workers + queue (1 + 8) photos at once: all six are stored
     assert codes == [201] * 6
 
 
@@ -356,3 +356,21 @@ async def test_the_automatic_sweep_deletes_photos_with_their_chat(
     assert await eventually(lambda: not (tmp_path / sid).exists(), 15)
     assert not await rds.exists(f"{server.prefix}:s:{{{sid}}}:u")
     assert list(tmp_path.iterdir()) == []
+
+
+async def test_photos_past_the_pool_and_its_queue_are_answered_unavailable(
+        chatd_factory: Any, redis_server: Any, tmp_path: Path) -> None:
+    """One worker, no queue: of photos sent at once, those that find the worker busy are
+    refused at once (503), not queued without bound; sent again later, they go in."""
+    server = await chatd_factory(env={"CHATD_UPLOAD_DIR": str(tmp_path),
+                                      "CHATD_IMAGE_WORKERS": "1", "CHATD_IMAGE_QUEUE": "0"})
+    visitor = await make_visitor(server)
+    sid = await start_chat(visitor)
+    big = photos.noisy_jpeg(3000, 2250, quality=80)
+    async with httpx.AsyncClient(base_url=server.http, timeout=60) as http:
+        assert (await upload(http, visitor.token, sid, photos.webp())).status_code == 201  # warm
+        rs = await asyncio.gather(*(upload(http, visitor.token, sid, big) for _ in range(4)))
+        codes = sorted(r.status_code for r in rs)
+        assert 201 in codes and 503 in codes and set(codes) <= {201, 503}, codes
+        assert {r.json()["error"] for r in rs if r.status_code == 503} == {"unavailable"}
+        assert (await upload(http, visitor.token, sid, big)).status_code == 201
