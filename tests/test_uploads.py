@@ -10,9 +10,8 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
-
 import photos
+import pytest
 from conftest import connect_pair, make_agent, make_visitor, start_chat
 from harness import Chatd, eventually
 from photos import decoded, upload

@@ -14,9 +14,8 @@ from pathlib import Path
 from typing import Any, AsyncIterator
 
 import httpx
-import pytest
-
 import photos
+import pytest
 from conftest import connect_pair
 from harness import Chatd, eventually, free_port, wait_for_exit
 from photos import decoded, upload
