@@ -116,3 +116,37 @@ async def test_a_file_that_is_not_a_photo_is_refused_with_a_clear_word(
     await w(page, "attach-preview").filter(has_text="pas une photo acceptée").wait_for()
     assert await c(console, "photo").count() == 0
     assert page.errors == []
+
+
+async def test_on_a_desktop_a_photo_is_pasted_or_dropped(
+        browser: Any, server: Chatd, redis_server: Any) -> None:
+    """At 1280 px: a screenshot pasted into the message box, or a file dropped on the panel,
+    comes up in the preview like a chosen one; the dropped one is sent."""
+    console, _ = await console_agent(browser, server, redis_server.url)
+    page = await open_widget(browser, server, width=1280, height=800)
+    await start_from_widget(page, "scam", "Voici la capture du faux SMS")
+    sid = await console.locator("[data-chatd=offer]").first.get_attribute("data-session")
+    await accept_in_console(console, sid)
+    make_file = """
+        const c = document.createElement('canvas'); c.width = 300; c.height = 200;
+        const g = c.getContext('2d'); g.fillStyle = '#c00'; g.fillRect(20, 20, 120, 80);
+        const blob = await new Promise(ok => c.toBlob(ok, 'image/png'));
+        const dt = new DataTransfer(); dt.items.add(new File([blob], name, {type: 'image/png'}));
+        const root = document.getElementById('chatd-widget').shadowRoot;"""
+    await w(page, "input").focus()
+    await page.evaluate("async (name) => {" + make_file + """
+        root.querySelector('[data-chatd=input]').dispatchEvent(
+            new ClipboardEvent('paste', {clipboardData: dt, bubbles: true, cancelable: true})); }""",
+                        "capture.png")
+    await w(page, "attach-preview").wait_for()
+    await w(page, "attach-cancel").click()
+    await w(page, "attach-preview").wait_for(state="hidden")
+    await page.evaluate("async (name) => {" + make_file + """
+        root.querySelector('[data-chatd=panel]').dispatchEvent(
+            new DragEvent('drop', {dataTransfer: dt, bubbles: true, cancelable: true})); }""",
+                        "dropped.png")
+    await w(page, "attach-preview").wait_for()
+    await w(page, "attach-send").click()
+    await loaded(c(console, "photo").first.locator("img"))
+    assert await c(console, "photo").count() == 1
+    assert page.errors == []
