@@ -18,6 +18,7 @@ from harness import ROOT, Chatd, eventually
 pytestmark = [pytest.mark.asyncio, pytest.mark.browser]
 
 ARTIFACTS = ROOT / "test-artifacts"
+AXE = ROOT / "node_modules" / "axe-core" / "axe.min.js"
 
 
 async def open_console(browser: Any, server: Chatd, width: int = 1400, height: int = 900,
@@ -31,6 +32,15 @@ async def open_console(browser: Any, server: Chatd, width: int = 1400, height: i
             if "Content Security Policy" in m.text else None)
     await page.goto(server.http + "/console/")
     return page
+
+
+async def axe_serious(page: Any) -> list[Any]:
+    """axe-core's serious and critical violations on the page as it is (injected once)."""
+    if not await page.evaluate("typeof axe !== 'undefined'"):
+        await page.add_script_tag(path=str(AXE))
+    result = await page.evaluate("axe.run(document, {resultTypes: ['violations']})")
+    return [(v["id"], v["impact"], [n["target"] for n in v["nodes"]][:3])
+            for v in result["violations"] if v["impact"] in ("serious", "critical")]
 
 
 def c(page: Any, name: str, **attrs: str) -> Any:
@@ -362,8 +372,7 @@ async def test_the_console_survives_its_server_dying(browser: Any, chatd_factory
 
 async def test_console_accessibility_and_screenshots(browser: Any, server: Chatd,
                                                      redis_server: Any) -> None:
-    axe = ROOT / "node_modules" / "axe-core" / "axe.min.js"
-    assert axe.exists(), "axe-core is needed: ./scripts/test installs it from npm"
+    assert AXE.exists(), "axe-core is needed: ./scripts/test installs it from npm"
     login = await create_account(server, redis_server.url)
     page = await open_console(browser, server, bypass_csp=True)  # only so that axe can be injected
     ARTIFACTS.mkdir(exist_ok=True)
@@ -378,11 +387,7 @@ async def test_console_accessibility_and_screenshots(browser: Any, server: Chatd
     v2 = await make_visitor(server)
     await start_chat(v2, "general", "Une autre question")
     await c(page, "offer").wait_for()
-    await page.add_script_tag(path=str(axe))
-    result = await page.evaluate("axe.run(document, {resultTypes: ['violations']})")
-    serious = [(v["id"], v["impact"], [n["target"] for n in v["nodes"]][:3])
-               for v in result["violations"] if v["impact"] in ("serious", "critical")]
-    assert serious == []
+    assert await axe_serious(page) == []
     await page.screenshot(path=str(ARTIFACTS / "console-offer-and-chat.png"))
 
 
@@ -405,7 +410,6 @@ async def test_supervision_reports_charts_tables_and_screenshots(browser: Any, s
     await gone.send({"type": "close", "session": sid})
     await gone.recv("closed", session=sid)
     login = await create_account(server, redis_server.url, role="supervisor", name="Major Leroy")
-    axe = ROOT / "node_modules" / "axe-core" / "axe.min.js"
     ARTIFACTS.mkdir(exist_ok=True)
     for width in (1280, 768):
         page = await open_console(browser, server, width=width, bypass_csp=True)  # axe is injected
@@ -430,11 +434,7 @@ async def test_supervision_reports_charts_tables_and_screenshots(browser: Any, s
         assert scroll <= width, scroll
         csv_href = await page.locator("#rp-csv").get_attribute("href")
         assert csv_href and "format=csv" in csv_href
-        await page.add_script_tag(path=str(axe))
-        result = await page.evaluate("axe.run(document, {resultTypes: ['violations']})")
-        serious = [(v["id"], v["impact"], [n["target"] for n in v["nodes"]][:3])
-                   for v in result["violations"] if v["impact"] in ("serious", "critical")]
-        assert serious == []
+        assert await axe_serious(page) == []
         await reports.screenshot(path=str(ARTIFACTS / f"console-reports-{width}.png"))
         assert page.errors == []
         await page.context.close()

@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 
 from conftest import create_account, make_agent, make_visitor, start_chat
-from harness import ROOT, Chatd, Client
-from test_console import (ARTIFACTS, accept_in_console, c, console_agent, open_console,
-                          session_field, sign_in, wait_status)
+from harness import Chatd, Client
+from test_console import (ARTIFACTS, AXE, accept_in_console, axe_serious, c, console_agent,
+                          open_console, session_field, sign_in, wait_status)
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.browser]
 
@@ -374,20 +374,11 @@ async def test_a_supervisor_follows_a_chat_live_takes_it_over_and_reassigns_anot
     assert page.errors == []
 
 
-async def axe_serious(page: Any) -> list[Any]:
-    if not await page.evaluate("typeof axe !== 'undefined'"):
-        await page.add_script_tag(path=str(ROOT / "node_modules" / "axe-core" / "axe.min.js"))
-    result = await page.evaluate("axe.run(document, {resultTypes: ['violations']})")
-    return [(v["id"], v["impact"], [n["target"] for n in v["nodes"]][:3])
-            for v in result["violations"] if v["impact"] in ("serious", "critical")]
-
-
 async def test_no_serious_accessibility_problem_on_a_phone_or_in_supervision(
         browser: Any, server: Chatd, redis_server: Any) -> None:
     """axe-core on the phone layout (a chat open, then the list drawer open) and on the
     supervision view at 768 px with a live reading open; the page has its <main> and <h1>."""
-    assert (ROOT / "node_modules" / "axe-core" / "axe.min.js").exists(), \
-        "axe-core is needed: ./scripts/test installs it from npm"
+    assert AXE.exists(), "axe-core is needed: ./scripts/test installs it from npm"
     login = await create_account(server, redis_server.url, role="supervisor", name="Major Leroy")
     page = await open_console(browser, server, width=375, height=667, bypass_csp=True)
     await sign_in(page, login)
