@@ -1255,7 +1255,7 @@
         var tr = cells(el("tr", { "data-session": s.session }), [topicLabel(s.topic), state, s.agent_name || s.agent || "—", ago(stats.server_time - s.created)]);
         var td = el("td");
         var b = el("button", { type: "button", "class": "small" }, "Lire");
-        b.addEventListener("click", function () { readTranscript(s.session, s.agent_name); });
+        b.addEventListener("click", function () { readTranscript(s.session, s.agent, s.agent_name); });
         td.appendChild(b);
         tr.appendChild(td);
         t.appendChild(tr);
@@ -1265,9 +1265,9 @@
   }
   // A supervisor's reading follows the chat live (only what is new is fetched, every 2 s); it
   // can take the chat over or hand it to someone else, both told to the gendarme and audited.
-  function readTranscript(sid, agentName) {
+  function readTranscript(sid, agent, agentName) {
     clearTimeout(S.svReadTimer);
-    S.svRead = { sid: sid, seq: 0, nseq: 0, agentName: agentName };
+    S.svRead = { sid: sid, seq: 0, nseq: 0, agent: agent, agentName: agentName };
     $("sv-messages").textContent = "";
     $("sv-transcript").hidden = false;
     pollTranscript(true);
@@ -1295,9 +1295,8 @@
       });
       ol.scrollTop = ol.scrollHeight;
       r.state = t.state;
-      if (!r.agentLogin && r.agentName) r.agentLogin = t.agent;  // the name given with the row is this holder's
       $("sv-transcript-title").textContent = "Lecture · " + topicLabel(t.topic) + " · " +
-        (t.agent_name || (t.agent && t.agent === r.agentLogin ? r.agentName : null) || t.agent || "sans gendarme") + (t.state === "closed" ? " · terminée" : "");
+        (t.agent_name || (t.agent && t.agent === r.agent ? r.agentName : t.agent) || "sans gendarme") + (t.state === "closed" ? " · terminée" : "");
       $("sv-take-over").disabled = $("sv-reassign").disabled = t.state === "closed" || t.agent === S.me.login;
       if (t.state !== "closed") S.svReadTimer = setTimeout(pollTranscript, 2000);
     }).catch(function (e) {
