@@ -16,17 +16,18 @@ from .report import Sampler
 PER_PROCESS = 4000
 
 
-def _hold(url: str, n: int, source: str, hold_until: float, out: Any) -> None:
+def _hold(url: str, n: int, source: str, hold_until: float, release: Any, out: Any) -> None:
     import resource
 
     import uvloop
 
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    uvloop.run(_hold_async(url, n, source, hold_until, out))
+    uvloop.run(_hold_async(url, n, source, hold_until, release, out))
 
 
-async def _hold_async(url: str, n: int, source: str, hold_until: float, out: Any) -> None:
+async def _hold_async(url: str, n: int, source: str, hold_until: float, release: Any,
+                      out: Any) -> None:
     from .client import Conn
 
     welcomed = 0
@@ -56,8 +57,8 @@ async def _hold_async(url: str, n: int, source: str, hold_until: float, out: Any
     while welcomed < len(conns) and time.time() < deadline:
         await asyncio.sleep(0.1)
     out.put(("connected", len(conns), failed))
-    while time.time() < hold_until:
-        await asyncio.sleep(0.5)
+    while not release.is_set() and time.time() < hold_until:  # the deadline is a backstop
+        await asyncio.sleep(0.2)
     held = sum(1 for c in conns if not c.closed)
     out.put(("held", held, failed + (len(conns) - held)))
     for c in conns:
@@ -70,7 +71,9 @@ async def run(target: Target, connections: int, duration: float) -> tuple[dict[s
     await asyncio.sleep(1.5)
     base_rss = sampler.server_rss()
     procs = []
-    out: Any = mp.get_context("spawn").Queue()
+    ctx = mp.get_context("spawn")
+    out: Any = ctx.Queue()
+    release = ctx.Event()  # set once the held connections have been weighed for `duration`
     nproc = max(1, -(-connections // PER_PROCESS))
     setup_budget = 20 + connections / 400  # seconds to connect everyone
     hold_until = time.time() + setup_budget + duration
@@ -78,7 +81,7 @@ async def run(target: Target, connections: int, duration: float) -> tuple[dict[s
     for i in range(nproc):
         n = connections // nproc + (1 if i < connections % nproc else 0)
         url = target.urls[i % len(target.urls)]
-        p = mp.get_context("spawn").Process(target=_hold, args=(url, n, f"127.0.0.{2 + i}", hold_until, out))
+        p = ctx.Process(target=_hold, args=(url, n, f"127.0.0.{2 + i}", hold_until, release, out))
         p.start()
         procs.append(p)
     connected = failed = 0
@@ -89,6 +92,8 @@ async def run(target: Target, connections: int, duration: float) -> tuple[dict[s
     connect_s = time.monotonic() - t0
     await asyncio.sleep(2.0)  # let the server settle, then weigh it
     loaded_rss = sampler.server_rss()
+    await asyncio.sleep(max(0.0, duration - 2.0))  # held for the run's duration, then let go
+    release.set()
     held = 0
     failed = 0
     for _ in procs:

@@ -30,7 +30,7 @@ CHECKED = ("lost", "duplicated", "reordered", "taken_back", "double_assigned", "
 def test_chaos(tmp_path: Path, topology: str, fault: str) -> None:
     out = tmp_path / "chaos.json"
     r = subprocess.run([sys.executable, "-m", "loadtest", "chaos", "--topology", topology,
-                        "--faults", fault, "--duration", "12", "--every", "6",
+                        "--faults", fault, "--duration", "9", "--every", "6",
                         "--json", str(out)], capture_output=True, text=True, timeout=240,
                        cwd=ROOT)
     report = json.loads(out.read_text()) if out.exists() else {}
