@@ -49,6 +49,11 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--uploads", type=int, default=100, help="uploads: photos sent (100)")
     p.add_argument("--concurrency", type=int, default=4, help="uploads: photos at once (4)")
     p.add_argument("--photo-mb", type=float, default=4.0, help="uploads: photo size in MB (4)")
+    p.add_argument("--against", choices=("baseline",),
+                   help="relay: the same ladder of rates on chatd, then on the baseline "
+                   "(loadtest/baseline.py), with --spawn N processes each")
+    p.add_argument("--ladder", default="2000,4000,6000,7000,8000,9000,10000,12000",
+                   help="relay --against: the rates offered in turn (msg/s), each for --duration")
     p.add_argument("--every", type=float, default=8.0, help="chaos: seconds between faults")
     p.add_argument("--processes", type=int, default=2, help="chaos: chatd processes")
     p.add_argument("--ack-replicas", type=int, help="chaos: CHATD_ACK_REPLICAS "
@@ -79,6 +84,8 @@ def main(argv: list[str] | None = None) -> int:
         print("loadtest: give --url or --spawn N", file=sys.stderr)
         return 2
     from .cluster import Cluster, Target
+    if args.against:
+        return _against(args)
     # stop cleanly on SIGTERM too (timeout, CI): the spawned servers and Redis go with us
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -125,6 +132,48 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     target = Target(args.url.split(","), args.redis_url, args.key_prefix)
     return runner(_run(args, target))
+
+
+def _against(args: argparse.Namespace) -> int:
+    from . import against
+    from . import report as rep
+    from .cluster import Cluster
+
+    if args.scenario != "relay" or not args.spawn:
+        print("loadtest: --against baseline is for relay, with --spawn N", file=sys.stderr)
+        return 2
+    try:
+        rates = [float(r) for r in args.ladder.split(",") if r.strip()]
+    except ValueError:
+        print(f"loadtest: --ladder must be rates separated by commas, not {args.ladder!r}",
+              file=sys.stderr)
+        return 2
+    if not rates or min(rates) <= 0:
+        print("loadtest: --ladder needs at least one rate above 0", file=sys.stderr)
+        return 2
+    import uvloop
+
+    def log(line: str) -> None:
+        print(f"loadtest: {line}", file=sys.stderr, flush=True)
+    runs = {}
+    try:
+        for server in ("chatd", "baseline"):
+            env = {"CHATD_ASSIGN_MODE": "direct"} if server == "chatd" else {}
+            with Cluster(args.spawn, env, server=server) as target:
+                runs[server] = uvloop.run(against.ladder(target, args.pairs, rates,
+                                                         args.duration, log))
+    except KeyboardInterrupt:
+        print("loadtest: interrupted; servers stopped", file=sys.stderr)
+        return 130
+    result = against.compare(runs, args.pairs, args.duration)
+    series = {f"{name} delivered msg/s": [(s["rate"], s["delivered_per_s"]) for s in steps]
+              for name, steps in runs.items()}
+    right = {f"{name} p99 ms": [(s["rate"], s["p99_ms"]) for s in steps]
+             for name, steps in runs.items()}
+    rep.write(result, args.json, series, f"relay at {args.pairs} chats: chatd and the baseline",
+              "msg/s delivered", right=right, right_label="p99 (ms)", xlabel="msg/s offered")
+    bad = any(s["lost"] or s["duplicates"] or s["out_of_order"] for s in runs["chatd"])
+    return 1 if bad else 0
 
 
 def _chaos(args: argparse.Namespace) -> int:

@@ -45,6 +45,7 @@ class Target:
     redis_pid: int | None = None
     shards: dict[str, int] = field(default_factory=dict)  # a Redis Cluster's nodes: name -> pid
     data_ports: list[int] = field(default_factory=list)  # spawned Redis primaries, for INFO
+    server: str = "chatd"  # or "baseline": the yardstick of `relay --against baseline`
 
     def used_memory(self) -> int | None:
         """Bytes of data the spawned Redis primaries hold (INFO's used_memory summed), or None
@@ -67,8 +68,11 @@ class Cluster:
     """``redis``: 'single' (one redis-server) or 'cluster' (a Redis Cluster of three primaries
     and their replicas, topology.py)."""
 
-    def __init__(self, n: int, env: dict[str, str] | None = None, redis: str = "single") -> None:
+    def __init__(self, n: int, env: dict[str, str] | None = None, redis: str = "single",
+                 server: str = "chatd") -> None:
+        """``server``: 'chatd', or 'baseline' (loadtest/baseline.py, the yardstick)."""
         self.n = n
+        self.server = server
         self.env = {**BENCH_ENV, **(env or {})}
         self.dir = Path(tempfile.mkdtemp(prefix="chatd-loadtest-"))
         self.procs: list[subprocess.Popen[bytes]] = []
@@ -105,15 +109,19 @@ class Cluster:
         for _ in range(self.n):
             p = free_port()
             log = open(self.dir / f"chatd-{p}.log", "ab")
+            command = (["chatd", "serve"] if self.server == "chatd" else
+                       ["loadtest.baseline", "--prefix", prefix])
             self.procs.append(subprocess.Popen(
-                [sys.executable, "-m", "chatd", "serve", "--port", str(p), "--redis-url", redis_url],
-                env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True))
+                [sys.executable, "-m", *command, "--port", str(p), "--redis-url", redis_url],
+                env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                cwd=Path(__file__).resolve().parent.parent))
             urls.append(f"ws://127.0.0.1:{p}")
         for url in urls:
             http = url.replace("ws://", "http://")
-            _wait(lambda: _ready(http), 20, f"chatd at {http}")
+            _wait(lambda: _ready(http), 20, f"{self.server} at {http}")
         return Target(urls, redis_url, prefix, [p.pid for p in self.procs],
-                      self.redis.pid if self.redis else None, shards, data_ports)
+                      self.redis.pid if self.redis else None, shards, data_ports,
+                      server=self.server)
 
     def __exit__(self, *exc: object) -> None:
         for p in self.procs:

@@ -140,7 +140,7 @@ def _cpu(p: psutil.Process) -> float:
 def write(report: dict[str, Any], path: str | None, series: dict[str, list[tuple[float, float]]],
           title: str, ylabel: str, marks: Sequence[tuple[float, str]] = (),
           right: dict[str, list[tuple[float, float]]] | None = None,
-          right_label: str = "") -> None:
+          right_label: str = "", xlabel: str = "seconds") -> None:
     """Prints the flat JSON report, writes it to ``path`` and a PNG plot beside it."""
     text = json.dumps(report, indent=2, sort_keys=True)
     print(text)
@@ -161,7 +161,7 @@ def write(report: dict[str, Any], path: str | None, series: dict[str, list[tuple
         ax.axvline(t, color="red", alpha=0.5, linewidth=1, linestyle="--")
         ax.annotate(label, (t, 1), xycoords=("data", "axes fraction"), rotation=90,
                     va="top", ha="right", fontsize=7, color="red")
-    ax.set_xlabel("seconds")
+    ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.set_title(title)
     ax.grid(alpha=0.3)

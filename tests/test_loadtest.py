@@ -35,6 +35,47 @@ def test_relay_scenario(tmp_path: Path) -> None:
     assert r["delivered_per_s"] > 200
 
 
+def test_relay_against_the_baseline(tmp_path: Path) -> None:
+    """The same ladder on chatd, then on the minimal relay of the same stack, each on its own
+    Redis and processes; nothing lost on either (whether a step is OK depends on the machine's
+    load, so that is left to the unit test below and to docs/benchmarks.md)."""
+    r = loadtest(tmp_path, "relay", "--against", "baseline", "--spawn", "2", "--pairs", "10",
+                 "--ladder", "100,200", "--duration", "2")
+    for server in ("chatd", "baseline"):
+        assert r[f"{server}_100_lost"] == 0, r
+        assert float(r[f"{server}_100_delivered_per_s"]) > 90, r  # type: ignore[arg-type]
+        assert r.get(f"{server}_200_lost", 0) == 0, r
+        assert r[f"{server}_highest_ok_rate"] in (0, 100, 200), r
+        assert float(r[f"{server}_peak_delivered_per_s"]) > 90, r  # type: ignore[arg-type]
+    if r["baseline_highest_ok_rate"]:
+        assert r["ratio_highest_ok_rate"] == round(
+            r["chatd_highest_ok_rate"] / r["baseline_highest_ok_rate"], 3)  # type: ignore[operator]
+
+
+def test_the_comparison_takes_each_servers_highest_ok_step_and_the_same_load_for_cpu() -> None:
+    from loadtest.against import compare, ok
+
+    def step(rate: float, p99: float, server_us: float, redis_us: float) -> dict[str, object]:
+        s: dict[str, object] = {
+            "rate": rate, "offered_per_s": rate, "delivered_per_s": rate * 0.99, "p99_ms": p99,
+            "lost": 0, "duplicates": 0, "out_of_order": 0, "unacked": 0, "disconnected": 0,
+            "server_cpu_us_per_msg": server_us, "redis_cpu_us_per_msg": redis_us}
+        s["ok"] = ok(s)
+        return s
+    chatd = [step(1000, 10, 300, 40), step(2000, 30, 250, 35), step(3000, 80, 240, 30)]
+    base = [step(1000, 5, 150, 5), step(2000, 6, 120, 4), step(3000, 9, 110, 4),
+            step(4000, 60, 100, 4)]
+    assert [s["ok"] for s in chatd] == [True, True, False]
+    assert not ok({**chatd[0], "lost": 1}) and not ok({**chatd[0], "delivered_per_s": 900})
+    r = compare({"chatd": chatd, "baseline": base}, 1000, 5)
+    assert r["chatd_highest_ok_rate"] == 2000 and r["baseline_highest_ok_rate"] == 3000
+    assert r["ratio_highest_ok_rate"] == round(2000 / 3000, 3)
+    assert r["chatd_peak_delivered_per_s"] == 2970 and r["baseline_peak_delivered_per_s"] == 3960
+    assert r["common_rate"] == 2000  # CPU compared at the same load: 250 / 120, 35 / 4
+    assert r["ratio_server_cpu_us_per_msg"] == 2.08 and r["ratio_redis_cpu_us_per_msg"] == 8.75
+    assert all(not isinstance(v, (dict, list)) for v in r.values())
+
+
 def test_match_scenario(tmp_path: Path) -> None:
     r = loadtest(tmp_path, "match", "--spawn", "2", "--visitors", "200", "--agents", "10", "--capacity", "3")
     for field in ("matches_per_s", "assign_p50_ms", "assign_p99_ms"):
