@@ -373,3 +373,28 @@ async def test_photos_past_the_pool_and_its_queue_are_answered_unavailable(
         assert 201 in codes and 503 in codes and set(codes) <= {201, 503}, codes
         assert {r.json()["error"] for r in rs if r.status_code == 503} == {"unavailable"}
         assert (await upload(http, visitor.token, sid, big)).status_code == 201
+
+
+async def test_the_photo_workers_go_with_a_chatd_killed_by_sigkill(
+        photo_server: Chatd, redis_server: Any) -> None:
+    """A worker killed with SIGKILL runs no cleanup; its photo workers must not wait for work
+    under init for ever."""
+    import os
+    import signal
+
+    import psutil
+
+    visitor = await make_visitor(photo_server)
+    sid = await start_chat(visitor)
+    async with httpx.AsyncClient(base_url=photo_server.http, timeout=60) as http:
+        assert (await upload(http, visitor.token, sid, photos.webp())).status_code == 201
+    assert photo_server.proc is not None
+    workers = psutil.Process(photo_server.proc.pid).children()  # chatd's worker processes
+    pool = [p for w in workers for p in w.children()]
+    assert pool, "the photo went through a pool of processes"
+    for w in workers:
+        os.kill(w.pid, signal.SIGKILL)
+
+    def gone() -> bool:
+        return not any(p.is_running() and p.status() != psutil.STATUS_ZOMBIE for p in pool)
+    assert await eventually(gone, 10), [p.pid for p in pool]

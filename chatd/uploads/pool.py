@@ -22,6 +22,7 @@ import threading
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 
+from .. import lifeline
 from . import images
 
 log = logging.getLogger("chatd.uploads")
@@ -30,12 +31,17 @@ WORKER_NICENESS = 10
 
 
 def _start_worker() -> None:
-    """In each worker: a lower priority (on Linux a thread has its own), the decoders."""
+    """In each worker: a lower priority (on Linux a thread has its own), the decoders, and an
+    end with the parent."""
     try:
         os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), WORKER_NICENESS)
     except (OSError, AttributeError):  # not permitted, or not Linux: the default priority
         pass
     images.set_up()
+    if multiprocessing.parent_process() is not None:  # a process worker, not a thread
+        # a chatd killed with SIGKILL cannot stop its workers, which would wait for work
+        # forever under init (tens of MB each): they go with it
+        lifeline.die_with_parent(os.getppid())
 
 
 class PoolFull(Exception):
