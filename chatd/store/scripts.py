@@ -13,6 +13,7 @@ a node that never ran them) gets them again.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any
@@ -56,9 +57,49 @@ NAMES = tuple(sorted(p.name[:-4] for p in resources.files(__package__).joinpath(
 FAMILIES = {name: family(name) for name in NAMES}
 
 
+_FUNCTION = re.compile(r"^local function (\w+)\(", re.M)
+_WORD = re.compile(r"\b[A-Za-z_]\w*\b")
+
+
+def _parts() -> tuple[str, list[tuple[str, str]]]:
+    """lib.lua as its opening (mode, clock, result lists: every script needs them) and its
+    functions, each with the comment above it, in order; the transition table is one more
+    function (``move``, with ``TRANSITIONS``)."""
+    lib = _read("lib.lua")
+    starts = [m.start() for m in _FUNCTION.finditer(lib)]
+    # a function's part begins with the comment lines right above it
+    bounds = []
+    for at in starts:
+        begin = lib.rfind("\n\n", 0, at)
+        bounds.append(begin + 1 if begin != -1 else at)
+    opening = lib[:bounds[0]] if bounds else lib
+    functions = [("move", lua_table())]
+    for i, begin in enumerate(bounds):
+        end = bounds[i + 1] if i + 1 < len(bounds) else len(lib)
+        m = _FUNCTION.search(lib, begin)
+        assert m is not None
+        functions.append((m.group(1), lib[begin:end]))
+    return opening, functions
+
+
 def source(name: str) -> str:
-    return (_PRELUDES[FAMILIES[name]] + lua_table() + _read("lib.lua")
-            + "local function main()\n" + _read(f"{name}.lua") + "\nend\n"
+    """A script as Redis runs it: its prelude, lib.lua's opening, the helpers it calls (and
+    those they call) and its body. Redis runs all of it at every call, so a script carries
+    only what it uses: the whole library cost the append of each message about 16 µs of
+    Redis CPU (docs/benchmarks.md, "Performance")."""
+    body = _read(f"{name}.lua")
+    opening, functions = _parts()
+    defined = {fn for fn, _ in functions}
+    wanted = set(_WORD.findall(body)) & defined
+    while True:  # what the wanted helpers call, until nothing new comes
+        more = {w for fn, text in functions if fn in wanted
+                for w in _WORD.findall(text) if w in defined} - wanted
+        if not more:
+            break
+        wanted |= more
+    helpers = "".join(text for fn, text in functions if fn in wanted)
+    return (_PRELUDES[FAMILIES[name]] + opening + helpers
+            + "local function main()\n" + body + "\nend\n"
             + "return {main(), PUBS, MARKS, LATER, SYNCS}\n")
 
 

@@ -10,7 +10,8 @@
 --          in this chat), 'closed' (session is over)
 local sid, kind, from, actor, text, cid, name, attachment =
   ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8] or '', ARGV[9] or ''
-local state, visitor, agent = unpack(redis.call('HMGET', S.hash, 'state', 'visitor', 'agent'))
+local state, visitor, agent, dseq, replied = unpack(redis.call('HMGET', S.hash, 'state',
+  'visitor', 'agent', 'dseq', 'first_reply_at'))
 if not state then return {'not_found', 0} end
 if from == 'visitor' then
   if visitor ~= actor then return {'not_found', 0} end
@@ -55,7 +56,11 @@ if kind == 'msg' then
     local mtype, w, h = string.match(rec, '^%a|([^|]+)|(%d+)|(%d+)|')
     photo = attachment .. '|' .. mtype .. '|' .. w .. '|' .. h
   end
-  if from == 'agent' then redis.call('HSETNX', S.hash, 'first_reply_at', NOW) end
+  if from == 'agent' and not replied then redis.call('HSET', S.hash, 'first_reply_at', NOW) end
+  if not DEFER then  -- every message is shown once written: no dseq to keep (lib.lua, ABSENT)
+    if dseq then redis.call('HDEL', S.hash, 'dseq') end
+    ABSENT.dseq = true
+  end
   return {'ok', append_msg(sid, from, text, cid, actor, photo)}
 end
 local nseq = append_note(sid, actor, name, text, cid)

@@ -16,6 +16,9 @@ do
   NOW = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
 local PUBS, MARKS, LATER, SYNCS = {}, {}, {}, {}
+-- Fields of S.hash this script has seen absent: without DEFER an absent dseq means "all
+-- shown", so mark_durable need not write it (one call less per message; append.lua).
+local ABSENT = {}
 
 -- An event on this chat's own channel (a chat script): published now, or with DEFER held
 -- back for confirm.lua.
@@ -58,7 +61,7 @@ local function mark_durable(field, n)
   if DEFER then
     MARKS[#MARKS + 1] = field
     MARKS[#MARKS + 1] = n
-  else
+  elseif not ABSENT[field] then
     redis.call('HSET', S.hash, field, n)
   end
 end
@@ -101,6 +104,9 @@ end
 -- 'a' of the entry and of the event; records.py reads it).
 local function append_msg(sid, from, text, cid, actor, photo)
   local seq = redis.call('HINCRBY', S.hash, 'seq', 1)
+  -- acks that wait for replicas, after a time without (dseq absent: all shown): what came
+  -- before is shown, this one only once confirmed
+  if DEFER then redis.call('HSETNX', S.hash, 'dseq', seq - 1) end
   local fields = {'from', from, 'text', text, 'ts', NOW}
   if cid and cid ~= '' then
     fields[#fields + 1] = 'cid'; fields[#fields + 1] = cid
