@@ -145,16 +145,16 @@ class AgentHandlers:
         self.rt.matcher.kick()
 
     async def send(self, conn: Connection, msg: m.Send) -> None:
-        status, seq = await self.store.append(msg.session, "msg", "agent", conn.identity,
-                                              msg.text or "", msg.cid,
-                                              attachment=msg.attachment)
-        answer_append(conn, msg.session, msg.cid, status, seq)
+        status, seq, ts = await self.store.append(msg.session, "msg", "agent", conn.identity,
+                                                  msg.text or "", msg.cid,
+                                                  attachment=msg.attachment)
+        answer_append(self.hub, conn, msg, status, seq, ts)
         if status == "ok":
             metrics.MESSAGES_BY["agent"].inc()
 
     async def note(self, conn: Connection, msg: m.Note) -> None:
-        status, nseq = await self.store.append(msg.session, "note", "agent", conn.identity,
-                                               msg.text, msg.cid, conn.name)
+        status, nseq, _ = await self.store.append(msg.session, "note", "agent", conn.identity,
+                                                  msg.text, msg.cid, conn.name)
         if status in ("ok", "dup"):
             if msg.cid:
                 conn.send(note_ack(msg.cid, msg.session, nseq))

@@ -50,6 +50,16 @@ class Delivery:
         elif seq > cur + 1:
             conn.spawn(self._catch_up(conn, sid))
 
+    def deliver_own(self: Hub, conn: Connection, sid: str, seq: int, frame: dict[str, Any]
+                    ) -> None:
+        """The sender's copy of its message, with its ack: only when it is the next of this
+        connection (no gap, no backfill under way), else pub/sub or the backfill brings it."""
+        if conn.cursors.get(sid) == seq - 1 and sid not in conn.catching:
+            conn.send(frame)
+            conn.cursors[sid] = seq
+            if seq > self.max_seq.get(sid, 0):
+                self.max_seq[sid] = seq
+
     async def _catch_up(self: Hub, conn: Connection, sid: str) -> None:
         if sid in conn.catching:
             return

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 import protocol.messages as m
 from protocol import ErrorCode
 from protocol.outbound import ack, error
+from protocol.outbound import msg as msg_out
 
 from . import codes, metrics
 from .connection import Connection
@@ -15,6 +16,7 @@ from .delivery import msg_frame
 from .suggest import suggest
 
 if TYPE_CHECKING:
+    from .hub import Hub
     from .runtime import Runtime
 
 
@@ -218,10 +220,10 @@ class VisitorHandlers:
         await self.hub.reconcile([sid], conn)  # `assigned` if it is active, `closed` if over
 
     async def send(self, conn: Connection, msg: m.Send) -> None:
-        status, seq = await self.store.append(msg.session, "msg", "visitor", conn.identity,
-                                              msg.text or "", msg.cid,
-                                              attachment=msg.attachment)
-        answer_append(conn, msg.session, msg.cid, status, seq)
+        status, seq, ts = await self.store.append(msg.session, "msg", "visitor", conn.identity,
+                                                  msg.text or "", msg.cid,
+                                                  attachment=msg.attachment)
+        answer_append(self.hub, conn, msg, status, seq, ts)
         if status == "ok":
             metrics.MESSAGES_BY["visitor"].inc()
             topic = conn.waiting.get(msg.session)
@@ -268,9 +270,17 @@ def matching_lang(lang: str) -> str:
     return low.split("-")[0] if "-" in low else low
 
 
-def answer_append(conn: Connection, sid: str, cid: str, status: str, seq: int) -> None:
+def answer_append(hub: Hub, conn: Connection, msg: m.Send, status: str, seq: int,
+                  ts: int) -> None:
+    sid = msg.session
     if status in ("ok", "dup"):
-        conn.send(ack(cid, sid, seq))
+        conn.send(ack(msg.cid, sid, seq))
+        if status == "ok" and not msg.attachment:
+            # the sender's own copy leaves with the ack, in the same write, when it is next
+            # in line for this connection; its copy from pub/sub is then dropped as old
+            # (delivery.py). Otherwise (a gap, a backfill, a photo) pub/sub brings it.
+            hub.deliver_own(conn, sid, seq, msg_out(
+                sid, seq, conn.role, msg.text or "", ts, msg.cid))
     elif status == "closed":
         raise Refused(ErrorCode.CONFLICT, "this chat is closed")
     else:

@@ -22,6 +22,7 @@ from redis.backoff import ExponentialBackoff, NoBackoff
 from redis.exceptions import ConnectionError
 
 from ..redis_url import RedisTarget, parse
+from .packing import use_hiredis
 
 SOCKET_TIMEOUT = 5.0  # seconds a reply may take before the link counts as dead
 CONNECT_TIMEOUT = 2.0
@@ -71,10 +72,10 @@ def command_client(url: str, decode: bool = True, max_connections: int = 64,
     retry = Retry(ExponentialBackoff(cap=0.5, base=0.02), retries,
                   supported_errors=(ConnectionError,))
     if target.kind == "sentinel":
-        return _sentinel(target, decode, retry).master_for(
+        return use_hiredis(_sentinel(target, decode, retry).master_for(
             target.service, connection_pool_class=_SentinelBlockingPool,
             max_connections=max_connections, timeout=POOL_WAIT,
-            encoding_errors="surrogateescape")
+            encoding_errors="surrogateescape"))
     if target.kind == "cluster":
         return RedisCluster(
             startup_nodes=[ClusterNode(h, p) for h, p in target.nodes],
@@ -86,7 +87,7 @@ def command_client(url: str, decode: bool = True, max_connections: int = 64,
         url, max_connections=max_connections, timeout=POOL_WAIT, decode_responses=decode,
         socket_connect_timeout=CONNECT_TIMEOUT, socket_timeout=SOCKET_TIMEOUT,
         health_check_interval=HEALTH_CHECK, retry=retry, encoding_errors="surrogateescape")
-    return Redis(connection_pool=pool)
+    return use_hiredis(Redis(connection_pool=pool))
 
 
 def pubsub_client(url: str) -> Redis:
@@ -114,10 +115,10 @@ def node_factory(url: str, decode: bool = True, pubsub: bool = False
     target = parse(url)
 
     def make(host: str, port: int) -> Redis:
-        return Redis(host=host, port=port, username=target.username, password=target.password,
-                     decode_responses=decode, socket_connect_timeout=CONNECT_TIMEOUT,
-                     socket_timeout=None if pubsub else SOCKET_TIMEOUT,
-                     health_check_interval=0 if pubsub else HEALTH_CHECK,
-                     retry=Retry(NoBackoff(), 0), encoding_errors="surrogateescape",
-                     **_tls(target))
+        return use_hiredis(Redis(
+            host=host, port=port, username=target.username, password=target.password,
+            decode_responses=decode, socket_connect_timeout=CONNECT_TIMEOUT,
+            socket_timeout=None if pubsub else SOCKET_TIMEOUT,
+            health_check_interval=0 if pubsub else HEALTH_CHECK,
+            retry=Retry(NoBackoff(), 0), encoding_errors="surrogateescape", **_tls(target)))
     return make

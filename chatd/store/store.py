@@ -216,12 +216,13 @@ class Store(Routing, Retention, Console, Reports, Uploads):
 
     async def append(self, sid: str, kind: str, sender: str, actor: str, text: str,
                      cid: str | None, name: str = "", attachment: str | None = None
-                     ) -> tuple[str, int]:
-        """``name``: the agent's display name, which signs a note (notes show names);
-        ``attachment``: the id of a photo this sender's side uploaded to this chat."""
-        status, seq = await self._chat("append", sid, kind, sender, actor, text, cid or "", name,
-                                       attachment or "")
-        return str(status), int(seq)
+                     ) -> tuple[str, int, int]:
+        """(status, seq, ts): ``ts`` is a new message's time (0 otherwise). ``name``: the
+        agent's display name, which signs a note (notes show names); ``attachment``: the id of
+        a photo this sender's side uploaded to this chat."""
+        reply = await self._chat("append", sid, kind, sender, actor, text, cid or "", name,
+                                 attachment or "")
+        return str(reply[0]), int(reply[1]), int(reply[2]) if len(reply) > 2 else 0
 
     async def session(self, sid: str) -> dict[str, str]:
         return await self.redis.hgetall(self.keys.session(sid))  # type: ignore[no-any-return]

@@ -5,7 +5,7 @@
 -- ARGV: mode, sid, kind ('msg'|'note'), from ('visitor'|'agent'), actor (visitor id or
 --       login), text, cid, the actor's display name (a note is signed with it), attachment
 --       ('' or the id of a photo this side uploaded to this chat: upload_add.lua)
--- Returns: {status, seq} with status 'ok' (new), 'dup' (cid seen: the original seq),
+-- Returns: {status, seq[, ts of a new message]} with status 'ok' (new), 'dup' (cid seen: the original seq),
 --          'not_found' (no such session, or not the actor's; or no such photo of this side
 --          in this chat), 'closed' (session is over)
 local sid, kind, from, actor, text, cid, name, attachment =
@@ -61,7 +61,7 @@ if kind == 'msg' then
     if dseq then redis.call('HDEL', S.hash, 'dseq') end
     ABSENT.dseq = true
   end
-  return {'ok', append_msg(sid, from, text, cid, actor, photo)}
+  return {'ok', append_msg(sid, from, text, cid, actor, photo), NOW}
 end
 local nseq = append_note(sid, actor, name, text, cid)
 if cid ~= '' then redis.call('HSET', S.cids, cidkey, nseq) end
