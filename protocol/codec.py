@@ -20,7 +20,9 @@ MSGPACK = "chatd.v1.msgpack"
 SUBPROTOCOLS = (JSON, MSGPACK)
 
 _json_encoder = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
-_packer_opts = {"use_bin_type": True}
+# one packer for all frames: ``packb`` makes a new one (and its buffer) at every call; a pack
+# holds the GIL from start to end, so threads cannot interleave in it
+_pack = msgpack.Packer(use_bin_type=True).pack
 
 
 def _reject_constant(name: str) -> Any:
@@ -76,7 +78,7 @@ def decode(data: str | bytes, subprotocol: str, table: dict[str, type[Message]])
 def encode(message: Message | dict[str, Any], subprotocol: str) -> str | bytes:
     obj = message.to_map() if isinstance(message, Message) else message
     if subprotocol == MSGPACK:
-        return msgpack.packb(obj, **_packer_opts)  # type: ignore[no-any-return]
+        return _pack(obj)  # type: ignore[no-any-return]
     return _json_encoder.encode(obj)
 
 

@@ -102,6 +102,9 @@ class Keys:
         self.prefix = prefix
         for name, pattern in PATTERNS.items():
             setattr(self, name, _python_function(prefix, pattern))
+        # a chat's keys are asked for at every message: their text around the sid, split once
+        self._chat_parts = [tuple((prefix + PATTERNS[name][1:]).split("<sid>"))
+                            for name in SESSION]
 
     # Declared for type checkers; bound in __init__.
     def __getattr__(self, name: str) -> str:  # pragma: no cover
@@ -113,7 +116,7 @@ class Keys:
 
     def chat(self, sid: str) -> list[str]:
         """The KEYS of a chat's script."""
-        return [getattr(self, name)(sid) for name in SESSION]
+        return [head + sid + tail for head, tail in self._chat_parts]
 
 
 def _python_function(prefix: str, pattern: str):  # type: ignore[no-untyped-def]
