@@ -20,16 +20,16 @@ CHECKED = ("lost", "duplicated", "reordered", "taken_back", "double_assigned", "
 
 
 @pytest.mark.parametrize("topology, faults, duration", [
-    ("single", "kill-chatd,freeze,restart-redis", "16"),
-    ("sentinel", "kill-primary,freeze", "12"),
+    ("single", "kill-chatd,freeze,restart-redis", "18"),
+    ("sentinel", "freeze,kill-primary", "13"),
     ("cluster", "kill-primary", "9"),
 ])
 def test_chaos(tmp_path: Path, topology: str, faults: str, duration: str) -> None:
-    """Each topology once, its faults in turn every 5 s (one topology started per kind of
+    """Each topology once, its faults in turn every 4 s (one topology started per kind of
     Redis deployment, and one drain, keep the suite short)."""
     out = tmp_path / "chaos.json"
     r = subprocess.run([sys.executable, "-m", "loadtest", "chaos", "--topology", topology,
-                        "--faults", faults, "--duration", duration, "--every", "5",
+                        "--faults", faults, "--duration", duration, "--every", "4",
                         "--json", str(out)], capture_output=True, text=True, timeout=240,
                        cwd=ROOT)
     report = json.loads(out.read_text()) if out.exists() else {}
