@@ -24,6 +24,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("chatd.hub")
 
+RESYNC_PAGE = 100  # sessions read and checked at once by a resync
+AGENT_PAGE = 10  # gendarmes (and their chats) read and checked at once
+
 
 def _failed(what: str, exc: Exception) -> None:
     """A periodic check that could not read Redis: an outage is a warning (the next period
@@ -97,8 +100,12 @@ class Delivery:
     async def resync(self: Hub, settle: float = 0.0) -> None:
         """After a pub/sub gap (and periodically, with ``settle``): bring every live session up
         to its stream's end and its connections in line with its state, and each agent's
-        connections in line with their offers, chats and credentials."""
-        await self.reconcile(list(self.sessions), settle=settle)
+        connections in line with their offers, chats and credentials. Sessions are read a
+        page at a time: reading and checking a thousand at once held the loop (and every
+        message of the process) for tens of milliseconds at each period."""
+        sids = list(self.sessions)
+        for i in range(0, len(sids), RESYNC_PAGE):
+            await self.reconcile(sids[i:i + RESYNC_PAGE], settle=settle)
         await self.reconcile_agents()
 
     async def reconcile(self: Hub, sids: list[str], only: Connection | None = None,
@@ -220,10 +227,13 @@ class Delivery:
     async def reconcile_agents(self: Hub) -> None:
         """Agent-side events are not stored either: an offer, an assignment, a revocation or a
         sign-out missed while pub/sub was away (a failover, a silent link) is found again in
-        the state of each local agent's chats and credentials, and sent now."""
+        the state of each local agent's chats and credentials, and sent now. A page of
+        gendarmes at a time (their chats are read with them), as ``resync`` does."""
         logins = list(self.agents)
-        if not logins:
-            return
+        for i in range(0, len(logins), AGENT_PAGE):
+            await self._reconcile_agent_page(logins[i:i + AGENT_PAGE])
+
+    async def _reconcile_agent_page(self: Hub, logins: list[str]) -> None:
         conns = [(login, c) for login in logins for c in self.agents.get(login, ())]
         try:
             views, valid = await self.store.agent_view(logins, [c.credential for _, c in conns])
