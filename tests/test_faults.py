@@ -310,21 +310,26 @@ async def test_a_clock_30_s_ahead_changes_nothing(redis_server: RedisServer, ser
         v = await make_visitor(ahead if i % 2 else on_time)
         sids.append(await start_chat(v, text=f"visiteur {i}"))
         await asyncio.sleep(0.1)
-    offered = []
-    for agent in agents:
-        await agent.send({"type": "status", "status": "available"})
-    for _ in range(6):
-        for agent in agents:
-            try:
-                offer = await agent.recv("offer", timeout=0.5)
-            except AssertionError:
-                continue
-            offered.append(offer["session"])
-            assert offer["waited_s"] < 10, "a wait measured with the wrong clock"
-            await agent.send({"type": "accept", "session": offer["session"]})
-            await agent.recv("assigned", session=offer["session"])
-            await agent.send({"type": "close", "session": offer["session"],
+    # one gendarme free at a time, in turn on each process (capacity 1: a close frees the
+    # slot), so that which chat comes next is the queue's choice alone
+    offered: list[str] = []
+    holding: list[str] = ["", ""]
+
+    async def take(i: int) -> None:
+        agent = agents[i]
+        if holding[i]:
+            await agent.send({"type": "close", "session": holding[i],
                               "disposition": "answered"})
+        else:
+            await agent.send({"type": "status", "status": "available"})
+        offer = await agent.recv("offer", timeout=10)
+        assert offer["waited_s"] < 10, "a wait measured with the wrong clock"
+        await agent.send({"type": "accept", "session": offer["session"]})
+        await agent.recv("assigned", session=offer["session"])
+        offered.append(offer["session"])
+        holding[i] = offer["session"]
+    for n in range(6):
+        await take(n % 2)
     assert offered == sids, "first come, first served, whichever clock took them"
     await asyncio.sleep(4)  # more than a heartbeat TTL
     for server in (ahead, on_time):
