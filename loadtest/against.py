@@ -11,6 +11,7 @@ highest rate both held (the same load on both)."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from .cluster import Target
@@ -29,8 +30,6 @@ def ok(step: dict[str, Any]) -> bool:
 async def ladder(target: Target, pairs: int, rates: list[float], duration: float,
                  log: Any = None) -> list[dict[str, Any]]:
     """Each step's report, up to two steps in a row that are not OK."""
-    import asyncio
-
     relay = Relay(target, pairs)
     steps = []
     try:

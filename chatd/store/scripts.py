@@ -13,6 +13,7 @@ a node that never ran them) gets them again.
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 from importlib import resources
@@ -61,6 +62,7 @@ _FUNCTION = re.compile(r"^local function (\w+)\(", re.M)
 _WORD = re.compile(r"\b[A-Za-z_]\w*\b")
 
 
+@functools.cache
 def _parts() -> tuple[str, list[tuple[str, str]]]:
     """lib.lua as its opening (mode, clock, result lists: every script needs them) and its
     functions, each with the comment above it, in order; the transition table is one more
