@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
 import time
 from typing import Any
 
 from redis.exceptions import RedisError
 
-from . import metrics
+from . import estimates, metrics
 from .config import Settings
 from .hub import Hub
 from .store import Store, transient
@@ -44,7 +43,7 @@ class Matcher:
         self.topics = {t.id: t for t in settings.topics}
         self.slots: dict[str, int] = {}  # topic -> chats of it the available agents can hold
         self.free: dict[str, int] = {}  # topic -> of which free now
-        self.pace: dict[str, float | None] = {}  # topic -> seconds of wait per place in line
+        self.pace: dict[str, float] = {}  # topic -> seconds per place in its line
         self.queued: dict[str, int] = {}  # topic -> visitors in its queue
         self._refreshed = -1e9  # loop time of the last refresh
         self._next: asyncio.Future[None] | None = None  # the read the next callers share
@@ -165,13 +164,14 @@ class Matcher:
 
     async def _refresh(self) -> None:
         """What waiting times are estimated from, for every topic: the slots of the gendarmes
-        available now who take it (all, and free), each topic's recent service rate and
-        average chat length, and how many wait in its queue."""
+        available now who take it (all, and free), how its line moved lately, its average
+        chat length, and how many wait in its queue."""
         topics = list(self.topics)
         agents, self.queued = await self.store.availability(topics)
         self.handling = await self.store.handling_ms()
-        self.pace = await self.store.pace(topics)
-        self.slots, self.free = {}, {}
+        lines = await self.store.line_moves(topics)
+        now = self.store.now_ms()
+        self.slots, self.free, self.pace = {}, {}, {}
         for t in self.topics.values():
             fit = [a for a in agents if not a.get("topics") or t.id in str(a["topics"]).split()]
             self.slots[t.id] = sum(int(a.get("cap") or 0) for a in fit) // t.weight
@@ -179,6 +179,10 @@ class Matcher:
             # chat of two), and none while a higher-priority topic has someone waiting
             self.free[t.id] = sum(max(0, int(a.get("cap") or 0) - int(a.get("load") or 0))
                                   // t.weight for a in fit)
+            handling = self.handling.get(t.id)
+            model = (handling / 1000 if handling else DEFAULT_HANDLING_S) / max(1, self.slots[t.id])
+            moves, head_since = lines.get(t.id, ([], None))
+            self.pace[t.id] = estimates.pace(moves, head_since, now, model)
         for t in self.topics.values():
             if any(self.queued.get(h.id, 0) > 0 for h in self.topics.values()
                    if h.priority > t.priority):
@@ -229,36 +233,11 @@ class Matcher:
 
     def estimate(self, topic: str, position: int) -> int | None:
         """Seconds until a gendarme takes the chat at ``position`` of ``topic``'s queue, or
-        None when no gendarme who takes the topic is available.
-
-        Free slots take the first ones at once. Beyond them, the queue's recent pace: the
-        seconds the last chats taken from its line waited per place they had in it (it holds
-        what no model of slots does: chats of two slots waiting for an agent with two free,
-        gendarmes slower at night, lines of the same priority served in turn). A queue with
-        no such history yet: its people share the available capacity, each taking the
-        topic's average chat length. And no less than the time the lines of higher-priority
-        topics take, served first."""
-        slots = self.slots.get(topic, 0)
-        if slots <= 0:
+        None when no gendarme who takes the topic is available: free slots take the first
+        ones at once, the others wait their places at the line's pace (estimates.py)."""
+        if self.slots.get(topic, 0) <= 0:
             return None
         ahead = position - self.free.get(topic, 0)
         if ahead <= 0:
             return 0
-        own = self._line(topic, position, ahead, slots)
-        # a higher-priority line is served first: nothing of this topic moves until it is
-        t = self.topics.get(topic)
-        first = max((self._line(h.id, q, q, self.slots.get(h.id, 0))
-                     for h in self.topics.values()
-                     if t is not None and h.priority > t.priority
-                     and (q := self.queued.get(h.id, 0)) > 0 and self.slots.get(h.id, 0) > 0),
-                    default=0.0)
-        return int(math.ceil(max(own, first)))
-
-    def _line(self, topic: str, position: int, ahead: int, slots: int) -> float:
-        """Seconds to serve a line up to ``position``: at its recent pace, or by the model."""
-        pace = self.pace.get(topic)
-        if pace is not None:
-            return position * pace
-        handling = self.handling.get(topic)
-        per_chat = handling / 1000 if handling else DEFAULT_HANDLING_S
-        return ahead * per_chat / max(1, slots)
+        return max(1, round(ahead * self.pace.get(topic, DEFAULT_HANDLING_S)))

@@ -91,17 +91,17 @@ def test_idle_scenario(tmp_path: Path) -> None:
 
 def test_surge_scenario(tmp_path: Path) -> None:
     """×8 for 10 s: nothing lost, every citizen served (live or later), violence never sent to
-    "answer later" while low-priority chats are, and the estimates of the right order (the
-    median of estimate / the wait that followed within a factor of three here, so that one noisy
-    run of 30 s does not fail the suite: measured medians ran from 0.50 to 1.24 over ten runs,
-    docs/benchmarks.md; a model off by 10 or 20 fails here)."""
+    "answer later" while low-priority chats are, violence served within a few chat lengths, and
+    the estimates honest: the median of estimate / the wait that followed within a factor of two
+    (eleven runs gave 0.88 to 1.27, docs/benchmarks.md)."""
     r = loadtest(tmp_path, "surge", "--spawn", "2", "--base", "2", "--factor", "8", "--duration", "30")
     assert r["errors"] == r["lost"] == 0, r
     assert r["served"] == r["arrivals"]
     assert "arrivals_per_s_before" in r and "arrivals_per_s_during" in r and "queue_max" in r
     assert r["async_priority"] == 0 and int(r["async_other"]) > 0  # type: ignore[call-overload]
     assert int(r["eta_samples"]) >= 10  # type: ignore[call-overload]
-    assert 0.33 <= float(r["eta_ratio_p50"]) <= 3.0, r  # type: ignore[arg-type]
+    assert float(r["wait_p90_s_priority"]) <= 12.0, r  # type: ignore[arg-type]  # 1-7 s measured
+    assert 0.5 <= float(r["eta_ratio_p50"]) <= 2.0, r  # type: ignore[arg-type]
 
 
 def test_soak_scenario(tmp_path: Path) -> None:

@@ -157,6 +157,26 @@ async def test_higher_priority_topics_are_served_first(fast: Chatd, redis_server
     await agent.no_frame("offer", within=0.5, session=road_sid)
 
 
+async def test_a_single_free_slot_is_kept_for_a_waiting_chat_of_two(fast: Chatd, redis_server) -> None:
+    """Under load slots free up one at a time: a free slot must wait for the next one beside
+    it for the violence chat that needs two, not go to a road chat that came later (else
+    violence chats wait as long as lower topics keep arriving)."""
+    agent = await make_agent(fast, redis_server.url, capacity=2)
+    first = await make_visitor(fast)
+    first_sid = await start_chat(first, "road")
+    await agent.recv("offer", session=first_sid, timeout=3)
+    await agent.send({"type": "accept", "session": first_sid})
+    await agent.recv("assigned", session=first_sid)
+    violence = await make_visitor(fast)
+    violence_sid = await start_chat(violence, "violence")
+    later = await make_visitor(fast)
+    later_sid = await start_chat(later, "road")
+    await agent.no_frame("offer", within=1.0)  # one slot free: kept for the chat of two
+    await agent.send({"type": "close", "session": first_sid, "disposition": "answered"})
+    await agent.recv("offer", session=violence_sid, timeout=3)
+    await agent.no_frame("offer", within=0.5, session=later_sid)
+
+
 async def test_reserved_capacity_keeps_slots_for_urgent_topics(chatd_factory, redis_server, tmp_path: Path) -> None:
     topics = tmp_path / "topics.toml"
     topics.write_text(

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Iterable
 import msgpack
 
 from ..config import Topic
-from .records import COUNTER_WINDOW_S, PACE_RING, READ_PAGE, unpack
+from .records import COUNTER_WINDOW_S, PACE_RING, QUEUE_SHIFT, READ_PAGE, unpack
 
 if TYPE_CHECKING:
     from .store import Store
@@ -354,26 +354,36 @@ class Routing:
                                      int(self.now_ms() // 1000 // window_s))
         return int((await self.scripts.run("count", [key], window_s)).result)
 
-    async def pace(self: Store, topics: list[str], max_age_s: int = 3600
-                   ) -> dict[str, float | None]:
-        """Seconds of wait per place in line of each topic's queue, from the last PACE_RING
-        live chats that found a line and were taken (match.lua keeps them in a ring), none
-        older than ``max_age_s`` (a pace of last night says nothing of now); None without
-        any. Counted in chats, not seconds, it follows a surge as fast as chats are taken,
-        whatever their length."""
+    async def line_moves(self: Store, topics: list[str], max_age_s: int = 3600
+                         ) -> dict[str, tuple[list[tuple[int, int]], int | None]]:
+        """How each topic's line moved lately (estimates.py): its last PACE_RING moves
+        (epoch ms, ms of the time since the move before in which someone waited), oldest
+        first, none older than ``max_age_s`` (how a line moved last night says nothing of
+        now); and since when its first live chat waits (None: nobody waits live)."""
         fields = [f"{t}:{i}" for t in topics for i in range(PACE_RING)]
-        raws = await self.redis.hmget(self.keys.served, fields) if fields else []
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.hmget(self.keys.served, fields)
+            for t in topics:
+                pipe.zrange(self.keys.queue(t), 0, 0, withscores=True)
+            res = await pipe.execute()
+        raws, heads = (res[0] if fields else []), res[1:]
         oldest = self.now_ms() - max_age_s * 1000
-        out: dict[str, float | None] = {}
+        out: dict[str, tuple[list[tuple[int, int]], int | None]] = {}
         for k, t in enumerate(topics):
-            waited = places = 0
+            moves = []
             for raw in raws[k * PACE_RING:(k + 1) * PACE_RING]:
-                if raw is None:
-                    continue
-                w, p, at = (int(x) for x in raw.split(","))
-                if at >= oldest:
-                    waited, places = waited + w, places + p
-            out[t] = waited / 1000 / places if places else None
+                if raw is not None:
+                    at, busy = (int(x) for x in raw.split(","))
+                    if at >= oldest:
+                        moves.append((at, busy))
+            since = None
+            if heads[k]:
+                score = int(heads[k][0][1])
+                if score < 0:  # sent back to the front of the line: waiting since it came
+                    score += QUEUE_SHIFT
+                if score < QUEUE_SHIFT:  # else only chats left for later wait
+                    since = score
+            out[t] = (sorted(moves), since)
         return out
 
     # -- what the queues look like --------------------------------------------------------------

@@ -24,13 +24,13 @@ from redis.exceptions import NoScriptError
 
 from .batch import Batcher
 from .keys import ROUTING
-from .records import PACE_RING
+from .records import PACE_RING, QUEUE_SHIFT
 from .states import lua_table
 
 _PRELUDES = {
     "chat": "local S = {hash = KEYS[1], msgs = KEYS[2], notes = KEYS[3], cids = KEYS[4], "
             "channel = KEYS[5], uploads = KEYS[6]}\nlocal R, V, C\n",
-    "routing": f"local PACE_RING = {PACE_RING}\n" "local R = {" + ", ".join(f"{name} = KEYS[{i + 1}]"
+    "routing": f"local PACE_RING, QUEUE_SHIFT = {PACE_RING}, {QUEUE_SHIFT}\n" "local R = {" + ", ".join(f"{name} = KEYS[{i + 1}]"
                                          for i, name in enumerate(ROUTING))
                + ", queue = {}}\n"
                "do\n  local n = " + str(len(ROUTING)) + "\n"

@@ -14,8 +14,9 @@ if route.async ~= 1 then
   route.async = 1
   route.async_until = NOW + ttl
   route.left_at = NOW  -- the console's list of chats left for later (GET /api/async)
-  route.qscore = tonumber(route.created) + 1e13  -- behind the live ones (requeue keeps it)
+  route.qscore = tonumber(route.created) + QUEUE_SHIFT  -- behind the live ones (requeue keeps it)
   if route.st == 'queued' then
+    line_moved(route.topic, R.queue[route.topic] or R.queue.general)  -- those behind move up
     redis.call('ZADD', R.queue[route.topic] or R.queue.general, 'XX', route.qscore, sid)
   end
   redis.call('ZREM', R.visitors_seen, sid)

@@ -203,10 +203,25 @@ local function take(login, a, route, sid)
   put_agent(login, a)
 end
 
+-- A live chat leaves its topic's line (taken, left for later, closed while waiting): the line
+-- moved one place at NOW. The estimates are made of these moves (matching.py): a ring of the
+-- last PACE_RING per topic, each with how long, of the time since the move before it, someone
+-- was waiting in the line (since its head came: no one who came earlier is still there, or
+-- they would be the head). Called while the chat is still in the line.
+local function line_moved(topic, queue)
+  local head = redis.call('ZRANGE', queue, 0, 0, 'WITHSCORES')
+  local since = tonumber(head[2]) or NOW
+  if since < 0 then since = since + QUEUE_SHIFT end  -- sent back to the front: waiting since it came
+  local last = tonumber(redis.call('HGET', R.served, topic .. ':last')) or 0
+  local n = redis.call('HINCRBY', R.served, topic .. ':n', 1)
+  redis.call('HSET', R.served, topic .. ':' .. (n % PACE_RING),
+             NOW .. ',' .. math.max(0, NOW - math.max(last, since)), topic .. ':last', NOW)
+end
+
 -- Back in its topic's queue: at its original place, or at the very front (before every
 -- normal arrival, keeping arrival order among those sent to the front).
 local function requeue(sid, route, front)
-  if front then route.qscore = tonumber(route.created) - 1e13 end
+  if front then route.qscore = tonumber(route.created) - QUEUE_SHIFT end
   route.agent, route.offer_agent, route.deadline = '', '', 0
   redis.call('ZREM', R.offers, sid)
   redis.call('ZADD', R.queue[route.topic] or R.queue.general, route.qscore, sid)

@@ -95,7 +95,7 @@ for _, t in ipairs(topics) do
     local page = redis.call('ZRANGE', queue, from, from + PAGE - 1)
     local removed = 0  -- taken out of the queue from this page: the next one starts sooner
     for _, sid in ipairs(page) do
-      if matches >= max_matches or free_total - t.weight < keep or heads >= HEADS then
+      if matches >= max_matches or heads >= HEADS then
         stop = true
         break
       end
@@ -107,6 +107,13 @@ for _, t in ipairs(topics) do
       elseif route.async ~= 1 and route.vst == 'g'
         and NOW - (tonumber(route.vsince) or NOW) > absent_ms then
         -- away too long: keeps their place, offered once back (presence.lua kicks matching)
+      elseif free_total - (tonumber(route.weight) or t.weight) < keep then
+        -- no room for the line's next chat: what frees up is kept for it (below), since under
+        -- load slots free up one at a time and a chat of two would otherwise wait for as long
+        -- as chats of one keep coming
+        if route.async ~= 1 then starved = true end
+        stop = true
+        break
       else
         heads = heads + 1
         local weight = tonumber(route.weight) or t.weight
@@ -120,6 +127,9 @@ for _, t in ipairs(topics) do
           starved = true
         end
         if a ~= nil then
+          if not route.order and route.async ~= 1 then
+            line_moved(t.id, queue)  -- once: a chat declined and taken again moved it already
+          end
           redis.call('ZREM', queue, sid)
           removed = removed + 1
           a.load = a.load + weight
@@ -130,19 +140,7 @@ for _, t in ipairs(topics) do
           put_agent(a.login, stored(a))
           free_total = free_total - weight
           matches = matches + 1
-          if not route.order then
-            route.order = redis.call('INCR', R.offer_order)
-            -- the pace of this queue (seconds of wait per place in line) from the last PACE_RING
-            -- live chats that found a line, in a ring per topic: what honest estimates are made
-            -- of (matching.py); counted in chats, not seconds, it follows a surge as fast as
-            -- chats are taken, whatever their length
-            local p0 = tonumber(route.pos0) or 0
-            if p0 >= 2 and route.async ~= 1 then
-              local n = redis.call('HINCRBY', R.served, t.id .. ':n', 1)
-              redis.call('HSET', R.served, t.id .. ':' .. (n % PACE_RING),
-                         waited .. ',' .. p0 .. ',' .. NOW)
-            end
-          end
+          if not route.order then route.order = redis.call('INCR', R.offer_order) end
           if direct then
             move(route, 'assign')
             route.agent, route.name, route.assigned_at = a.login, a.name or a.login, NOW

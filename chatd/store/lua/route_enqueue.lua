@@ -22,7 +22,6 @@ if route.st == 'pending' then
   end
   redis.call('ZREM', R.pending, sid)
   redis.call('ZADD', R.queue[route.topic], route.qscore, sid)
-  route.pos0 = redis.call('ZRANK', R.queue[route.topic], sid) + 1  -- a line found? (match.lua)
   put_route(sid, route)
   redis.call('ZADD', R.open, route.created, sid)
   redis.call('ZADD', R.visitors_seen, NOW, sid)
