@@ -360,22 +360,23 @@ class Routing:
         (epoch ms, ms of the time since the move before in which someone waited), oldest
         first, none older than ``max_age_s`` (how a line moved last night says nothing of
         now); and since when its first live chat waits (None: nobody waits live)."""
+        if not topics:
+            return {}
         fields = [f"{t}:{i}" for t in topics for i in range(PACE_RING)]
         async with self.redis.pipeline(transaction=False) as pipe:
             pipe.hmget(self.keys.served, fields)
             for t in topics:
                 pipe.zrange(self.keys.queue(t), 0, 0, withscores=True)
             res = await pipe.execute()
-        raws, heads = (res[0] if fields else []), res[1:]
+        raws, heads = res[0], res[1:]
         oldest = self.now_ms() - max_age_s * 1000
         out: dict[str, tuple[list[tuple[int, int]], int | None]] = {}
         for k, t in enumerate(topics):
             moves = []
             for raw in raws[k * PACE_RING:(k + 1) * PACE_RING]:
-                if raw is not None:
-                    at, busy = (int(x) for x in raw.split(","))
-                    if at >= oldest:
-                        moves.append((at, busy))
+                parts = raw.split(",") if raw is not None else ()
+                if len(parts) == 2 and int(parts[0]) >= oldest:  # (3: waits kept before 2026-12)
+                    moves.append((int(parts[0]), int(parts[1])))
             since = None
             if heads[k]:
                 score = int(heads[k][0][1])
