@@ -11,6 +11,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from chatd.config import Settings
+from chatd.store import open_store
 from conftest import make_agent, make_visitor, start_chat
 from harness import Chatd, Client
 
@@ -92,6 +94,28 @@ async def test_an_eta_follows_the_pace_of_the_line(chatd_factory, redis_server) 
             break
     else:
         raise AssertionError(f"still {queued}")
+
+
+async def test_waits_kept_by_an_earlier_version_do_not_stop_the_estimates(
+        chatd_factory, redis_server) -> None:
+    """Before 2026-12 the ring of each line held waits per place ('waited,place,at'): after an
+    upgrade those entries are passed over, and the queue is estimated as usual."""
+    server = await chatd_factory(env=FAST)
+    store = open_store(redis_server.url, Settings(key_prefix=server.prefix))
+    try:
+        await store.redis.hset(store.keys.served, mapping={
+            f"general:{i}": f"4000,3,{store.now_ms() - 1000}" for i in range(5)})
+    finally:
+        await store.aclose()
+    agent = await make_agent(server, redis_server.url, capacity=1)
+    first = await make_visitor(server)
+    await agent.recv("offer", session=await start_chat(first))
+    second = await make_visitor(server)
+    await second.send({"type": "start", "topic": "general", "text": "Bonjour"})
+    queued = await second.recv("queued")
+    assert queued["available"] is True and queued["eta_s"] == 300  # the model's, as before any
+    await asyncio.sleep(0.5)  # a few ticks, each reading the lines again
+    assert "Traceback" not in server.output() and "ValueError" not in server.output()
 
 
 async def test_a_question_left_for_later_comes_back_with_its_answer_on_another_device(
