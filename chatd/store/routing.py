@@ -17,6 +17,8 @@ import msgpack
 from ..config import Topic
 from .records import COUNTER_WINDOW_S, PACE_RING, QUEUE_SHIFT, READ_PAGE, unpack
 
+BEAT_PAGE = 100  # names per heartbeat call
+
 if TYPE_CHECKING:
     from .store import Store
 
@@ -250,13 +252,14 @@ class Routing:
 
     async def heartbeat(self: Store, logins: list[str], visitor_sids: list[str]) -> list[str]:
         """Agents first, then the visitors' sessions (those this process holds a visitor
-        connection to), at most READ_PAGE names per call."""
+        connection to), at most BEAT_PAGE names per call: a call of 500 held Redis for 2-4 ms,
+        which every message relayed at that moment waited for."""
         back: list[str] = []
-        for i in range(0, max(1, len(logins)), READ_PAGE):
-            page = logins[i:i + READ_PAGE]
+        for i in range(0, max(1, len(logins)), BEAT_PAGE):
+            page = logins[i:i + BEAT_PAGE]
             back += await self._route("heartbeat", len(page), self.process_id, *page)
-        for i in range(0, len(visitor_sids), READ_PAGE):
-            await self._route("heartbeat", 0, self.process_id, *visitor_sids[i:i + READ_PAGE])
+        for i in range(0, len(visitor_sids), BEAT_PAGE):
+            await self._route("heartbeat", 0, self.process_id, *visitor_sids[i:i + BEAT_PAGE])
         return back
 
     # -- the visitor's presence -----------------------------------------------------------------

@@ -18,6 +18,16 @@ local offer_ms, direct, fallback_ms, cooldown_ms, max_matches, absent_ms =
 -- considered, but no more than SCAN_MAX entries of one queue are read in one run
 local PAGE, HEADS, SCAN_MAX = 50, 50, 1000
 
+-- nobody waiting (the usual case, run every tick): done before reading every agent's record
+local waiting = false
+for _, queue in pairs(R.queue) do
+  if redis.call('ZCARD', queue) > 0 then
+    waiting = true
+    break
+  end
+end
+if not waiting then return 0 end
+
 local raw = redis.call('ZRANGE', R.available, 0, -1)
 if #raw == 0 then return 0 end
 local agents = {}
