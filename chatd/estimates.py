@@ -22,10 +22,12 @@ def pace(moves: Sequence[tuple[int, int]], head_since: int | None, now: int,
          model_s: float) -> float:
     """Seconds per place in a line.
 
-    ``moves``: (when, ms of the time since the move before in which someone waited), oldest
-    first, epoch ms; ``head_since``: when the first one waiting now came (None: nobody
+    ``moves``: (when, ms of the time since the move before in which someone waited), epoch
+    ms, in any order; ``head_since``: when the first one waiting now came (None: nobody
     waits); ``now``: the clock of both (Redis's); ``model_s``: the model's seconds per
     place."""
+    # the moves of one script share its time, and only the first of them carries the wait
+    moves = sorted(moves, key=lambda m: (m[0], -m[1]))
     spent, places = model_s, 1  # the prior
     for (before, _), (at, busy) in zip(moves, moves[1:]):
         interval = max(0, at - before) / 1000

@@ -47,3 +47,13 @@ def test_nobody_waiting_now_adds_no_time() -> None:
     moves = moving(10, 1000)
     later = moves[-1][0] + 600_000
     assert pace(moves, None, later, MODEL) == pace(moves, None, moves[-1][0], MODEL)
+
+
+def test_chats_taken_together_keep_the_wait_before_them() -> None:
+    """One matching run takes three chats after two minutes with nobody taken: the moves share
+    its time and only the first carries the wait, in whatever order the ring returns them."""
+    before = moving(10, 1000)
+    at = before[-1][0] + 120_000
+    together = [(at, 0), (at, 0), (at, 120_000)]
+    for moves in (before + together, together + before):
+        assert pace(moves, None, at, MODEL) == pytest.approx((MODEL + 9 + 120) / 13)

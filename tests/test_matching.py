@@ -195,6 +195,27 @@ async def test_reserved_capacity_keeps_slots_for_urgent_topics(chatd_factory, re
     await agent.recv("offer", session=sid, timeout=3)
 
 
+async def test_slots_reserved_above_do_not_hold_back_a_lower_topic_that_fits(
+        chatd_factory, redis_server, tmp_path: Path) -> None:
+    """Two slots are kept for violence, nobody waits there; a theft chat of two cannot fit
+    beside them on a gendarme of three, a road chat of one can: it is offered (the theft chat
+    waiting for room must not keep the gendarme for itself: that room may never come)."""
+    topics = tmp_path / "topics.toml"
+    topics.write_text(
+        '[[topic]]\nid = "violence"\nlabel_fr = "Violences"\npriority = 30\nweight = 1\nreserved = 2\n'
+        '[[topic]]\nid = "theft"\nlabel_fr = "Vol"\npriority = 20\nweight = 2\n'
+        '[[topic]]\nid = "road"\nlabel_fr = "Route"\npriority = 0\n'
+    )
+    server = await chatd_factory(env={**FAST, "CHATD_TOPICS_FILE": str(topics)})
+    agent = await make_agent(server, redis_server.url, capacity=3)
+    theft = await make_visitor(server)
+    theft_sid = await start_chat(theft, "theft")
+    await agent.no_frame("offer", within=1.0, session=theft_sid)
+    road = await make_visitor(server)
+    road_sid = await start_chat(road, "road")
+    await agent.recv("offer", session=road_sid, timeout=3)
+
+
 async def test_language_is_matched_then_falls_back(chatd_factory, redis_server) -> None:
     server = await chatd_factory(env={**FAST, "CHATD_LANG_FALLBACK": "2"})
     fr = await make_agent(server, redis_server.url, langs=("fr",))

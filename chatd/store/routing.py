@@ -360,8 +360,8 @@ class Routing:
     async def line_moves(self: Store, topics: list[str], max_age_s: int = 3600
                          ) -> dict[str, tuple[list[tuple[int, int]], int | None]]:
         """How each topic's line moved lately (estimates.py): its last PACE_RING moves
-        (epoch ms, ms of the time since the move before in which someone waited), oldest
-        first, none older than ``max_age_s`` (how a line moved last night says nothing of
+        (epoch ms, ms of the time since the move before in which someone waited), none
+        older than ``max_age_s`` (how a line moved last night says nothing of
         now); and since when its first live chat waits (None: nobody waits live)."""
         if not topics:
             return {}
@@ -383,11 +383,11 @@ class Routing:
             since = None
             if heads[k]:
                 score = int(heads[k][0][1])
-                if score < 0:  # sent back to the front of the line: waiting since it came
-                    score += QUEUE_SHIFT
-                if score < QUEUE_SHIFT:  # else only chats left for later wait
+                # a head sent to the front (an orphan, a transfer) came to this line at a time
+                # its score does not tell; one left for later: nobody waits live
+                if 0 <= score < QUEUE_SHIFT:
                     since = score
-            out[t] = (sorted(moves), since)
+            out[t] = (moves, since)
         return out
 
     # -- what the queues look like --------------------------------------------------------------

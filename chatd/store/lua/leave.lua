@@ -16,7 +16,9 @@ if route.async ~= 1 then
   route.left_at = NOW  -- the console's list of chats left for later (GET /api/async)
   route.qscore = tonumber(route.created) + QUEUE_SHIFT  -- behind the live ones (requeue keeps it)
   if route.st == 'queued' then
-    line_moved(route.topic, R.queue[route.topic] or R.queue.general)  -- those behind move up
+    if not route.order then  -- those behind move up (once: match.lua)
+      line_moved(route.topic, R.queue[route.topic] or R.queue.general)
+    end
     redis.call('ZADD', R.queue[route.topic] or R.queue.general, 'XX', route.qscore, sid)
   end
   redis.call('ZREM', R.visitors_seen, sid)

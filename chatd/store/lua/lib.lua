@@ -207,11 +207,13 @@ end
 -- moved one place at NOW. The estimates are made of these moves (matching.py): a ring of the
 -- last PACE_RING per topic, each with how long, of the time since the move before it, someone
 -- was waiting in the line (since its head came: no one who came earlier is still there, or
--- they would be the head). Called while the chat is still in the line.
+-- they would be the head). A head sent to the front (an orphan, a transfer) came to this line
+-- at a time its score does not tell: that wait is not counted. Called while the chat is still
+-- in the line.
 local function line_moved(topic, queue)
   local head = redis.call('ZRANGE', queue, 0, 0, 'WITHSCORES')
   local since = tonumber(head[2]) or NOW
-  if since < 0 then since = since + QUEUE_SHIFT end  -- sent back to the front: waiting since it came
+  if since < 0 then since = NOW end
   local last = tonumber(redis.call('HGET', R.served, topic .. ':last')) or 0
   local n = redis.call('HINCRBY', R.served, topic .. ':n', 1)
   redis.call('HSET', R.served, topic .. ':' .. (n % PACE_RING),

@@ -120,8 +120,9 @@ for _, t in ipairs(topics) do
       elseif free_total - (tonumber(route.weight) or t.weight) < keep then
         -- no room for the line's next chat: what frees up is kept for it (below), since under
         -- load slots free up one at a time and a chat of two would otherwise wait for as long
-        -- as chats of one keep coming
-        if route.async ~= 1 then starved = true end
+        -- as chats of one keep coming; not when slots are reserved above it, which may never
+        -- leave it room (nobody may come for the topics they are kept for)
+        if route.async ~= 1 and keep == 0 then starved = true end
         stop = true
         break
       else
