@@ -292,3 +292,35 @@ async def test_suggestions_match_the_topic_and_the_words_without_accents() -> No
     assert [a.id for a in suggest(DEFAULT_CANNED, "theft", "Ma maison a été CAMBRIOLÉE")] == ["cambriolage"]
     assert suggest(DEFAULT_CANNED, "road", "cambriolage") == []  # another topic's answer: no
     assert suggest(DEFAULT_CANNED, "general", "Bonjour merci") == []  # common words: nothing
+
+
+async def test_a_line_moves_once_for_each_live_citizen_who_stops_waiting(
+        chatd_factory, redis_server) -> None:
+    """Estimates count the citizens who give up as well as those taken: leaving a question
+    for later moves the line once, closing a chat while waiting moves it once, and closing a
+    chat already left for later does not move it again (it was no longer in the live line)."""
+    async def moves(closed: str = "") -> str | None:
+        # a close finishes the routing record just after the chat's hash answers `closed`
+        for _ in range(100):
+            if not closed or not await store.redis.hexists(store.keys.routes, closed):
+                break
+            await asyncio.sleep(0.05)
+        return await store.redis.hget(store.keys.served, "theft:n")  # type: ignore[no-any-return]
+
+    server = await chatd_factory(env=FAST)
+    store = open_store(redis_server.url, Settings(key_prefix=server.prefix))
+    try:
+        visitor = await make_visitor(server)
+        left_sid = await start_chat(visitor, "theft", "On a cambriolé ma cave")
+        await leave(visitor, left_sid)
+        assert await moves() == "1"
+        other = await make_visitor(server)
+        sid = await start_chat(other, "theft", "Et mon garage aussi")
+        await other.send({"type": "close", "session": sid})
+        await other.recv("closed", session=sid)
+        assert await moves(sid) == "2"
+        await visitor.send({"type": "close", "session": left_sid})
+        await visitor.recv("closed", session=left_sid)
+        assert await moves(left_sid) == "2"
+    finally:
+        await store.aclose()

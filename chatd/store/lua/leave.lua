@@ -11,15 +11,13 @@ local sid, vid, ttl = ARGV[3], ARGV[4], tonumber(ARGV[5])
 local route = get_route(sid)
 if not route or route.visitor ~= vid or route.st == 'pending' then return {'not_found'} end
 if route.async ~= 1 then
+  if route.st == 'queued' then line_moved(route) end  -- those behind move up
   route.async = 1
   route.async_until = NOW + ttl
   route.left_at = NOW  -- the console's list of chats left for later (GET /api/async)
   route.qscore = tonumber(route.created) + QUEUE_SHIFT  -- behind the live ones (requeue keeps it)
   if route.st == 'queued' then
-    if not route.order then  -- those behind move up (once: match.lua)
-      line_moved(route.topic, R.queue[route.topic] or R.queue.general)
-    end
-    redis.call('ZADD', R.queue[route.topic] or R.queue.general, 'XX', route.qscore, sid)
+    redis.call('ZADD', queue_of(route), 'XX', route.qscore, sid)
   end
   redis.call('ZREM', R.visitors_seen, sid)
   redis.call('ZADD', R.async_due, route.async_until, sid)

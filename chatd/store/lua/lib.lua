@@ -203,15 +203,29 @@ local function take(login, a, route, sid)
   put_agent(login, a)
 end
 
--- A live chat leaves its topic's line (taken, left for later, closed while waiting): the line
--- moved one place at NOW. The estimates are made of these moves (matching.py): a ring of the
--- last PACE_RING per topic, each with how long, of the time since the move before it, someone
--- was waiting in the line (since its head came: no one who came earlier is still there, or
--- they would be the head). A head sent to the front (an orphan, a transfer) came to this line
--- at a time its score does not tell: that wait is not counted. Called while the chat is still
--- in the line.
-local function line_moved(topic, queue)
-  local head = redis.call('ZRANGE', queue, 0, 0, 'WITHSCORES')
+-- The line a chat waits in: its topic's, or the general one when its topic is not among those
+-- this script was given (a topic no longer configured: a key name, never nil, for Redis).
+local function line_of(route)
+  return R.queue[route.topic] and route.topic or 'general'
+end
+
+local function queue_of(route)
+  return R.queue[line_of(route)]
+end
+
+-- A chat leaves its topic's line (taken, left for later, closed while waiting): if it was a
+-- live one never offered before, the line moved one place at NOW (once: a chat declined and
+-- taken again, or offered and back, moved it already; one left for later was behind every
+-- live visitor and moved nobody). The estimates are made of these moves (matching.py): a ring
+-- of the last PACE_RING per line, each with how long, of the time since the move before it,
+-- someone was waiting in the line (since its head came: no one who came earlier is still
+-- there, or they would be the head). A head sent to the front (an orphan, a transfer) came to
+-- this line at a time its score does not tell: that wait is not counted. Called while the
+-- chat is still in the line, before its record changes.
+local function line_moved(route)
+  if route.order or route.async == 1 then return end
+  local topic = line_of(route)
+  local head = redis.call('ZRANGE', R.queue[topic], 0, 0, 'WITHSCORES')
   local since = tonumber(head[2]) or NOW
   if since < 0 then since = NOW end
   local last = tonumber(redis.call('HGET', R.served, topic .. ':last')) or 0
@@ -226,7 +240,7 @@ local function requeue(sid, route, front)
   if front then route.qscore = tonumber(route.created) - QUEUE_SHIFT end
   route.agent, route.offer_agent, route.deadline = '', '', 0
   redis.call('ZREM', R.offers, sid)
-  redis.call('ZADD', R.queue[route.topic] or R.queue.general, route.qscore, sid)
+  redis.call('ZADD', queue_of(route), route.qscore, sid)
 end
 
 -- Remembers that an agent let this offer go, so that the next run offers it to someone else.

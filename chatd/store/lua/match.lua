@@ -138,9 +138,7 @@ for _, t in ipairs(topics) do
           starved = true
         end
         if a ~= nil then
-          if not route.order and route.async ~= 1 then
-            line_moved(t.id, queue)  -- once: a chat declined and taken again moved it already
-          end
+          line_moved(route)
           redis.call('ZREM', queue, sid)
           removed = removed + 1
           a.load = a.load + weight

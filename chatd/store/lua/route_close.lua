@@ -9,8 +9,8 @@ local sid = ARGV[3]
 local route = get_route(sid)
 if not route then return {'gone'} end
 if route.st == 'queued' then
-  if route.async ~= 1 and not route.order then line_moved(route.topic, R.queue[route.topic]) end
-  redis.call('ZREM', R.queue[route.topic], sid)
+  line_moved(route)
+  redis.call('ZREM', queue_of(route), sid)
 elseif route.st == 'offered' then
   if route.offer_agent ~= '' then
     release(route.offer_agent, route, sid)

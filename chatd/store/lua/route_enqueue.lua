@@ -21,12 +21,12 @@ if route.st == 'pending' then
     route.vst, route.vsince, route.vp = 'g', NOW, {}
   end
   redis.call('ZREM', R.pending, sid)
-  redis.call('ZADD', R.queue[route.topic], route.qscore, sid)
+  redis.call('ZADD', queue_of(route), route.qscore, sid)
   put_route(sid, route)
   redis.call('ZADD', R.open, route.created, sid)
   redis.call('ZADD', R.visitors_seen, NOW, sid)
   sync(sid, route, '')
 end
-local rank = redis.call('ZRANK', R.queue[route.topic], sid)
+local rank = redis.call('ZRANK', queue_of(route), sid)
 if not rank then return 0 end
 return rank + 1

@@ -23,7 +23,7 @@ if route.st ~= 'queued' then return 'taken' end
 if a.status ~= 'available' and a.status ~= 'away' then return 'offline' end
 local weight = tonumber(route.weight) or 1
 if (tonumber(a.cap) or 0) - (tonumber(a.load) or 0) < weight then return 'no_room' end
-redis.call('ZREM', R.queue[route.topic] or R.queue.general, sid)
+redis.call('ZREM', queue_of(route), sid)
 move(route, 'offer')
 route.offer_agent, route.deadline, route.offered_at = login, NOW + offer_ms, NOW
 redis.call('ZADD', R.offers, route.deadline, sid)
