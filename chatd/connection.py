@@ -43,6 +43,13 @@ class Endpoint(Protocol):
     def ended(self, conn: Connection) -> None: ...
 
 
+_LAZY: dict[str, Any] = {
+    "cursors": dict, "ncursors": dict, "catching": dict, "attached": set, "ending": set,
+    "creating": set, "assigning": set, "holding": dict, "offers": set, "waiting": dict,
+    "positions": dict, "tasks": set,
+}
+
+
 class Connection(asyncio.Protocol):
     __slots__ = (
         "role", "subprotocol", "identity", "name", "agent", "ip", "endpoint", "transport",
@@ -54,6 +61,39 @@ class Connection(asyncio.Protocol):
         "attached", "waiting", "positions", "suggested", "presence", "tasks",
         "hello_done", "bad", "bucket", "last_seen", "registry",
     )
+
+    # Made on first use (__getattr__): most connections are idle citizens who never touch most
+    # of them, and an empty set weighs 216 bytes, an empty dict 64 (docs/benchmarks.md, idle).
+    cursors: dict[str, int]  # session -> last seq delivered to this client
+    ncursors: dict[str, int]  # session -> last note nseq delivered (agents)
+    catching: dict[str, asyncio.Future[None]]  # session -> backfill under way
+    attached: set[str]  # sessions this connection receives
+    ending: set[str]  # sessions whose `closed` is on its way
+    creating: set[str]  # sessions subscribed to but not yet in Redis
+    assigning: set[str]  # sessions whose `assigned` is being prepared (agents)
+    holding: dict[str, int]  # session -> when the holding it was told of began
+    offers: set[str]  # offers told to this agent and not yet answered or revoked
+    waiting: dict[str, str]  # queued session -> topic (visitors)
+    positions: dict[str, tuple[Any, ...]]  # last (position, eta, …) sent
+    tasks: set[asyncio.Task[Any]]
+
+    def __getattr__(self, name: str) -> Any:
+        """Only called for a slot never set: one of the lazy containers gets made."""
+        make = _LAZY.get(name)
+        if make is None:
+            raise AttributeError(name)
+        value = make()
+        object.__setattr__(self, name, value)
+        return value
+
+    def has(self, name: str) -> bool:
+        """Whether the lazy container ``name`` was made (reading it would make it: a pass over
+        every connection asks this first)."""
+        try:
+            object.__getattribute__(self, name)
+        except AttributeError:
+            return False
+        return True
 
     def __init__(self, transport: Any, endpoint: Endpoint, role: str, subprotocol: str, ip: str,
                  outbox_size: int, send_timeout: float, registry: set[Any],
@@ -88,22 +128,11 @@ class Connection(asyncio.Protocol):
         self.close_sent = False
         self.closed = False  # the hub has let go of it
         self.ended = False
-        self.cursors: dict[str, int] = {}  # session -> last seq delivered to this client
-        self.ncursors: dict[str, int] = {}  # session -> last note nseq delivered (agents)
-        self.catching: dict[str, asyncio.Future[None]] = {}  # session -> backfill under way
-        self.attached: set[str] = set()  # sessions this connection receives
-        self.ending: set[str] = set()  # sessions whose `closed` is on its way
-        self.creating: set[str] = set()  # sessions subscribed to but not yet in Redis
-        self.assigning: set[str] = set()  # sessions whose `assigned` is being prepared (agents)
-        self.holding: dict[str, int] = {}  # session -> when the holding it was told of began
-        self.offers: set[str] = set()  # offers told to this agent and not yet answered or revoked
         self.credential = ""  # digest of the agent's login token (checked again on resync)
-        self.waiting: dict[str, str] = {}  # queued session -> topic (visitors)
-        self.positions: dict[str, tuple[Any, ...]] = {}  # last (position, eta, …) sent
         self.suggested: dict[str, tuple[str, ...]] | None = None  # session -> answers suggested
         # session -> the visitor's presence last told to this agent (state, since); made lazily
         self.presence: dict[str, tuple[str, int]] | None = None
-        self.tasks: set[asyncio.Task[Any]] = set()
+        # the containers of _LAZY are made on first use (__getattr__)
         self.hello_done = False
         self.bad = 0  # bad frames in a row
         self.bucket: Any = None

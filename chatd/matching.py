@@ -217,7 +217,8 @@ class Matcher:
         only when it changed: one pipelined ZRANK each, at most once a second."""
         await self.refresh()
         waiting: list[tuple[Any, str, str]] = [
-            (conn, sid, topic) for conn in self.hub.visitors for sid, topic in conn.waiting.items()
+            (conn, sid, topic) for conn in self.hub.visitors if conn.has("waiting")
+            for sid, topic in conn.waiting.items()
         ]
         if not waiting:
             return

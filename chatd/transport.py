@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 from http.cookies import SimpleCookie
 from typing import TYPE_CHECKING, Any
 
@@ -84,9 +85,11 @@ def upgrade(rt: Runtime, scope: dict[str, Any], path: str, transport: Any,
     role = {"/ws/visitor": "visitor", "/ws/agent": "agent"}.get(path)
     offered = [p.strip() for v in _all(scope, b"sec-websocket-protocol")
                for p in v.split(",")]
-    sub = next((p for p in offered if p in protocol.SUBPROTOCOLS), None)
+    # the constants, not the header's copies, and one string per address: an idle connection
+    # keeps both for its lifetime (docs/benchmarks.md, idle)
+    sub = next((s for p in offered for s in protocol.SUBPROTOCOLS if p == s), None)
     s = rt.settings
-    ip = (scope.get("client") or ("?", 0))[0]
+    ip = sys.intern((scope.get("client") or ("?", 0))[0])
     counted = role is not None and sub is not None and rt.connections.acquire(ip)
     conn = Connection(transport, rt.endpoint, role or "visitor", sub or "", ip, s.outbox_size,
                       s.send_timeout, registry, s.outbox_bytes)
