@@ -21,7 +21,7 @@ NEEDS = ("httpx", "psutil", "matplotlib", "picows")
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m loadtest")
     p.add_argument("scenario", choices=("relay", "match", "idle", "surge", "soak", "chaos",
-                                             "reports", "uploads"))
+                                             "reports", "uploads", "scripts"))
     where = p.add_mutually_exclusive_group(required=False)
     where.add_argument("--url", help="a running chatd, e.g. ws://127.0.0.1:8000 (comma-separated for several)")
     where.add_argument("--spawn", type=int, metavar="N", help="start Redis and N chatd processes")
@@ -54,6 +54,8 @@ def parser() -> argparse.ArgumentParser:
                    "(loadtest/baseline.py), with --spawn N processes each")
     p.add_argument("--ladder", default="2000,4000,6000,7000,8000,9000,10000,12000",
                    help="relay --against: the rates offered in turn (msg/s), each for --duration")
+    p.add_argument("--calls", type=int, default=20000,
+                   help="scripts: calls of each kind, on a Redis of its own (20000)")
     p.add_argument("--every", type=float, default=8.0, help="chaos: seconds between faults")
     p.add_argument("--processes", type=int, default=2, help="chaos: chatd processes")
     p.add_argument("--ack-replicas", type=int, help="chaos: CHATD_ACK_REPLICAS "
@@ -80,6 +82,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.scenario == "chaos":
         return _chaos(args)
+    if args.scenario == "scripts":
+        return _scripts(args)
     if not (args.url or args.spawn):
         print("loadtest: give --url or --spawn N", file=sys.stderr)
         return 2
@@ -174,6 +178,19 @@ def _against(args: argparse.Namespace) -> int:
               "msg/s delivered", right=right, right_label="p99 (ms)", xlabel="msg/s offered")
     bad = any(s["lost"] or s["duplicates"] or s["out_of_order"] for s in runs["chatd"])
     return 1 if bad else 0
+
+
+def _scripts(args: argparse.Namespace) -> int:
+    from . import report as rep
+    from . import scriptcost
+
+    if args.calls < 1:
+        print("loadtest: --calls must be at least 1", file=sys.stderr)
+        return 2
+    result, series = scriptcost.run(args.calls)
+    rep.write(result, args.json, series, "what a script call costs Redis (usec_per_call)",
+              "µs per call", xlabel="kind (in the order of the report)")
+    return 0
 
 
 def _chaos(args: argparse.Namespace) -> int:

@@ -52,6 +52,17 @@ def test_relay_against_the_baseline(tmp_path: Path) -> None:
             r["chatd_highest_ok_rate"] / r["baseline_highest_ok_rate"], 3)  # type: ignore[operator]
 
 
+def test_scripts_scenario_reports_what_a_call_costs_redis(tmp_path: Path) -> None:
+    """The append script really ran on a Redis of its own: a chat's append (seven commands)
+    costs Redis several times what an empty script given the same arguments does."""
+    r = loadtest(tmp_path, "scripts", "--calls", "5000")
+    assert r["calls"] == 5000
+    append, empty = float(r["append_us"]), float(r["empty_script_us"])  # type: ignore[arg-type]
+    assert append > 2 * empty > 0, r
+    if int(str(r["redis_version"]).split(".")[0]) >= 7:
+        assert float(r["fcall_empty_us"]) > 0, r  # type: ignore[arg-type]
+
+
 def test_the_comparison_takes_each_servers_highest_ok_step_and_the_same_load_for_cpu() -> None:
     from loadtest.against import compare, ok
 

@@ -183,6 +183,9 @@ class Batcher:
             if not call.script or isinstance(reply, Exception):
                 out.append(reply)
                 continue
+            if len(reply) == 1:  # nothing held back, to publish later or to sync (scripts.py)
+                out.append((reply[0], [], []))
+                continue
             result, pubs, marks, later, syncs = reply
             out.append((result, later, syncs))
             if call.chat and (pubs or marks):
