@@ -14,6 +14,7 @@ a node that never ran them) gets them again.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import re
 from dataclasses import dataclass
@@ -134,9 +135,10 @@ class Scripts:
         batcher.confirm_sha = self._shas["confirm"]
         batcher.reload = self.load
 
-    async def command(self, *args: Any) -> Any:
-        """A plain command, in the same pipeline as the scripts of this turn of the loop."""
-        return await self._batch.call(*args)
+    def command(self, *args: Any) -> asyncio.Future[Any]:
+        """A plain command, in the same pipeline as the scripts of this turn of the loop: its
+        reply's future, not a coroutine (a `gather` of ten report counts makes no tasks)."""
+        return self._batch.call(*args)
 
     async def run(self, name: str, keys: list[str], *argv: Any) -> Reply:
         try:
