@@ -88,10 +88,10 @@ def main(argv: list[str] | None = None) -> int:
         print("loadtest: give --url or --spawn N", file=sys.stderr)
         return 2
     from .cluster import Cluster, Target
-    if args.against:
-        return _against(args)
     # stop cleanly on SIGTERM too (timeout, CI): the spawned servers and Redis go with us
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    if args.against:
+        return _against(args)
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     env: dict[str, str] = {}
