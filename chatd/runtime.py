@@ -79,6 +79,10 @@ class Runtime:
                 await self.store.sync_clock()
                 self.secret = await self.store.shared_secret(self.settings.secret)
                 await self.store.publish_topics(self.settings.topics)
+                for topic, n in (await self.store.adopt_removed_topics()).items():
+                    if n:
+                        log.warning("%d waiting chat(s) of the topic %r, no longer configured, "
+                                    "moved to the general line", n, topic)
                 self.epoch = await self.store.claim_epoch()
                 self.auth = Auth(self.store, self.secret,
                                  self.settings.agent_session_hours * 3600,

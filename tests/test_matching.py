@@ -564,3 +564,24 @@ async def test_a_chat_is_assigned_once_per_connection_even_when_two_paths_race(
         seen += [(f["session"], h["seq"]) for f in tab.frames if f["type"] == "assigned"
                  for h in f["history"]]
         assert len(seen) == len(set(seen)), "a message reached one tab twice"
+
+
+async def test_chats_waiting_in_a_topic_removed_at_a_restart_go_to_the_general_line(
+        chatd_factory, redis_server, tmp_path: Path) -> None:
+    """The operator removes a topic and restarts: those waiting in it are not stranded (its
+    queue is no longer read) but offered as general questions, in their order of arrival,
+    after those who came before them; the log says so once."""
+    topics = tmp_path / "topics.toml"
+    topics.write_text('[[topic]]\nid = "lostdog"\nlabel_fr = "Animal perdu"\npriority = 5\n')
+    before = await chatd_factory(env={**FAST, "CHATD_TOPICS_FILE": str(topics)})
+    early = await make_visitor(before)
+    early_sid = await start_chat(early, "general", "Une question")
+    lost = [await make_visitor(before) for _ in range(2)]
+    lost_sids = [await start_chat(v, "lostdog", "Mon chien") for v in lost]
+    await before.stop()
+    after = await chatd_factory(env=FAST)  # the default topics: no lostdog
+    agent = await make_agent(after, redis_server.url, capacity=3)
+    offered = [(await agent.recv("offer", timeout=5))["session"] for _ in range(3)]
+    assert offered == [early_sid, *lost_sids]
+    assert after.output().count("no longer configured") == 1
+    assert "Traceback" not in after.output()

@@ -95,6 +95,31 @@ class Routing:
     def _hour(self: Store) -> int:
         return self.now_ms() // 3_600_000
 
+    async def adopt_removed_topics(self: Store) -> dict[str, int]:
+        """Chats waiting in the queue of a topic no longer configured (a restart with fewer
+        topics) go to the general line (retopic.lua): matching reads only the configured
+        queues, and they would wait for ever. Returns how many moved, per removed topic; run
+        at start-up (harmless on several processes at once: a chat moves once)."""
+        stranded: dict[str, list[str]] = {}
+        cursor = 0
+        while True:
+            cursor, page = await self.redis.hscan(self.keys.routes, cursor, count=500)
+            for sid, raw in page.items():
+                route = unpack(raw)
+                topic = str(route.get("topic", ""))
+                if route.get("st") == "queued" and topic not in self.topics:
+                    stranded.setdefault(topic, []).append(str(sid))
+            if not cursor:
+                break
+        moved: dict[str, int] = {}
+        for topic, sids in stranded.items():
+            keys = self.routing_keys + [self.keys.queue(topic)]
+            topics = f"{self.topic_list} {topic}"
+            for sid in sids:
+                n = int((await self.scripts.run("retopic", keys, topics, sid, topic)).result)
+                moved[topic] = moved.get(topic, 0) + n
+        return moved
+
     async def _admit(self: Store, sid: str, vid: str, per_token: int) -> list[Any]:
         keys = self._visitor_keys(vid)
         return list((await self.scripts.run("admit", keys, sid, per_token,
