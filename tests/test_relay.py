@@ -53,6 +53,26 @@ async def test_resending_a_cid_never_creates_a_second_message(server: Chatd, red
     assert (await agent.recv("ack", cid="next"))["seq"] == 3
 
 
+async def test_a_refused_message_does_not_use_up_its_cid_and_a_resend_after_the_close_is_acknowledged(
+        server: Chatd, redis_server) -> None:
+    """A message refused (a photo that is not this chat's) leaves its cid free: sent again
+    without it, it is written. A resend of a message written before the chat closed is
+    acknowledged with its seq (its first ack was lost); a new one is refused."""
+    visitor, agent, sid = await connect_pair(server, redis_server.url)
+    await visitor.send({"type": "send", "session": sid, "cid": "p1", "text": "voici",
+                        "attachment": "no-such-photo"})
+    assert (await visitor.recv("error", ref="p1"))["code"] == "not_found"
+    await visitor.send({"type": "send", "session": sid, "cid": "p1", "text": "voici"})
+    assert (await visitor.recv("ack", cid="p1"))["seq"] == 2
+    assert (await agent.recv("msg", cid="p1"))["text"] == "voici"
+    await agent.send({"type": "close", "session": sid, "disposition": "answered"})
+    await visitor.recv("closed", session=sid)
+    await visitor.send({"type": "send", "session": sid, "cid": "p1", "text": "voici"})
+    assert (await visitor.recv("ack", cid="p1"))["seq"] == 2
+    await visitor.send({"type": "send", "session": sid, "cid": "p2", "text": "encore"})
+    assert (await visitor.recv("error", ref="p2"))["code"] == "conflict"
+
+
 async def test_a_cid_belongs_to_its_sender(server: Chatd, redis_server) -> None:
     """The citizen's cid "1" and the gendarme's cid "1" are two messages; each side's resend
     of its own "1" is acknowledged with its own seq and creates nothing."""
