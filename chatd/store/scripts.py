@@ -7,9 +7,8 @@ that order), ``visitor`` (one visitor's keys), ``counter`` (one counter). A scri
 a key name; the prelude binds the names it was given (S, R, V, C), then comes the transition
 table (states.py), ``lib.lua``, and the script's body, wrapped so that every script returns
 ``{result, PUBS, MARKS, LATER, SYNCS}`` (lib.lua says what each holds), or ``{result}`` when
-those four are empty. Scripts are
-registered once and run by SHA; a Redis that lost its script cache (a restart, a failover to
-a node that never ran them) gets them again.
+those four are empty. Scripts are registered once and run by SHA; a Redis that lost its script
+cache (a restart, a failover to a node that never ran them) gets them again.
 """
 
 from __future__ import annotations
@@ -107,7 +106,7 @@ def source(name: str) -> str:
 
 
 # Redis converts a script's reply table by table: four empty lists beside the result cost a
-# message's append 1.5 µs (`python -m loadtest scripts`), and most calls hold back nothing
+# message's append about 1 µs (`python -m loadtest scripts`), and most calls hold back nothing
 # (acks that do not wait for replicas; chat scripts never leave events or syncs): then the
 # reply is the result alone, in a list of one (batch.py tells the two apart by length).
 RETURN = ("local result = main()\n"
