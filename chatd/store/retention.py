@@ -160,7 +160,13 @@ class Retention:
             info = dict(zip(names, row))
             if route is None:
                 continue
-            if info["state"] == "closed":  # closed in its hash, not yet in the routing state
+            if info["state"] == "closed":
+                # closed in its hash, not in the routing state: finished once it is old enough
+                # that the process closing it is not still on its way through the next steps
+                # (under load they can be seconds apart: a warning would blame a death that
+                # did not happen)
+                if self.now_ms() - int(info["closed_at"] or 0) <= STALE_MS:
+                    continue
                 await self.finish_close(sid, info["visitor"] or route["visitor"],
                                         info["topic"] or route["topic"],
                                         int(info["closed_at"] or 0), info["reason"] or "",
