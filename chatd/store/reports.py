@@ -12,7 +12,6 @@ visitor id, chat id, text or address is stored here.
 
 from __future__ import annotations
 
-import asyncio
 from datetime import date
 from typing import TYPE_CHECKING, Any
 
@@ -44,17 +43,12 @@ class Reports:
         created = int(info["created"])
         topic, lang = info.get("topic0") or info.get("topic") or "", info.get("lang") or ""
         hour, day = created // _HOUR_MS, created // _DAY_MS
-        per_topic = (k.report_day(day), k.report_month(reports.month_of(reports.day_date(day))))
-        totals = (k.report_hour_all(hour), k.report_day_all(day))
+        keys = [k.report_hour(hour), k.report_day(day),
+                k.report_month(reports.month_of(reports.day_date(day))),
+                k.report_hour_all(hour), k.report_day_all(day)]
         keep = self.settings.reports_days * 86400 + 86400
-        calls = []
-        for name, n in figures.items():
-            calls.append(cmd("HINCRBY", k.report_hour(hour), f"{topic}|{lang}|{name}", n))
-            calls += [cmd("HINCRBY", key, f"{topic}|{name}", n) for key in per_topic]
-            calls += [cmd("HINCRBY", key, name, n) for key in totals]
-        calls += [cmd("EXPIRE", key, keep) for key in (k.report_hour(hour), per_topic[0], *totals)]
-        calls.append(cmd("EXPIRE", per_topic[1], keep + 31 * 86400))  # a month outlives its days
-        await asyncio.gather(*calls)
+        await self.scripts.run("tally", keys, topic, lang, keep,
+                               *[x for pair in figures.items() for x in pair])
         return info
 
     async def count_request(self: Store, sid: str, created_ms: int, topic: str,

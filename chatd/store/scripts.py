@@ -3,7 +3,8 @@
 Each script belongs to a family, named on its first line, which says which keys it is given
 (KEYS, in the order keys.py lists them) and so which slot it runs in: ``chat`` (one chat's
 keys), ``routing`` (the routing state, then one queue per topic: ARGV[2] names the topics in
-that order), ``visitor`` (one visitor's keys), ``counter`` (one counter). A script never builds
+that order), ``visitor`` (one visitor's keys), ``counter`` (one counter), ``reports`` (the
+figures of one hour, day and month: the ``{r}`` slot). A script never builds
 a key name; the prelude binds the names it was given (S, R, V, C), then comes the transition
 table (states.py), ``lib.lua``, and the script's body, wrapped so that every script returns
 ``{result, PUBS, MARKS, LATER, SYNCS}`` (lib.lua says what each holds), or ``{result}`` when
@@ -40,6 +41,8 @@ _PRELUDES = {
     "visitor": "local V = {hash = KEYS[1], sessions = KEYS[2], blocked = KEYS[3], "
                "counter = KEYS[4]}\nlocal S, R, C\n",
     "counter": "local C = KEYS[1]\nlocal S, R, V\n",
+    "reports": "local P = {hour = KEYS[1], day = KEYS[2], month = KEYS[3], hour_all = KEYS[4], "
+               "day_all = KEYS[5]}\nlocal S, R, V, C\n",
 }
 
 
@@ -50,7 +53,8 @@ def _read(name: str) -> str:
 def family(name: str) -> str:
     first = _read(f"{name}.lua").splitlines()[0]
     if not first.startswith("-- family: "):
-        raise ValueError(f"{name}.lua must start with '-- family: chat|routing|visitor|counter'")
+        raise ValueError(f"{name}.lua must start with '-- family: chat|routing|visitor|counter|"
+                         "reports'")
     return first.split(":", 1)[1].strip()
 
 
