@@ -81,6 +81,13 @@ class Cluster:
         self.topology: Any = None
 
     def __enter__(self) -> Target:
+        try:
+            return self._start()
+        except BaseException:  # a server that never got ready: stop what did start
+            self.__exit__()
+            raise
+
+    def _start(self) -> Target:
         shards: dict[str, int] = {}
         data_ports: list[int] = []
         if self.kind == "cluster":
@@ -116,9 +123,10 @@ class Cluster:
                 env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
                 cwd=Path(__file__).resolve().parent.parent))
             urls.append(f"ws://127.0.0.1:{p}")
-        for url in urls:
+        for url, proc in zip(urls, self.procs):
             http = url.replace("ws://", "http://")
-            _wait(lambda: _ready(http), 20, f"{self.server} at {http}")
+            log_path = self.dir / f"chatd-{url.rsplit(':', 1)[1]}.log"
+            _wait(lambda: _ready(http), 20, f"{self.server} at {http}", proc, log_path)
         return Target(urls, redis_url, prefix, [p.pid for p in self.procs],
                       self.redis.pid if self.redis else None, shards, data_ports,
                       server=self.server)
@@ -162,10 +170,18 @@ def _ready(http: str) -> bool:
         return False
 
 
-def _wait(pred, timeout: float, what: str) -> None:  # type: ignore[no-untyped-def]
+def _wait(pred, timeout: float, what: str,  # type: ignore[no-untyped-def]
+          proc: subprocess.Popen[bytes] | None = None, log: Path | None = None) -> None:
+    """Until ``pred()``; a server process that exits meanwhile is said at once, with the last
+    line of its log (a bad setting says which)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if pred():
             return
+        if proc is not None and proc.poll() is not None:
+            lines = log.read_text(errors="replace").split("\n") if log is not None else []
+            lines = [ln.strip() for ln in lines if ln.strip()]
+            last = f": {lines[-1]}" if lines else ""
+            raise SystemExit(f"loadtest: {what} exited with status {proc.returncode}{last}")
         time.sleep(0.05)
     raise SystemExit(f"loadtest: {what} did not start within {timeout:g} s")

@@ -153,3 +153,19 @@ def test_uploads_scenario(tmp_path: Path) -> None:
     for field in ("upload_p50_ms", "upload_p99_ms", "relay_p99_ms_without", "relay_p99_ms_during"):
         assert float(r[field]) > 0, r  # type: ignore[arg-type]
     assert int(r["relay_messages_during"]) > 0  # type: ignore[call-overload]
+
+
+def test_a_server_that_cannot_start_is_said_and_nothing_is_left_running() -> None:
+    """A chatd that exits at start (a bad setting) ends the run at once, with its own words,
+    and the Redis started for it is stopped: a failed run leaves no process behind."""
+    from loadtest.cluster import Cluster
+
+    spawned = Cluster(2, env={"CHATD_RETENTION_DAYS": "soon"})
+    with pytest.raises(SystemExit) as failed:
+        spawned.__enter__()
+    message = str(failed.value)
+    assert message.startswith("loadtest: chatd at http://127.0.0.1:") and "exited" in message
+    assert "CHATD_RETENTION_DAYS" in message, message
+    assert spawned.redis is not None and spawned.redis.poll() is not None
+    assert all(p.poll() is not None for p in spawned.procs)
+    assert not spawned.dir.exists()
