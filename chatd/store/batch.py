@@ -19,10 +19,11 @@ import logging
 from typing import Any, Awaitable, Callable
 
 from redis.asyncio import Redis
-from redis.exceptions import AskError, MovedError, NoScriptError, RedisError
+from redis.exceptions import AskError, DataError, MovedError, NoScriptError, RedisError
 
 from ..supervised import spawn
 from .errors import NotReplicated
+from .wire import Wire, pack
 
 log = logging.getLogger("chatd.store")
 
@@ -67,6 +68,8 @@ class Batcher:
         self._queue: list[_Call] = []
         self._wake: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._wires: dict[int, Wire] = {}  # id of a client -> the link to its node (wire.py)
+        self._opening: dict[int, asyncio.Future[Wire]] = {}
 
     @property
     def cluster(self) -> bool:
@@ -120,14 +123,24 @@ class Batcher:
         return self._client_for_node(node), node.name
 
     async def _send_to(self, client: Redis, calls: list[_Call]) -> None:
+        packed: list[bytes] = []
+        sent: list[_Call] = []
+        for call in calls:
+            try:
+                packed.append(pack(call.args))
+            except (TypeError, ValueError) as exc:  # an argument Redis cannot be sent
+                _fail([call], DataError(f"{call.args[0]}: {exc}"))
+                continue
+            sent.append(call)
+        calls = sent
+        if not calls:
+            return
         waits = self._replicas > 0 and any(c.script for c in calls)
+        if waits:
+            packed.append(pack(("WAIT", self._replicas, self._timeout_ms)))
         try:
-            async with client.pipeline(transaction=False) as pipe:
-                for call in calls:
-                    pipe.execute_command(*call.args)
-                if waits:
-                    pipe.execute_command("WAIT", self._replicas, self._timeout_ms)
-                results = await pipe.execute(raise_on_error=False)
+            wire = await self._wire(client)
+            results = await wire.batch(packed)
         except (RedisError, OSError) as exc:
             _fail(calls, exc)
             return
@@ -202,10 +215,8 @@ class Batcher:
 
     async def _confirm(self, client: Redis, confirms: list[tuple[Any, ...]]) -> None:
         for attempt in range(2):
-            async with client.pipeline(transaction=False) as pipe:
-                for args in confirms:
-                    pipe.execute_command(*args)
-                results = await pipe.execute(raise_on_error=False)
+            wire = await self._wire(client)
+            results = await wire.batch([pack(args) for args in confirms])
             errors = [r for r in results if isinstance(r, Exception)]
             if not errors:
                 return
@@ -213,6 +224,24 @@ class Batcher:
                 await self.reload()
                 continue
             raise errors[0]
+
+    async def _wire(self, client: Redis) -> Wire:
+        """The link to ``client``'s node, made on first use and again once it is lost (callers
+        of one moment share one attempt)."""
+        wire = self._wires.get(id(client))
+        if wire is not None and not wire.closed:
+            return wire
+        opening = self._opening.get(id(client))
+        if opening is None:
+            opening = asyncio.ensure_future(Wire.open(client))
+            self._opening[id(client)] = opening
+            try:
+                wire = await asyncio.shield(opening)
+            finally:
+                del self._opening[id(client)]
+            self._wires[id(client)] = wire
+            return wire
+        return await asyncio.shield(opening)
 
     async def load_scripts(self, sources: list[str]) -> None:
         """Every script into the cache of every node that may run it."""
@@ -235,6 +264,9 @@ class Batcher:
         return client
 
     async def aclose(self) -> None:
+        for wire in self._wires.values():
+            wire.close()
+        self._wires.clear()
         for client in self._clients.values():
             await client.aclose()
 
