@@ -167,9 +167,9 @@ class Matcher:
         available now who take it (all, and free), how its line moved lately, its average
         chat length, and how many wait in its queue."""
         topics = list(self.topics)
-        agents, self.queued = await self.store.availability(topics)
-        self.handling = await self.store.handling_ms()
-        lines = await self.store.line_moves(topics)
+        figures = await self.store.figures(topics)
+        agents, self.queued, self.handling = figures.agents, figures.queued, figures.handling
+        lines = figures.lines
         now = self.store.now_ms()
         self.slots, self.free, self.pace = {}, {}, {}
         for t in self.topics.values():

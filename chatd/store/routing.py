@@ -36,6 +36,18 @@ class Closing:
     reason: str = ""
 
 
+@dataclass(frozen=True, slots=True)
+class Figures:
+    """What waiting times are estimated from (``Routing.figures``)."""
+
+    agents: list[dict[str, Any]]  # the records of the gendarmes available now
+    queued: dict[str, int]  # topic -> how many wait in its queue
+    handling: dict[str, int]  # topic -> its average chat length, ms
+    lines: dict[str, tuple[list[tuple[int, int]], int | None]]  # topic -> how its line moved
+    # lately (its last PACE_RING moves: epoch ms, ms of the time since the move before in
+    # which someone waited; none older than an hour) and since when its first live chat waits
+
+
 def presence_view(route: dict[str, Any]) -> dict[str, Any]:
     """The visitor's presence as clients see it, from a routing record (presence.lua)."""
     gone = route.get("vst") == "g"
@@ -382,38 +394,46 @@ class Routing:
                                      int(self.now_ms() // 1000 // window_s))
         return int((await self.scripts.run("count", [key], window_s)).result)
 
-    async def line_moves(self: Store, topics: list[str], max_age_s: int = 3600
-                         ) -> dict[str, tuple[list[tuple[int, int]], int | None]]:
-        """How each topic's line moved lately (estimates.py): its last PACE_RING moves
-        (epoch ms, ms of the time since the move before in which someone waited), none
-        older than ``max_age_s`` (how a line moved last night says nothing of
-        now); and since when its first live chat waits (None: nobody waits live)."""
-        if not topics:
-            return {}
+    async def figures(self: Store, topics: list[str], max_age_s: int = 3600) -> Figures:
+        """What waiting times are estimated from (``Figures``), read in two round trips of the
+        batcher: every start of a chat waits for figures read after it came (matching.py),
+        so this read is made hundreds of times a second under load; it was five round trips
+        of the pooled client."""
+        k = self.keys
+        cmd = self.scripts.command
         fields = [f"{t}:{i}" for t in topics for i in range(PACE_RING)]
-        async with self.redis.pipeline(transaction=False) as pipe:
-            pipe.hmget(self.keys.served, fields)
-            for t in topics:
-                pipe.zrange(self.keys.queue(t), 0, 0, withscores=True)
-            res = await pipe.execute()
-        raws, heads = res[0], res[1:]
+        reads = [cmd("ZRANGE", k.available, 0, -1), cmd("HGETALL", k.handling)]
+        if fields:
+            reads.append(cmd("HMGET", k.served, *fields))
+        reads += [cmd("ZCARD", k.queue(t)) for t in topics]
+        reads += [cmd("ZRANGE", k.queue(t), 0, 0, "WITHSCORES") for t in topics]
+        res = await asyncio.gather(*reads)
+        logins, flat, raws = res[0], res[1], res[2] if fields else []
+        rest = res[3:] if fields else res[2:]
+        lengths, heads = rest[:len(topics)], rest[len(topics):]
+        records = []
+        if logins:
+            records = [unpack(r) for r in await cmd("HMGET", k.agents, *logins) if r is not None]
         oldest = self.now_ms() - max_age_s * 1000
-        out: dict[str, tuple[list[tuple[int, int]], int | None]] = {}
-        for k, t in enumerate(topics):
+        lines: dict[str, tuple[list[tuple[int, int]], int | None]] = {}
+        for i, t in enumerate(topics):
             moves = []
-            for raw in raws[k * PACE_RING:(k + 1) * PACE_RING]:
+            for raw in raws[i * PACE_RING:(i + 1) * PACE_RING]:
                 parts = raw.split(",") if raw is not None else ()
                 if len(parts) == 2 and int(parts[0]) >= oldest:  # (3: waits kept before 2026-12)
                     moves.append((int(parts[0]), int(parts[1])))
             since = None
-            if heads[k]:
-                score = int(heads[k][0][1])
+            head = heads[i]  # [[member, score]] (RESP3), or [member, score] (RESP2)
+            if head:
+                score = int(float(head[0][1] if isinstance(head[0], list) else head[1]))
                 # a head sent to the front (an orphan, a transfer) came to this line at a time
                 # its score does not tell; one left for later: nobody waits live
                 if 0 <= score < QUEUE_SHIFT:
                     since = score
-            out[t] = (moves, since)
-        return out
+            lines[t] = (moves, since)
+        handling = flat if isinstance(flat, dict) else dict(zip(flat[::2], flat[1::2]))
+        return Figures(records, {t: int(n) for t, n in zip(topics, lengths)},
+                       {t: int(ms) for t, ms in handling.items()}, lines)
 
     # -- what the queues look like --------------------------------------------------------------
 
@@ -447,28 +467,12 @@ class Routing:
         oldest = {t: int(r["created"]) for t, r in zip(heads, routes) if r}
         return waiting, oldest, int(res[-2]), int(res[-1])
 
-    async def handling_ms(self: Store) -> dict[str, int]:
-        raw = await self.redis.hgetall(self.keys.handling)
-        return {k: int(v) for k, v in raw.items()}
-
     async def agents(self: Store, logins: list[str]) -> list[dict[str, Any] | None]:
         """The gendarmes' records (None: never seen)."""
         if not logins:
             return []
         raws = await self.redis.hmget(self.keys.agents, logins)
         return [None if raw is None else unpack(raw) for raw in raws]
-
-    async def availability(self: Store, topics: list[str]
-                           ) -> tuple[list[dict[str, Any]], dict[str, int]]:
-        """The records of the gendarmes available now, and how many wait in each topic's
-        queue: what waiting times are estimated from."""
-        logins = await self.redis.zrange(self.keys.available, 0, -1)
-        records = [a for a in await self.agents(logins) if a]
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for t in topics:
-                pipe.zcard(self.keys.queue(t))
-            lengths = await pipe.execute()
-        return records, {t: int(n) for t, n in zip(topics, lengths)}
 
     async def agent_states(self: Store, logins: list[str]) -> list[tuple[str, int, int]]:
         """Live (status, load, capacity) of each login; ``offline`` when never seen."""
