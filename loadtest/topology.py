@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import random
 import shutil
 import signal
 import socket
@@ -39,22 +40,27 @@ def debian_redis() -> str:
                         "./scripts/test installs it")
 
 
-def free_ports(n: int, below: int = 55_000) -> list[int]:
-    """Free loopback ports (below ``below``: a cluster node's bus port is its port + 10,000)."""
-    ports: list[int] = []
-    socks = []
+def _ephemeral_start() -> int:
     try:
-        while len(ports) < n:
-            s = socket.socket()
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-            socks.append(s)
-            if port < below and port not in ports and _free(port + 10_000):
-                ports.append(port)
-    finally:
-        for s in socks:
-            s.close()
-    return ports
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32_768
+
+
+def free_ports(n: int) -> list[int]:
+    """Free loopback ports for Redis nodes, below the kernel's range for outgoing connections
+    with their port + 10,000 (a cluster node's bus): a port from that range, free when picked,
+    could be taken by any new connection of the machine before redis-server binds it (a node
+    of the suite once failed to start so)."""
+    high = _ephemeral_start() - 10_000
+    ports: list[int] = []
+    for _ in range(10_000):
+        if len(ports) == n:
+            return ports
+        port = random.randrange(10_000, high)
+        if port not in ports and _free(port) and _free(port + 10_000):
+            ports.append(port)
+    raise TopologyError(f"no {n} free ports below {high}")
 
 
 def _free(port: int) -> bool:
