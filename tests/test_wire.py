@@ -31,6 +31,16 @@ async def test_replies_come_in_order_with_errors_in_place_and_bytes_kept(
         assert replies[0] == "OK"
         assert isinstance(replies[1], ResponseError)  # in its place, not raised
         assert replies[2:] == ["v", "OK", 9, odd, 2, ["1", None]]
+        # a RESP3 false is a reply like any other, and a push (here: a key this connection
+        # read, changed by another) is not one
+        assert await wire.batch([pack(("EVAL", "redis.setresp(3); return false", 0)),
+                                 pack(("CLIENT", "TRACKING", "on")),
+                                 pack(("GET", "wire:k"))]) == [False, "OK", "v"]
+        other = command_client(redis_server.url)
+        await other.set("wire:k", "w")
+        await other.aclose()
+        await asyncio.sleep(0.1)  # the invalidation arrives
+        assert await wire.batch([pack(("PING",)), pack(("GET", "wire:k"))]) == ["PONG", "w"]
     finally:
         wire.close()
         await client.aclose()

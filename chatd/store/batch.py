@@ -81,6 +81,10 @@ class Batcher:
         loop = asyncio.get_running_loop()
         if loop is not self._loop:  # first use in this event loop (the CLI runs several)
             self._loop = loop
+            for wire in self._wires.values():  # links of a loop that has ended
+                wire.close()
+            self._wires.clear()
+            self._opening.clear()
             self._wake = asyncio.Event()
             for _ in range(SENDERS):
                 spawn("pipeline", self._sender)
@@ -147,6 +151,14 @@ class Batcher:
         except BaseException as exc:  # cancelled at shutdown
             _fail(calls, RedisError(f"batch aborted: {type(exc).__name__}"))
             raise
+        try:
+            await self._answer(client, calls, results, waits)
+        except BaseException as exc:  # a bug here must not leave a caller waiting for ever
+            _fail(calls, RedisError(f"batch aborted: {type(exc).__name__}"))
+            raise
+
+    async def _answer(self, client: Redis, calls: list[_Call], results: list[Any],
+                      waits: bool) -> None:
         acked = results.pop() if waits else None
         moved = [c for c, r in zip(calls, results) if isinstance(r, (MovedError, AskError))]
         if moved:
@@ -235,13 +247,14 @@ class Batcher:
         if opening is None:
             opening = asyncio.ensure_future(Wire.open(client))
             self._opening[id(client)] = opening
-            try:
-                wire = await asyncio.shield(opening)
-            finally:
-                del self._opening[id(client)]
-            self._wires[id(client)] = wire
-            return wire
+            opening.add_done_callback(lambda done, key=id(client): self._opened(key, done))
         return await asyncio.shield(opening)
+
+    def _opened(self, key: int, done: asyncio.Future[Wire]) -> None:
+        """Kept whoever waited for it (a waiter cancelled meanwhile does not lose the link)."""
+        self._opening.pop(key, None)
+        if not done.cancelled() and done.exception() is None:
+            self._wires[key] = done.result()
 
     async def load_scripts(self, sources: list[str]) -> None:
         """Every script into the cache of every node that may run it."""

@@ -43,6 +43,9 @@ def pack(args: tuple[Any, ...]) -> bytes:
             a.encode("utf-8", "surrogateescape") if isinstance(a, str) else a for a in args))
 
 
+_MORE = object()  # hiredis: no whole reply in the buffer yet (False is a RESP3 reply)
+
+
 class _Batch:
     __slots__ = ("fut", "count", "replies", "sent")
 
@@ -60,7 +63,8 @@ class Wire(asyncio.Protocol):
     def __init__(self, keep: Any, timeout: float) -> None:
         self._keep = keep  # the redis-py connection whose transport this is (not used again)
         self._timeout = timeout
-        self._reader = hiredis.Reader(encoding="utf-8", errors="surrogateescape")
+        self._reader = hiredis.Reader(encoding="utf-8", errors="surrogateescape",
+                                      notEnoughData=_MORE, replyError=BaseParser.parse_error)
         self._waiting: deque[_Batch] = deque()
         self._timer: asyncio.TimerHandle | None = None
         self.transport: asyncio.Transport | None = None
@@ -79,11 +83,18 @@ class Wire(asyncio.Protocol):
     def batch(self, commands: list[bytes]) -> asyncio.Future[list[Any]]:
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[list[Any]] = loop.create_future()
-        if self.closed or self.transport is None:
+        transport = self.transport
+        if self.closed or transport is None or transport.is_closing():
+            self.closed = True
             fut.set_exception(ConnectionError("Redis connection lost"))
             return fut
+        try:
+            transport.write(b"".join(commands))
+        except Exception as exc:  # noqa: BLE001 - closed under it (uvloop says so a turn later)
+            self.closed = True
+            fut.set_exception(ConnectionError(f"Redis connection lost: {exc}"))
+            return fut
         self._waiting.append(_Batch(fut, len(commands), time.monotonic()))
-        self.transport.write(b"".join(commands))
         if self._timer is None:
             self._timer = loop.call_later(self._timeout, self._check)
         return fut
@@ -94,17 +105,17 @@ class Wire(asyncio.Protocol):
         try:
             while True:
                 reply = reader.gets()
-                if reply is False:
+                if reply is _MORE:
                     break
+                if isinstance(reply, hiredis.PushNotification):
+                    continue  # not a reply (a notification the handshake may have asked for)
                 self._reply(reply)
         except hiredis.ProtocolError as exc:
             self._cut(ConnectionError(f"Redis protocol error: {exc}"))
 
     def _reply(self, reply: Any) -> None:
-        if isinstance(reply, hiredis.ReplyError):
-            reply = BaseParser.parse_error(str(reply))
-            if isinstance(reply, ReadOnlyError):  # a demoted primary: connect afresh next time
-                self.closed = True
+        if isinstance(reply, ReadOnlyError):  # a demoted primary: connect afresh next time
+            self.closed = True
         if not self._waiting:  # nothing asked for it: the link is out of step
             self._cut(ConnectionError("Redis sent a reply nobody waited for"))
             return
@@ -131,9 +142,12 @@ class Wire(asyncio.Protocol):
 
     def _cut(self, exc: Exception) -> None:
         self.closed = True
+        self._fail(exc)  # first: whatever the abort does, nobody is left waiting
         if self.transport is not None:
-            self.transport.abort()
-        self._fail(exc)
+            try:
+                self.transport.abort()
+            except RuntimeError:  # its event loop is gone
+                pass
 
     def _fail(self, exc: Exception) -> None:
         while self._waiting:
@@ -143,6 +157,7 @@ class Wire(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
+        self._keep._writer = self._keep._reader = None  # noqa: SLF001 - closed here, not there
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
@@ -152,4 +167,7 @@ class Wire(asyncio.Protocol):
     def close(self) -> None:
         self.closed = True
         if self.transport is not None:
-            self.transport.close()
+            try:
+                self.transport.close()
+            except RuntimeError:  # its event loop is gone
+                pass
