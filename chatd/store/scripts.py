@@ -5,7 +5,7 @@ Each script belongs to a family, named on its first line, which says which keys 
 keys), ``routing`` (the routing state, then one queue per topic: ARGV[2] names the topics in
 that order), ``visitor`` (one visitor's keys), ``counter`` (one counter), ``reports`` (the
 figures of one hour, day and month: the ``{r}`` slot). A script never builds
-a key name; the prelude binds the names it was given (S, R, V, C), then comes the transition
+a key name; the prelude binds the names it was given (S, R, V, C, P), then comes the transition
 table (states.py), ``lib.lua``, and the script's body, wrapped so that every script returns
 ``{result, PUBS, MARKS, LATER, SYNCS}`` (lib.lua says what each holds), or ``{result}`` when
 those four are empty. Scripts are registered once and run by SHA; a Redis that lost its script
