@@ -251,5 +251,5 @@ def test_scripts_touch_only_the_keys_they_are_given() -> None:
         for command, first in calls:
             if command.upper() in ("TIME", "PUBLISH", "SPUBLISH"):
                 continue
-            assert re.fullmatch(r"(S|R|V|P)\.\w+|C|key|queue|stream|queue_of\(\w+|R\.queue\[[^]]+\]",
+            assert re.fullmatch(r"(S|R|V|P)\.\w+|C|KEYS\[\d+\]|key|queue|stream|queue_of\(\w+|R\.queue\[[^]]+\]",
                                 first.strip()), f"{name}.lua: {command} on {first!r}"

@@ -23,6 +23,9 @@ if TYPE_CHECKING:
 _HOUR_MS = 3_600_000
 _DAY_MS = 86_400_000
 _CHAT = ("created", "topic0", "topic", "lang")
+#: what close_facts.lua reads of a closed chat for its figures
+CLOSE_FACTS = (*_CHAT, "answered_at", "first_reply_at", "closed_at", "async", "transfers",
+               "disposition", "state")
 
 
 class Reports:
@@ -39,17 +42,23 @@ class Reports:
         cmd = self.scripts.command
         if not marked and not await cmd("HSETNX", self.keys.session(sid), f"counted_{fact}", 1):
             return None
-        k = self.keys
-        created = int(info["created"])
         topic, lang = info.get("topic0") or info.get("topic") or "", info.get("lang") or ""
-        hour, day = created // _HOUR_MS, created // _DAY_MS
-        keys = [k.report_hour(hour), k.report_day(day),
-                k.report_month(reports.month_of(reports.day_date(day))),
-                k.report_hour_all(hour), k.report_day_all(day)]
-        keep = self.settings.reports_days * 86400 + 86400
-        await self.scripts.run("tally", keys, topic, lang, keep,
+        await self.scripts.run("tally", self.report_keys(int(info["created"])), topic, lang,
+                               self.reports_keep_s(),
                                *[x for pair in figures.items() for x in pair])
         return info
+
+    def report_keys(self: Store, created: int) -> list[str]:
+        """tally.lua's keys for a chat created at ``created`` (epoch ms): its hour, day and
+        month, the hour's and the day's totals."""
+        k = self.keys
+        hour, day = created // _HOUR_MS, created // _DAY_MS
+        return [k.report_hour(hour), k.report_day(day),
+                k.report_month(reports.month_of(reports.day_date(day))),
+                k.report_hour_all(hour), k.report_day_all(day)]
+
+    def reports_keep_s(self: Store) -> int:
+        return self.settings.reports_days * 86400 + 86400
 
     async def count_request(self: Store, sid: str, created_ms: int, topic: str,
                             lang: str) -> None:
@@ -66,12 +75,13 @@ class Reports:
         """What a closed chat adds; returns its fields (for the metrics) if counted now. The
         mark and the read are one step (close_facts.lua): a disposition recorded after the
         citizen left (session_close.lua) is then either read here or corrected once after."""
-        names = (*_CHAT, "answered_at", "first_reply_at", "closed_at", "async", "transfers",
-                 "disposition", "state")
-        values = await self._chat("close_facts", sid, *names)
+        return await self.count_closed(sid, await self._chat("close_facts", sid, *CLOSE_FACTS))
+
+    async def count_closed(self: Store, sid: str, values: list[Any]) -> dict[str, Any] | None:
+        """``count_close`` once close_facts.lua has answered (``values``, of CLOSE_FACTS)."""
         if not values:
             return None
-        info = dict(zip(names, values))
+        info = dict(zip(CLOSE_FACTS, values))
         facts = reports.chat_facts({k: v for k, v in info.items() if v is not None})
         return await self._count(sid, "c", facts, info, marked=True)
 

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Iterable
 import msgpack
 
 from ..config import Topic
+from .reports import CLOSE_FACTS
 from .records import COUNTER_WINDOW_S, PACE_RING, QUEUE_SHIFT, READ_PAGE, unpack
 
 BEAT_PAGE = 100  # names per heartbeat call
@@ -64,6 +65,10 @@ class Routing:
         """Admission and creation. Returns ('ok', queue position, '', ''), or
         ('blocked' | 'rate_token' | 'rate_ip', 0, '', ''), or ('conflict', 0, the open chat's
         id, its topic): the visitor's chat (a retried `start` whose answer was lost)."""
+        if self.composed:
+            started = await self._start(sid, vid, topic, lang, text, ip, per_token, per_ip)
+            if started is not None:
+                return started
         for _ in range(2):
             verdict = await self._admit(sid, vid, per_token)
             if verdict[0] != "conflict":
@@ -91,8 +96,8 @@ class Routing:
         if verdict[0] != "ok":
             return str(verdict[0]), 0, "", ""
         earlier, prev = verdict[1], verdict[2]
-        address = self.keys.ip_counter(hashlib.sha256(ip.encode()).hexdigest()[:20], self._hour())
-        n = (await self.scripts.run("count", [address], COUNTER_WINDOW_S)).result
+        n = (await self.scripts.run("count", [self._address_counter(ip)],
+                                    COUNTER_WINDOW_S)).result
         if int(n) > per_ip:
             await self._release_visitor(vid, sid, "")
             return "rate_ip", 0, "", ""
@@ -103,6 +108,32 @@ class Routing:
         position = await self._route("route_enqueue", sid, preview, self.process_id)
         await self._count_safely(self.count_request(sid, int(created), topic.id, lang))
         return "ok", int(position), "", ""
+
+    async def _start(self: Store, sid: str, vid: str, topic: Topic, lang: str,
+                     text: str | None, ip: str, per_token: int, per_ip: int
+                     ) -> tuple[str, int, str, str] | None:
+        """``create_session``'s steps in one call (start.lua), where one Redis holds every
+        key; None when the visitor has an open chat already: the steps sort that out."""
+        hour = self._hour()
+        keys = [*self.keys.chat(sid), *self._visitor_keys(vid), self._address_counter(ip),
+                *self.report_keys(hour * 3_600_000), *self.routing_keys]
+        reply = await self.scripts.run(
+            "start", keys, sid, vid, self.topic_list, topic.id, lang, topic.priority,
+            topic.weight, text or "", self.process_id, per_token, per_ip, COUNTER_WINDOW_S,
+            self.longest_retention(), hour, self.reports_keep_s())
+        await self._settle(reply)
+        status = str(reply.result[0])
+        if status == "conflict":
+            return None
+        if status != "ok":
+            return status, 0, "", ""
+        _, position, created, counted = reply.result
+        if not int(counted):  # started in another hour than the keys' (or counted already)
+            await self._count_safely(self.count_request(sid, int(created), topic.id, lang))
+        return "ok", int(position), "", ""
+
+    def _address_counter(self: Store, ip: str) -> str:
+        return self.keys.ip_counter(hashlib.sha256(ip.encode()).hexdigest()[:20], self._hour())
 
     def _hour(self: Store) -> int:
         return self.now_ms() // 3_600_000
@@ -176,8 +207,19 @@ class Routing:
         records a disposition after the citizen left is answered with."""
         retention = " ".join([str(self.retention_ms)] + [
             f"{t}={self.retention_of(t)}" for t in self.topics])
-        res = await self._chat("session_close", sid, by, actor, reason, disposition,
-                               retention, rating or "", comment or "")
+        facts = None
+        if self.composed:  # the chat's hash, routing, the closed index, the mark: one call
+            reply = await self.scripts.run(
+                "close", [*self.keys.chat(sid), self.keys.closed, *self.routing_keys], sid, by,
+                actor, reason, disposition, retention, rating or "", comment or "",
+                self.topic_list, *CLOSE_FACTS)
+            await self._settle(reply)  # an offer revoked by the close
+            res = reply.result[0]
+            if len(reply.result) > 1:
+                facts = reply.result[1]
+        else:
+            res = await self._chat("session_close", sid, by, actor, reason, disposition,
+                                   retention, rating or "", comment or "")
         if res[0] in ("not_found", "conflict"):
             return Closing(str(res[0]))
         status, vid, topic, closed_at, was_by, was_reason, counted = res
@@ -191,8 +233,14 @@ class Routing:
                 await self._count_safely(self.count_late_disposition(sid, str(counted),
                                                                      disposition))
             return ended
-        await self.finish_close(sid, str(vid), str(topic), int(closed_at or 0), reason,
-                                disposition)
+        if facts is None:
+            await self.finish_close(sid, str(vid), str(topic), int(closed_at or 0), reason,
+                                    disposition)
+        else:  # what close.lua leaves: the visitor's record and the reports' figures
+            await asyncio.gather(
+                self._release_visitor(str(vid), sid,
+                                      f"{int(closed_at or 0)}|{topic}|{reason}|{disposition}"),
+                self._count_safely(self._count_closed(sid, facts)))
         if rating and status == "ok":
             await self._count_safely(self.count_rating(sid, rating))
         return ended
@@ -204,8 +252,9 @@ class Routing:
         await self.redis.zadd(self.keys.closed, {sid: closed_at})
         await self._count_safely(self._count_closed(sid))
 
-    async def _count_closed(self: Store, sid: str) -> None:
-        info = await self.count_close(sid)
+    async def _count_closed(self: Store, sid: str, facts: list[Any] | None = None) -> None:
+        """The closed chat's figures; ``facts``: close_facts.lua's answer, if read already."""
+        info = await (self.count_close(sid) if facts is None else self.count_closed(sid, facts))
         if info is not None and self.on_counted is not None:
             self.on_counted(info)
 
@@ -226,7 +275,12 @@ class Routing:
             int(s.absent_skip_s * 1000)))
 
     async def accept(self: Store, sid: str, login: str, name: str) -> str:
-        return str(await self._route("accept", sid, login, name))
+        if not self.composed:
+            return str(await self._route("accept", sid, login, name))
+        reply = await self.scripts.run("accept_offer", [*self.keys.chat(sid), *self.routing_keys],
+                                       sid, login, name, self.topic_list)
+        await self._settle(reply)  # its events: the chat's hash is told already
+        return str(reply.result)
 
     async def decline(self: Store, sid: str, login: str) -> str:
         return str(await self._route("decline", sid, login))

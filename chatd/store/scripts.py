@@ -4,7 +4,9 @@ Each script belongs to a family, named on its first line, which says which keys 
 (KEYS, in the order keys.py lists them) and so which slot it runs in: ``chat`` (one chat's
 keys), ``routing`` (the routing state, then one queue per topic: ARGV[2] names the topics in
 that order), ``visitor`` (one visitor's keys), ``counter`` (one counter), ``reports`` (the
-figures of one hour, day and month: the ``{r}`` slot). A script never builds
+figures of one hour, day and month: the ``{r}`` slot), or ``composed``: an operation's
+steps in one call, for a Redis that holds every key (``source`` says how; its KEYS begin with
+the chat's, so that what it holds back is confirmed as a chat script's). A script never builds
 a key name; the prelude binds the names it was given (S, R, V, C, P), then comes the transition
 table (states.py), ``lib.lua``, and the script's body, wrapped so that every script returns
 ``{result, PUBS, MARKS, LATER, SYNCS}`` (lib.lua says what each holds), or ``{result}`` when
@@ -29,21 +31,23 @@ from .keys import ROUTING
 from .records import PACE_RING, QUEUE_SHIFT
 from .states import lua_table
 
-_PRELUDES = {
-    "chat": "local S = {hash = KEYS[1], msgs = KEYS[2], notes = KEYS[3], cids = KEYS[4], "
-            "channel = KEYS[5], uploads = KEYS[6]}\nlocal R, V, C\n",
-    "routing": f"local PACE_RING, QUEUE_SHIFT = {PACE_RING}, {QUEUE_SHIFT}\n" "local R = {" + ", ".join(f"{name} = KEYS[{i + 1}]"
-                                         for i, name in enumerate(ROUTING))
+# What a script of each family binds its KEYS to (S, R, V, C, P: declared before the
+# helpers, which use them). A composed script binds them anew at each of its steps.
+_BINDS = {
+    "chat": "S = {hash = KEYS[1], msgs = KEYS[2], notes = KEYS[3], cids = KEYS[4], "
+            "channel = KEYS[5], uploads = KEYS[6]}\n",
+    "routing": "R = {" + ", ".join(f"{name} = KEYS[{i + 1}]" for i, name in enumerate(ROUTING))
                + ", queue = {}}\n"
                "do\n  local n = " + str(len(ROUTING)) + "\n"
                "  for t in string.gmatch(ARGV[2], '%S+') do n = n + 1; R.queue[t] = KEYS[n] end\n"
-               "end\nlocal S, V, C\n",
-    "visitor": "local V = {hash = KEYS[1], sessions = KEYS[2], blocked = KEYS[3], "
-               "counter = KEYS[4]}\nlocal S, R, C\n",
-    "counter": "local C = KEYS[1]\nlocal S, R, V\n",
-    "reports": "local P = {hour = KEYS[1], day = KEYS[2], month = KEYS[3], hour_all = KEYS[4], "
-               "day_all = KEYS[5]}\nlocal S, R, V, C\n",
+               "end\n",
+    "visitor": "V = {hash = KEYS[1], sessions = KEYS[2], blocked = KEYS[3], counter = KEYS[4]}\n",
+    "counter": "C = KEYS[1]\n",
+    "reports": "P = {hour = KEYS[1], day = KEYS[2], month = KEYS[3], hour_all = KEYS[4], "
+               "day_all = KEYS[5]}\n",
 }
+_HEAD = (f"local PACE_RING, QUEUE_SHIFT = {PACE_RING}, {QUEUE_SHIFT}\n"
+         "local S, R, V, C, P\n")
 
 
 def _read(name: str) -> str:
@@ -54,8 +58,16 @@ def family(name: str) -> str:
     first = _read(f"{name}.lua").splitlines()[0]
     if not first.startswith("-- family: "):
         raise ValueError(f"{name}.lua must start with '-- family: chat|routing|visitor|counter|"
-                         "reports'")
+                         "reports|composed'")
     return first.split(":", 1)[1].strip()
+
+
+def steps(name: str) -> tuple[str, ...]:
+    """The steps a composed script runs (its second line: ``-- steps: a b c``)."""
+    second = _read(f"{name}.lua").splitlines()[1]
+    if not second.startswith("-- steps: "):
+        raise ValueError(f"{name}.lua, a composed script, must name its steps on line 2")
+    return tuple(second.split(":", 1)[1].split())
 
 
 NAMES = tuple(sorted(p.name[:-4] for p in resources.files(__package__).joinpath("lua").iterdir()
@@ -90,14 +102,23 @@ def _parts() -> tuple[str, list[tuple[str, str]]]:
 
 
 def source(name: str) -> str:
-    """A script as Redis runs it: its prelude, lib.lua's opening, the helpers it calls (and
-    those they call) and its body. Redis runs all of it at every call, so a script carries
+    """A script as Redis runs it: its key bindings, lib.lua's opening, the helpers it calls
+    (and those they call) and its body. Redis runs all of it at every call, so a script carries
     only what it uses: the whole library cost the append of each message about 16 µs of
-    Redis CPU (docs/benchmarks.md, "Performance")."""
+    Redis CPU (docs/benchmarks.md, "Performance").
+
+    A composed script (family ``composed``) does in one call what its steps do one call each:
+    each step's body becomes a function of its own KEYS and ARGV (``step.name(keys, argv)``)
+    that binds its family's names first, and the composed body calls them in turn. A Cluster
+    cannot run it (its steps' keys are in different slots); one Redis, or a Sentinel's
+    primary, runs an operation in one round trip instead of one per step."""
     body = _read(f"{name}.lua")
+    kind = FAMILIES[name]
+    parts = steps(name) if kind == "composed" else ()
+    texts = {part: _read(f"{part}.lua") for part in parts}
     opening, functions = _parts()
     defined = {fn for fn, _ in functions}
-    wanted = set(_WORD.findall(body)) & defined
+    wanted = set(_WORD.findall(body + "".join(texts.values()))) & defined
     while True:  # what the wanted helpers call, until nothing new comes
         more = {w for fn, text in functions if fn in wanted
                 for w in _WORD.findall(text) if w in defined} - wanted
@@ -105,8 +126,15 @@ def source(name: str) -> str:
             break
         wanted |= more
     helpers = "".join(text for fn, text in functions if fn in wanted)
-    return (_PRELUDES[FAMILIES[name]] + opening + helpers
-            + "local function main()\n" + body + "\nend\n" + RETURN)
+    out = [_HEAD, _BINDS.get(kind, ""), opening, helpers]
+    if parts:
+        out.append("local step = {}\n")
+        for part, text in texts.items():
+            fresh = "ABSENT = {}\n" if FAMILIES[part] == "chat" else ""
+            out.append(f"step.{part} = function(KEYS, ARGV)\n" + _BINDS[FAMILIES[part]] + fresh
+                       + text + "\nend\n")
+    out.append("local function main()\n" + body + "\nend\n" + RETURN)
+    return "".join(out)
 
 
 # Redis converts a script's reply table by table: four empty lists beside the result cost a
@@ -153,7 +181,7 @@ class Scripts:
     async def _run(self, name: str, keys: list[str], argv: tuple[Any, ...]) -> Reply:
         result, later, syncs = await self._batch.call(
             "EVALSHA", self._shas[name], len(keys), *keys, self._mode, *argv,
-            chat=FAMILIES[name] == "chat")
+            chat=FAMILIES[name] in ("chat", "composed"))  # a composed one: the chat's keys first
         return Reply(result, later, syncs)
 
     async def load(self) -> None:

@@ -71,6 +71,9 @@ class Store(Routing, Retention, Console, Reports, Uploads):
         self.settings = settings
         self.keys = Keys(settings.key_prefix)
         self.cluster = node_client is not None
+        #: operations run as one composed script (start.lua) where one Redis holds every key;
+        #: a Cluster runs their steps one by one, each in its own slot
+        self.composed = not self.cluster
         mode = ("d" if settings.ack_replicas > 0 else "") + ("c" if self.cluster else "")
         self.batcher = Batcher(script_redis or redis, node_client, settings.ack_replicas,
                                settings.ack_timeout_ms, "c" if self.cluster else "")
