@@ -12,6 +12,7 @@ from . import metrics
 from .auth import token_digest
 from .connection import Connection
 from .events import told_presence
+from .store.routing import presence_view
 from .store.store import HISTORY_PAGE, message_of, note_of
 from .visitor import NOT_FOUND, Refused, answer_append, relay_ephemeral
 
@@ -94,14 +95,14 @@ class AgentHandlers:
 
     async def _send_assigned(self, conn: Connection, sid: str) -> None:
         live = await self.hub.attach(conn, sid, None)  # subscribed before the read below
-        opened = await self.store.open_chat(sid, conn.identity, conn.agent.role, "assigned")
+        opened = await self.store.open_held(sid, conn.identity, conn.agent.role, "assigned")
         if opened is None:
             self.hub.detach(conn, sid)
             return
-        info, history, notes = opened
+        info, history, notes, route = opened
         # read after subscribing and last before sending: a change after this read comes as
         # a `presence` event once `assigned` is out (events.py)
-        presence = (await self.store.presence_of([sid]))[0] or {
+        presence = presence_view(route) if route is not None else {
             "state": "gone", "since": self.store.now_ms()}  # closed meanwhile: `closed` follows
         conn.holding[sid] = int(info.get("assigned_at") or 0)
         created = int(info.get("created", 0))

@@ -13,7 +13,7 @@ from chatd.store import Store, open_store
 from harness import RedisServer, new_prefix
 
 TIMES = {"created", "changed", "vsince", "qscore", "assigned_at", "answered_at", "closed_at",
-         "ts"}
+         "deadline", "offered_at", "first_reply_at", "ts"}
 
 
 def _same(record: dict[str, Any] | None) -> dict[str, Any]:
@@ -169,3 +169,37 @@ async def test_a_close_in_one_call_leaves_what_its_steps_leave(redis_server: Red
     assert (totals["ans"], totals["abd"], totals["disp:answered"], totals["rate_n"]) == (
         "1", "1", "1", "1") and composed["handling"]
     assert composed["ttl"] == [True, True] and composed["queued"] == 0
+
+
+async def test_a_held_chat_opened_in_one_call_is_what_its_steps_show(redis_server: RedisServer
+                                                                     ) -> None:
+    """open_held.lua: the gendarme who holds a chat reads it, its audit entry is written and
+    its visitor's presence read, as open_chat.lua, the audit and the routing record do one by
+    one; someone who does not hold it reads nothing and leaves no entry."""
+    async def run(store: Store) -> dict[str, Any]:
+        general = store.topics["general"]
+        await store.publish_topics(store.topics.values())
+        await store.agent_online("g1", 1, ["fr"], [], "Gendarme Un")
+        await store.set_status("g1", "available", 1, ["fr"], [], "Gendarme Un")
+        assert (await store.create_session("o1", "y1", general, "fr", "Bonjour", "10.0.2.1", 5,
+                                           50))[0] == "ok"
+        assert await store.match() == 1
+        assert await store.open_held("o1", "g1", "agent", "assigned") is None  # only offered
+        assert await store.accept("o1", "g1", "Gendarme Un") == "ok"
+        await store.append("o1", "msg", "agent", "g1", "Bonjour, gendarmerie.", "c1")
+        assert await store.open_held("o1", "g2", "agent", "assigned") is None  # not theirs
+        opened = await store.open_held("o1", "g1", "agent", "assigned")
+        assert opened is not None
+        info, history, notes, route = opened
+        entries = await store.audit_entries(10)
+        return {"info": _same(info), "history": [(e.seq, e.sender, e.text) for e in history],
+                "notes": notes, "route": _same(route),
+                "audit": [{k: v for k, v in e.items() if k != "ts"} for e in entries],
+                "audit_ts": [abs(e["ts"] - store.now_ms()) < 60_000 for e in entries]}
+
+    composed, steps = await _both(redis_server.url, run)
+    assert composed == steps
+    assert composed["audit"] == [{"who": "g1", "role": "agent", "session": "o1",
+                                  "how": "assigned"}] and composed["audit_ts"] == [True]
+    assert composed["history"] == [(1, "visitor", "Bonjour"), (2, "agent", "Bonjour, gendarmerie.")]
+    assert composed["route"]["st"] == "active" and composed["route"]["vst"] == "c"

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any, AsyncIterator
 
-from .records import READ_PAGE
+from .records import AUDIT_MAXLEN, READ_PAGE
 
 if TYPE_CHECKING:
     from .store import Store
@@ -38,7 +38,7 @@ class Console:
         entry = {"who": login, "role": role, "session": sid, "how": how, "ts": self.now_ms()}
         if reason:
             entry["reason"] = reason
-        await self.redis.xadd(self.keys.audit, entry, maxlen=1_000_000, approximate=True)
+        await self.redis.xadd(self.keys.audit, entry, maxlen=AUDIT_MAXLEN, approximate=True)
 
     async def left_for_later(self: Store, topics: frozenset[str] | None, limit: int = 200,
                              scan: int = 5000) -> list[dict[str, Any]]:

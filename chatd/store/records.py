@@ -11,6 +11,7 @@ from protocol.outbound import attachment as attachment_frame
 
 READ_PAGE = 500  # entries per read: no single Redis call works through a whole long list
 HISTORY_PAGE = 200  # messages an `assigned` carries; later ones follow as `msg` frames
+AUDIT_MAXLEN = 1_000_000  # entries the audit trail keeps, about (XADD MAXLEN ~)
 COUNTER_WINDOW_S = 3700  # an hourly counter lives a little over its hour
 PACE_RING = 24  # the last moves of each topic's line that its pace is made of (estimates.py)
 # a queue's scores are arrival times (epoch ms), less this for chats sent back to the front of

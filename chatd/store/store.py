@@ -35,6 +35,7 @@ from .batch import Batcher
 from .console import Console
 from .keys import Keys
 from .records import (
+    AUDIT_MAXLEN,
     HISTORY_PAGE,
     READ_PAGE,
     Entry,
@@ -291,6 +292,26 @@ class Store(Routing, Retention, Console, Reports, Uploads):
             await self.redis.set(self.keys.audit_seen(login, sid), 1, ex=once_per)
         flat, rows, notes = res
         return dict(zip(flat[::2], flat[1::2])), _entries(_pairs(rows)), _notes(_pairs(notes))
+
+    async def open_held(self, sid: str, login: str, role: str, how: str
+                        ) -> tuple[dict[str, str], list[Entry], list[NoteEntry],
+                                   dict[str, Any] | None] | None:
+        """``open_chat`` for the gendarme who holds the chat, with its routing record read
+        after (the visitor's presence; None: closed meanwhile): on one Redis in one call
+        (open_held.lua), the read, its audit entry and the record; on a Cluster, one each."""
+        if not self.composed:
+            opened = await self.open_chat(sid, login, role, how)
+            if opened is None:
+                return None
+            return (*opened, (await self.routes([sid]))[0])
+        res = (await self.scripts.run(
+            "open_held", [*self.keys.chat(sid), self.keys.audit, self.keys.routes], sid, login,
+            role, how, HISTORY_PAGE, AUDIT_MAXLEN)).result
+        if not res:
+            return None
+        flat, rows, notes, raw = res
+        return (dict(zip(flat[::2], flat[1::2])), _entries(_pairs(rows)), _notes(_pairs(notes)),
+                unpack(raw) if raw else None)
 
     async def states(self, sids: list[str]) -> list[dict[str, str]]:
         """What a connection must agree with: state, holder, last seq shown, how it ended,
