@@ -203,3 +203,29 @@ async def test_a_held_chat_opened_in_one_call_is_what_its_steps_show(redis_serve
                                   "how": "assigned"}] and composed["audit_ts"] == [True]
     assert composed["history"] == [(1, "visitor", "Bonjour"), (2, "agent", "Bonjour, gendarmerie.")]
     assert composed["route"]["st"] == "active" and composed["route"]["vst"] == "c"
+
+
+async def test_a_close_sent_again_after_its_answer_was_lost_is_counted_once(
+        redis_server: RedisServer) -> None:
+    """close.lua's writes done but its answer lost (a reply cut, acks that did not reach the
+    replicas): the close sent again still counts the chat in the reports, once; and a close
+    after the chat ended leaves the visitor's record saying how it ended first."""
+    store = open_store(redis_server.url, Settings(key_prefix=new_prefix()))
+    try:
+        general = store.topics["general"]
+        assert (await store.create_session("l1", "z1", general, "fr", "Allô", "10.0.3.1", 5,
+                                           50))[0] == "ok"
+        retention = str(store.retention_ms)
+        reply = await store.scripts.run(  # what a close cut after its script leaves
+            "close", [*store.keys.chat("l1"), store.keys.closed, *store.routing_keys], "l1",
+            "visitor", "z1", "visitor_left", "", retention, "", "", store.topic_list)
+        assert reply.result[0][0] == "ok"
+        assert await store.close("l1", "visitor", "z1", "visitor_left") == "closed"
+        assert await store.close("l1", "visitor", "z1", "quick_exit") == "closed"  # a late one
+        totals = store.report_keys(int((await store.session("l1"))["created"]))[3]
+        assert await store.redis.hget(totals, "abd") == "1"
+        assert (await store.redis.hget(store.keys.visitor("z1"), "prev")).split("|")[2] == \
+            "visitor_left"
+        assert await store.redis.hget(store.keys.visitor("z1"), "open") == ""
+    finally:
+        await store.aclose()

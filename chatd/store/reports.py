@@ -75,10 +75,7 @@ class Reports:
         """What a closed chat adds; returns its fields (for the metrics) if counted now. The
         mark and the read are one step (close_facts.lua): a disposition recorded after the
         citizen left (session_close.lua) is then either read here or corrected once after."""
-        return await self.count_closed(sid, await self._chat("close_facts", sid, *CLOSE_FACTS))
-
-    async def count_closed(self: Store, sid: str, values: list[Any]) -> dict[str, Any] | None:
-        """``count_close`` once close_facts.lua has answered (``values``, of CLOSE_FACTS)."""
+        values = await self._chat("close_facts", sid, *CLOSE_FACTS)
         if not values:
             return None
         info = dict(zip(CLOSE_FACTS, values))

@@ -15,7 +15,6 @@ from typing import TYPE_CHECKING, Any, Iterable
 import msgpack
 
 from ..config import Topic
-from .reports import CLOSE_FACTS
 from .records import COUNTER_WINDOW_S, PACE_RING, QUEUE_SHIFT, READ_PAGE, unpack
 
 BEAT_PAGE = 100  # names per heartbeat call
@@ -207,16 +206,15 @@ class Routing:
         records a disposition after the citizen left is answered with."""
         retention = " ".join([str(self.retention_ms)] + [
             f"{t}={self.retention_of(t)}" for t in self.topics])
-        facts = None
-        if self.composed:  # the chat's hash, routing, the closed index, the mark: one call
+        routed = False  # the routing state and the closed index done (close.lua)
+        if self.composed:  # the chat's hash, routing, the closed index: one call
             reply = await self.scripts.run(
                 "close", [*self.keys.chat(sid), self.keys.closed, *self.routing_keys], sid, by,
                 actor, reason, disposition, retention, rating or "", comment or "",
-                self.topic_list, *CLOSE_FACTS)
+                self.topic_list)
             await self._settle(reply)  # an offer revoked by the close
             res = reply.result[0]
-            if len(reply.result) > 1:
-                facts = reply.result[1]
+            routed = len(reply.result) > 1
         else:
             res = await self._chat("session_close", sid, by, actor, reason, disposition,
                                    retention, rating or "", comment or "")
@@ -233,14 +231,14 @@ class Routing:
                 await self._count_safely(self.count_late_disposition(sid, str(counted),
                                                                      disposition))
             return ended
-        if facts is None:
-            await self.finish_close(sid, str(vid), str(topic), int(closed_at or 0), reason,
-                                    disposition)
-        else:  # what close.lua leaves: the visitor's record and the reports' figures
+        if not routed:
+            await self.finish_close(sid, str(vid), str(topic), int(closed_at or 0),
+                                    ended.reason, disposition)
+        else:  # what close.lua leaves: the visitor's record and the reports
             await asyncio.gather(
-                self._release_visitor(str(vid), sid,
-                                      f"{int(closed_at or 0)}|{topic}|{reason}|{disposition}"),
-                self._count_safely(self._count_closed(sid, facts)))
+                self._release_visitor(
+                    str(vid), sid, f"{int(closed_at or 0)}|{topic}|{ended.reason}|{disposition}"),
+                self._count_safely(self._count_closed(sid)))
         if rating and status == "ok":
             await self._count_safely(self.count_rating(sid, rating))
         return ended
@@ -252,9 +250,8 @@ class Routing:
         await self.redis.zadd(self.keys.closed, {sid: closed_at})
         await self._count_safely(self._count_closed(sid))
 
-    async def _count_closed(self: Store, sid: str, facts: list[Any] | None = None) -> None:
-        """The closed chat's figures; ``facts``: close_facts.lua's answer, if read already."""
-        info = await (self.count_close(sid) if facts is None else self.count_closed(sid, facts))
+    async def _count_closed(self: Store, sid: str) -> None:
+        info = await self.count_close(sid)
         if info is not None and self.on_counted is not None:
             self.on_counted(info)
 

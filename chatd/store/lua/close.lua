@@ -1,17 +1,20 @@
 -- family: composed
--- steps: session_close route_close close_facts
+-- steps: session_close route_close
 -- A close in one call where its steps (routing.py, Routing.close_chat) take one each: the
--- chat's hash, the routing state, the closed index, the reports' mark. For a Redis that holds
--- every key (one server, a Sentinel's primary); a Cluster runs the steps one by one. The
--- visitor's record is left to the caller (its keys are named after the visitor, whom only
--- the chat's hash knows), as are the reports' figures (their keys, after the hour the chat
--- started in).
+-- chat's hash, the routing state, the closed index. For a Redis that holds every key (one
+-- server, a Sentinel's primary); a Cluster runs the steps one by one. The visitor's record is
+-- left to the caller (its keys are named after the visitor, whom only the chat's hash knows),
+-- as are the reports (their keys, after the hour the chat started in): their mark
+-- (close_facts.lua) is not set here, since a call that fails after its writes (acks that did
+-- not reach the replicas, a lost reply) is sent again, and a chat marked counted by the first
+-- would never be counted.
 -- KEYS: a chat's (keys.SESSION), the closed index, then the routing state (keys.ROUTING,
 --       then one queue per topic)
 -- ARGV: mode, sid, by, actor, reason, disposition, retention, rating, comment (as
---       session_close.lua), topics, then the names of the fields close_facts.lua returns
--- Returns: {session_close.lua's reply, close_facts.lua's}; the second is left out when the
---          close did not close (refused, or 'disposed': the caller does what follows)
+--       session_close.lua), topics
+-- Returns: {session_close.lua's reply, 1 when the routing state and the index are done}; the
+--          second is left out when the close did not close (refused, or 'disposed': the
+--          caller does what follows)
 local function part(from, n)
   local out = {}
   for i = from, from + n - 1 do out[#out + 1] = KEYS[i] end
@@ -24,6 +27,4 @@ local closed = step.session_close(chat, {MODE, sid, ARGV[3], ARGV[4], ARGV[5], A
 if closed[1] ~= 'ok' and closed[1] ~= 'closed' then return {closed} end
 step.route_close(routing, {MODE, ARGV[10], sid})
 redis.call('ZADD', KEYS[7], closed[4], sid)
-local names = {MODE, sid}
-for i = 11, #ARGV do names[#names + 1] = ARGV[i] end
-return {closed, step.close_facts(chat, names)}
+return {closed, 1}
