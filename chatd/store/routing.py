@@ -48,6 +48,12 @@ class Figures:
     # which someone waited; none older than an hour) and since when its first live chat waits
 
 
+def _ended(closed_at: int, topic: str, reason: str, disposition: str) -> str:
+    """How a chat ended, as the visitor's record keeps it for their next gendarme
+    (visitor_release.lua's summary)."""
+    return f"{closed_at}|{topic}|{reason}|{disposition}"
+
+
 def presence_view(route: dict[str, Any]) -> dict[str, Any]:
     """The visitor's presence as clients see it, from a routing record (presence.lua)."""
     gone = route.get("vst") == "g"
@@ -236,8 +242,8 @@ class Routing:
                                     ended.reason, disposition)
         else:  # what close.lua leaves: the visitor's record and the reports
             await asyncio.gather(
-                self._release_visitor(
-                    str(vid), sid, f"{int(closed_at or 0)}|{topic}|{ended.reason}|{disposition}"),
+                self._release_visitor(str(vid), sid, _ended(int(closed_at or 0), str(topic),
+                                                             ended.reason, disposition)),
                 self._count_safely(self._count_closed(sid)))
         if rating and status == "ok":
             await self._count_safely(self.count_rating(sid, rating))
@@ -246,7 +252,7 @@ class Routing:
     async def finish_close(self: Store, sid: str, vid: str, topic: str, closed_at: int,
                            reason: str, disposition: str) -> None:
         await self._route("route_close", sid)
-        await self._release_visitor(vid, sid, f"{closed_at}|{topic}|{reason}|{disposition}")
+        await self._release_visitor(vid, sid, _ended(closed_at, topic, reason, disposition))
         await self.redis.zadd(self.keys.closed, {sid: closed_at})
         await self._count_safely(self._count_closed(sid))
 

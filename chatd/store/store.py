@@ -72,8 +72,8 @@ class Store(Routing, Retention, Console, Reports, Uploads):
         self.settings = settings
         self.keys = Keys(settings.key_prefix)
         self.cluster = node_client is not None
-        #: operations run as one composed script (start.lua) where one Redis holds every key;
-        #: a Cluster runs their steps one by one, each in its own slot
+        #: operations run as one composed script (start, accept_offer, close, open_held) where
+        #: one Redis holds every key; a Cluster runs their steps one by one, each in its slot
         self.composed = not self.cluster
         mode = ("d" if settings.ack_replicas > 0 else "") + ("c" if self.cluster else "")
         self.batcher = Batcher(script_redis or redis, node_client, settings.ack_replicas,
@@ -290,8 +290,7 @@ class Store(Routing, Retention, Console, Reports, Uploads):
             # never shows a read without one
             await self.audit(login, role, sid, how)
             await self.redis.set(self.keys.audit_seen(login, sid), 1, ex=once_per)
-        flat, rows, notes = res
-        return dict(zip(flat[::2], flat[1::2])), _entries(_pairs(rows)), _notes(_pairs(notes))
+        return _opened(res)
 
     async def open_held(self, sid: str, login: str, role: str, how: str
                         ) -> tuple[dict[str, str], list[Entry], list[NoteEntry],
@@ -309,9 +308,7 @@ class Store(Routing, Retention, Console, Reports, Uploads):
             role, how, HISTORY_PAGE, AUDIT_MAXLEN)).result
         if not res:
             return None
-        flat, rows, notes, raw = res
-        return (dict(zip(flat[::2], flat[1::2])), _entries(_pairs(rows)), _notes(_pairs(notes)),
-                unpack(raw) if raw else None)
+        return (*_opened(res[:3]), unpack(res[3]) if res[3] else None)
 
     async def states(self, sids: list[str]) -> list[dict[str, str]]:
         """What a connection must agree with: state, holder, last seq shown, how it ended,
@@ -397,3 +394,9 @@ class Store(Routing, Retention, Console, Reports, Uploads):
         out["messages"] = [message_of(e) async for page in self.history_pages(sid) for e in page]
         out["notes"] = [note_of(n) async for page in self.notes_pages(sid) for n in page]
         return out
+
+
+def _opened(res: list[Any]) -> tuple[dict[str, str], list[Entry], list[NoteEntry]]:
+    """open_chat.lua's reply: the chat's hash, its first messages, its first notes."""
+    flat, rows, notes = res
+    return dict(zip(flat[::2], flat[1::2])), _entries(_pairs(rows)), _notes(_pairs(notes))

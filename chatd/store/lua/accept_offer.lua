@@ -8,10 +8,7 @@
 --       topic)
 -- ARGV: mode, sid, login, display name, topics
 -- Returns: accept.lua's reply
-local chat, routing = {}, {}
-for i = 1, #KEYS do
-  if i <= 6 then chat[i] = KEYS[i] else routing[i - 6] = KEYS[i] end
-end
+local chat, routing = keys_part(1, 6), keys_part(7, #KEYS - 6)
 local sid = ARGV[2]
 local result = step.accept(routing, {MODE, ARGV[5], sid, ARGV[3], ARGV[4]})
 -- its chat's hash told here (an acceptance carries no system message); any other is left

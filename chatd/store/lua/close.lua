@@ -15,12 +15,7 @@
 -- Returns: {session_close.lua's reply, 1 when the routing state and the index are done}; the
 --          second is left out when the close did not close (refused, or 'disposed': the
 --          caller does what follows)
-local function part(from, n)
-  local out = {}
-  for i = from, from + n - 1 do out[#out + 1] = KEYS[i] end
-  return out
-end
-local chat, routing = part(1, 6), part(8, #KEYS - 7)
+local chat, routing = keys_part(1, 6), keys_part(8, #KEYS - 7)
 local sid = ARGV[2]
 local closed = step.session_close(chat, {MODE, sid, ARGV[3], ARGV[4], ARGV[5], ARGV[6],
                                          ARGV[7], ARGV[8], ARGV[9]})

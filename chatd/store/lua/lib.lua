@@ -294,3 +294,10 @@ end
 local function put_presence(sid, route)
   redis.call('HSET', R.routes, sid, cmsgpack.pack(route))
 end
+
+-- A composed script's KEYS from ``from``, ``n`` of them (its steps' keys, in order).
+local function keys_part(from, n)
+  local out = {}
+  for i = from, from + n - 1 do out[#out + 1] = KEYS[i] end
+  return out
+end

@@ -10,7 +10,7 @@
 -- Returns: {} as open_chat.lua (no entry written); else its reply and the routing record
 --          ('' for none)
 local sid, login = ARGV[2], ARGV[3]
-local opened = step.open_chat({KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]},
+local opened = step.open_chat(keys_part(1, 6),
                               {MODE, sid, login, '0', ARGV[6], 0, 0})
 if #opened == 0 then return {} end
 redis.call('XADD', KEYS[7], 'MAXLEN', '~', ARGV[7], '*', 'who', login, 'role', ARGV[4],
