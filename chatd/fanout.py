@@ -19,6 +19,7 @@ from redis.asyncio import Redis
 from redis.exceptions import ConnectionError, RedisError
 
 from .store import transient
+from .store.pushes import Pushes
 from .supervised import spawn
 
 log = logging.getLogger("chatd.fanout")
@@ -44,8 +45,8 @@ class Fanout:
         self._sharded = sharded
         self._name = name
         self._on_moved = on_moved
-        self._kinds = ("smessage", "ssubscribe", "sunsubscribe") if sharded else (
-            "message", "subscribe", "unsubscribe")
+        self._kinds = (b"smessage", b"ssubscribe", b"sunsubscribe") if sharded else (
+            b"message", b"subscribe", b"unsubscribe")
         self._publish = publish  # through the command client: the way events travel
         self._me = secrets.token_bytes(8)
         self._beat = msgpack.packb({"e": "beat", "from": self._me})
@@ -57,7 +58,7 @@ class Fanout:
         self._unconfirmed: set[str] = set()  # subscribed, but Redis never said so
         self._ops: list[tuple[str, str]] = []  # (un)subscriptions not sent yet
         self._sender: asyncio.Future[None] | None = None
-        self._ps: Any = None
+        self._link: Pushes | None = None
         self._task: asyncio.Task[None] | None = None
         self._was_connected = False  # a (re)connection after the first must resync
         self._leaving: set[str] = set()  # unsubscriptions asked for, not yet confirmed
@@ -73,8 +74,7 @@ class Fanout:
                 await self._task
             except asyncio.CancelledError:
                 pass
-        if self._ps is not None:
-            await self._close_ps()
+        self._close_link()
         try:
             await self._redis.aclose()
         except Exception:  # closing a dead connection: nothing to do
@@ -133,14 +133,11 @@ class Fanout:
                 for op, channels in runs:
                     try:
                         if op == "subscribe":
-                            await self._subscribe(*channels)
+                            self._subscribe(*channels)
                         else:
                             self._leaving.update(channels)
-                            if self._sharded:
-                                for channel in channels:
-                                    await self._ps.sunsubscribe(channel)
-                            else:
-                                await self._ps.unsubscribe(*channels)
+                            self._send("SUNSUBSCRIBE" if self._sharded else "UNSUBSCRIBE",
+                                       channels)
                     except (RedisError, OSError) as exc:  # the reconnect subscribes again
                         for channel in channels:
                             fut = self._pending.get(channel)
@@ -155,9 +152,9 @@ class Fanout:
         delay = 0.1
         while True:
             try:
-                self._ps = self._redis.pubsub()
+                self._link = await Pushes.open(self._redis, self._push)
                 self._unconfirmed = set(self.channels)  # until Redis confirms each again
-                await self._subscribe(*self.channels)
+                self._subscribe(*self.channels)
                 self.connected.set()
                 if self._was_connected:
                     log.warning("pub/sub reconnected; resyncing live sessions from their streams")
@@ -174,20 +171,26 @@ class Fanout:
                 delay = min(delay * 2, 2.0)
             finally:
                 self.connected.clear()
-                await self._close_ps()
+                self._close_link()
 
-    async def _subscribe(self, *channels: str) -> None:
-        if self._sharded:  # one slot per SSUBSCRIBE: one command each (no reply awaited)
+    def _subscribe(self, *channels: str) -> None:
+        self._send("SSUBSCRIBE" if self._sharded else "SUBSCRIBE", channels)
+
+    def _send(self, command: str, channels: tuple[str, ...] | list[str]) -> None:
+        """Written now, confirmed later by a push per channel. Sharded pub/sub takes one
+        channel per command (one slot each)."""
+        if self._link is None:
+            raise ConnectionError("no pub/sub connection")
+        if self._sharded:
             for channel in channels:
-                await self._ps.ssubscribe(channel)
-        else:
-            await self._ps.subscribe(*channels)
+                self._link.send(command, channel)
+        elif channels:
+            self._link.send(command, *channels)
 
-    async def _close_ps(self) -> None:
-        try:
-            await self._ps.aclose()
-        except Exception:  # closing a dead connection: nothing to do
-            pass
+    def _close_link(self) -> None:
+        if self._link is not None:
+            self._link.close()
+            self._link = None
 
     async def _listen_and_watch(self) -> None:
         """Listens until the connection fails, or until it has gone silent: a link that stops
@@ -224,47 +227,39 @@ class Fanout:
                 raise ConnectionError("the pub/sub link went silent")
 
     async def _listen(self) -> None:
-        ps = self._ps
-        unpack = msgpack.unpackb
-        on_event = self._on_event
-        always = self._always
+        """Until the link is lost: its pushes are handled as they come (``_push``)."""
+        assert self._link is not None
+        await asyncio.shield(self._link.lost)
+
+    def _push(self, kind: bytes, raw_channel: bytes, data: Any) -> None:
+        channel = raw_channel.decode("utf-8", "surrogateescape")
         data_kind, subscribed, unsubscribed = self._kinds
-        while True:
-            message = await ps.get_message(ignore_subscribe_messages=False, timeout=None)
-            if message is None:
-                continue
-            kind = message["type"]
-            if type(kind) is bytes:
-                kind = kind.decode()
-            channel = message["channel"]
-            if type(channel) is bytes:
-                channel = channel.decode()
-            if kind == data_kind:
-                try:
-                    event = unpack(message["data"], raw=False, unicode_errors="replace")
-                except Exception:  # not ours: ignore rather than die
-                    log.error("undecodable event on %s", channel)
-                    continue
-                if channel == always and event.get("e") == "beat":
-                    if event.get("from") == self._me:
-                        self._heard = asyncio.get_running_loop().time()
-                    continue
-                try:
-                    on_event(channel, event)
-                except Exception:
-                    log.exception("event handler failed on %s", channel)
-            elif kind == subscribed:
-                self._unconfirmed.discard(channel)
-                fut = self._pending.get(channel)
-                if fut is not None and not fut.done():
-                    fut.set_result(None)
-            elif kind == unsubscribed and channel not in self._leaving:
-                # not asked for: the node no longer serves its slot (sharded pub/sub)
-                self.channels.discard(channel)
-                if self._on_moved is not None:
-                    self._on_moved(channel)
-            elif kind == unsubscribed:
-                self._leaving.discard(channel)
+        if kind == data_kind:
+            try:
+                event = msgpack.unpackb(data, raw=False, unicode_errors="replace")
+            except Exception:  # not ours: ignore rather than die
+                log.error("undecodable event on %s", channel)
+                return
+            if channel == self._always and type(event) is dict and event.get("e") == "beat":
+                if event.get("from") == self._me:
+                    self._heard = asyncio.get_running_loop().time()
+                return
+            try:
+                self._on_event(channel, event)
+            except Exception:
+                log.exception("event handler failed on %s", channel)
+        elif kind == subscribed:
+            self._unconfirmed.discard(channel)
+            fut = self._pending.get(channel)
+            if fut is not None and not fut.done():
+                fut.set_result(None)
+        elif kind == unsubscribed and channel not in self._leaving:
+            # not asked for: the node no longer serves its slot (sharded pub/sub)
+            self.channels.discard(channel)
+            if self._on_moved is not None:
+                self._on_moved(channel)
+        elif kind == unsubscribed:
+            self._leaving.discard(channel)
 
 
 def _ignore_result(pending: set[asyncio.Future[Any]]) -> Callable[[asyncio.Future[Any]], None]:

@@ -43,6 +43,15 @@ def pack(args: tuple[Any, ...]) -> bytes:
             a.encode("utf-8", "surrogateescape") if isinstance(a, str) else a for a in args))
 
 
+async def take_over(client: Redis) -> tuple[Any, asyncio.Transport]:
+    """A new connection of ``client``'s, made by redis-py (the node, TLS, AUTH, the
+    handshake), and its transport, for a protocol of ours to take over; the connection is kept
+    only so that nothing closes it meanwhile."""
+    conn = client.connection_pool.make_connection()
+    await conn.connect()
+    return conn, conn._writer.transport  # noqa: SLF001 - taken over, see the module's doc
+
+
 _MORE = object()  # hiredis: no whole reply in the buffer yet (False is a RESP3 reply)
 
 
@@ -72,9 +81,7 @@ class Wire(asyncio.Protocol):
 
     @classmethod
     async def open(cls, client: Redis, timeout: float = SOCKET_TIMEOUT) -> Wire:
-        conn = client.connection_pool.make_connection()
-        await conn.connect()
-        transport = conn._writer.transport  # noqa: SLF001 - taken over, see the module's doc
+        conn, transport = await take_over(client)
         wire = cls(conn, timeout)
         wire.transport = transport
         transport.set_protocol(wire)
