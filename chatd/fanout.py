@@ -154,6 +154,7 @@ class Fanout:
             try:
                 self._link = await Pushes.open(self._redis, self._push)
                 self._unconfirmed = set(self.channels)  # until Redis confirms each again
+                self._leaving.clear()  # asked of the link before: this one has none to confirm
                 self._subscribe(*self.channels)
                 self.connected.set()
                 if self._was_connected:

@@ -11,9 +11,10 @@ from typing import Any
 import msgpack
 import pytest
 from redis.asyncio import Redis
-from redis.exceptions import ConnectionError
+from redis.exceptions import ConnectionError, ResponseError
 
 from chatd.fanout import Fanout
+from chatd.store import transient
 from chatd.store.connect import command_client, pubsub_client
 from chatd.store.pushes import Pushes
 from harness import RedisServer, eventually
@@ -53,6 +54,42 @@ async def test_pushes_come_in_order_with_payloads_kept_and_a_loss_is_told(
         link.close()
         await admin.aclose()
         await client.aclose()
+
+
+async def test_a_refused_subscription_ends_the_link_with_its_error_and_a_failing_handler_does_not(
+        redis_server: RedisServer) -> None:
+    """A refusal is Redis's answer, not an outage: the listener must see the error itself (the
+    supervisor restarts it with backoff) rather than reconnect in a loop; a handler that fails
+    on one push loses that push only."""
+    admin = command_client(redis_server.url)
+    await admin.execute_command("ACL", "SETUSER", "pushes-nochan", "on", ">pw", "~*", "+@all",
+                                "resetchannels", "&p:allowed")
+    client = Redis(port=redis_server.port, username="pushes-nochan", password="pw")
+    got: list[bytes] = []
+
+    def on_push(kind: bytes, channel: bytes, data: Any) -> None:
+        if data == b"boom":
+            raise RuntimeError("a bug in the handler")
+        got.append(data)
+
+    link = await Pushes.open(client, on_push)
+    try:
+        link.send("SUBSCRIBE", "p:allowed")
+        assert await eventually(lambda: got == [1], 5)
+        for payload in (b"boom", b"after"):
+            await admin.publish("p:allowed", payload)
+        assert await eventually(lambda: got == [1, b"after"], 5)
+        assert not link.lost.done()
+
+        link.send("SUBSCRIBE", "p:forbidden")
+        with pytest.raises(ResponseError, match="no permissions"):
+            await asyncio.wait_for(asyncio.shield(link.lost), 5)
+        assert not transient(link.lost.exception())
+    finally:
+        link.close()
+        await client.aclose()
+        await admin.execute_command("ACL", "DELUSER", "pushes-nochan")
+        await admin.aclose()
 
 
 async def test_the_listener_reconnects_resubscribes_resyncs_and_relays_again(

@@ -14,6 +14,7 @@ again and resyncs.
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Any, Callable
 
 import hiredis
@@ -23,6 +24,7 @@ from redis.exceptions import ConnectionError
 
 from .wire import pack, take_over
 
+log = logging.getLogger("chatd.fanout")
 _MORE = object()  # hiredis: no whole push in the buffer yet
 
 #: called with a push's kind ('message', 'subscribe', ... as bytes), its channel and the
@@ -51,7 +53,11 @@ class Pushes(asyncio.Protocol):
         transport = self.transport
         if self.lost.done() or transport is None or transport.is_closing():
             raise ConnectionError("Redis pub/sub connection lost")
-        transport.write(pack(args))
+        try:
+            transport.write(pack(args))
+        except Exception as exc:  # noqa: BLE001 - closed under it (uvloop says so a turn later)
+            self._cut(ConnectionError(f"Redis pub/sub connection lost: {exc}"))
+            raise ConnectionError(f"Redis pub/sub connection lost: {exc}") from exc
 
     def data_received(self, data: bytes) -> None:
         reader = self._reader
@@ -61,11 +67,19 @@ class Pushes(asyncio.Protocol):
                 push = reader.gets()
                 if push is _MORE:
                     return
-                if isinstance(push, Exception):  # refused: a link in a state we do not know
-                    self._cut(ConnectionError(f"Redis pub/sub error: {push}"))
+                if isinstance(push, Exception):
+                    # a (S)SUBSCRIBE refused (NOPERM, MOVED): the error itself, so that the
+                    # listener tells a fault of ours from an outage as it does for any reply
+                    self._cut(push)
                     return
-                if isinstance(push, list) and len(push) >= 3:
-                    self._on_push(push[0], push[1], push[2])
+                # a push of pub/sub: kind, channel, payload or count; anything else (a
+                # RESP3 notification of another kind) is not for the listener
+                if (isinstance(push, list) and len(push) >= 3 and type(push[0]) is bytes
+                        and type(push[1]) is bytes):
+                    try:
+                        self._on_push(push[0], push[1], push[2])
+                    except Exception:  # a bug in its handling: logged, the link lives on
+                        log.exception("pub/sub push not handled")
         except hiredis.ProtocolError as exc:
             self._cut(ConnectionError(f"Redis protocol error: {exc}"))
 

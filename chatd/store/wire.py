@@ -48,7 +48,11 @@ async def take_over(client: Redis) -> tuple[Any, asyncio.Transport]:
     handshake), and its transport, for a protocol of ours to take over; the connection is kept
     only so that nothing closes it meanwhile."""
     conn = client.connection_pool.make_connection()
-    await conn.connect()
+    try:
+        await conn.connect()
+    except BaseException:  # cancelled, or refused, half-way: the pool does not know it
+        await conn.disconnect(nowait=True)
+        raise
     return conn, conn._writer.transport  # noqa: SLF001 - taken over, see the module's doc
 
 
