@@ -18,15 +18,12 @@ import logging
 from typing import Any, Callable
 
 import hiredis
-from redis._parsers import BaseParser
 from redis.asyncio import Redis
 from redis.exceptions import ConnectionError
 
-from .wire import pack, take_over
+from .wire import pack, parsed, reader, take_over
 
 log = logging.getLogger("chatd.fanout")
-_MORE = object()  # hiredis: no whole push in the buffer yet
-
 #: called with a push's kind ('message', 'subscribe', ... as bytes), its channel and the
 #: rest (the payload; the count of a (un)subscription)
 OnPush = Callable[[bytes, bytes, Any], None]
@@ -36,7 +33,7 @@ class Pushes(asyncio.Protocol):
     def __init__(self, keep: Any, on_push: OnPush) -> None:
         self._keep = keep  # the redis-py connection whose transport this is (not used again)
         self._on_push = on_push
-        self._reader = hiredis.Reader(notEnoughData=_MORE, replyError=BaseParser.parse_error)
+        self._reader = reader()
         self.transport: asyncio.Transport | None = None
         self.lost: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
@@ -60,13 +57,8 @@ class Pushes(asyncio.Protocol):
             raise ConnectionError(f"Redis pub/sub connection lost: {exc}") from exc
 
     def data_received(self, data: bytes) -> None:
-        reader = self._reader
-        reader.feed(data)
         try:
-            while True:
-                push = reader.gets()
-                if push is _MORE:
-                    return
+            for push in parsed(self._reader, data):
                 if isinstance(push, Exception):
                     # a (S)SUBSCRIBE refused (NOPERM, MOVED): the error itself, so that the
                     # listener tells a fault of ours from an outage as it does for any reply

@@ -23,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
-from typing import Any
+from typing import Any, Iterator
 
 import hiredis
 from redis._parsers import BaseParser  # redis-py's mapping of error replies to its exceptions
@@ -59,6 +59,18 @@ async def take_over(client: Redis) -> tuple[Any, asyncio.Transport]:
 _MORE = object()  # hiredis: no whole reply in the buffer yet (False is a RESP3 reply)
 
 
+def reader(**options: Any) -> hiredis.Reader:
+    """A parser of replies: an error reply as the exception redis-py would raise for it."""
+    return hiredis.Reader(notEnoughData=_MORE, replyError=BaseParser.parse_error, **options)
+
+
+def parsed(parser: hiredis.Reader, data: bytes) -> Iterator[Any]:
+    """Every whole reply that ``data`` completes, in order (the parser keeps a part)."""
+    parser.feed(data)
+    while (reply := parser.gets()) is not _MORE:
+        yield reply
+
+
 class _Batch:
     __slots__ = ("fut", "count", "replies", "sent")
 
@@ -76,8 +88,7 @@ class Wire(asyncio.Protocol):
     def __init__(self, keep: Any, timeout: float) -> None:
         self._keep = keep  # the redis-py connection whose transport this is (not used again)
         self._timeout = timeout
-        self._reader = hiredis.Reader(encoding="utf-8", errors="surrogateescape",
-                                      notEnoughData=_MORE, replyError=BaseParser.parse_error)
+        self._reader = reader(encoding="utf-8", errors="surrogateescape")
         self._waiting: deque[_Batch] = deque()
         self._timer: asyncio.TimerHandle | None = None
         self.transport: asyncio.Transport | None = None
@@ -111,13 +122,8 @@ class Wire(asyncio.Protocol):
         return fut
 
     def data_received(self, data: bytes) -> None:
-        reader = self._reader
-        reader.feed(data)
         try:
-            while True:
-                reply = reader.gets()
-                if reply is _MORE:
-                    break
+            for reply in parsed(self._reader, data):
                 if isinstance(reply, hiredis.PushNotification):
                     continue  # not a reply (a notification the handshake may have asked for)
                 self._reply(reply)
