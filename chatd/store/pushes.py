@@ -6,9 +6,9 @@ carry it, and a relayed message is read twice, by the citizen's process and by t
 at 1,000 chats this link cut the server's CPU per relayed message by a sixth
 (docs/benchmarks.md, "The pub/sub listener's own link"). As with the batcher's link
 (wire.py), redis-py makes the connection (behind Sentinel it asks where the primary is; TLS,
-AUTH, the handshake), then this protocol takes its transport over. Nothing here reconnects: a lost link ends
-``lost`` with ``ConnectionError``, and the listener (fanout.py) connects afresh, subscribes
-again and resyncs.
+AUTH, the handshake), then this protocol takes its transport over. Nothing here reconnects: a
+lost link ends ``lost`` with ``ConnectionError``, and the listener (fanout.py) connects afresh,
+subscribes again and resyncs.
 """
 
 from __future__ import annotations
@@ -39,11 +39,7 @@ class Pushes(asyncio.Protocol):
 
     @classmethod
     async def open(cls, client: Redis, on_push: OnPush) -> Pushes:
-        conn, transport = await take_over(client)
-        link = cls(conn, on_push)
-        link.transport = transport
-        transport.set_protocol(link)
-        return link
+        return await take_over(client, lambda conn: cls(conn, on_push))
 
     def send(self, *args: Any) -> None:
         """(S)(UN)SUBSCRIBE: written now; Redis confirms each channel with a push."""
@@ -53,8 +49,9 @@ class Pushes(asyncio.Protocol):
         try:
             transport.write(pack(args))
         except Exception as exc:  # noqa: BLE001 - closed under it (uvloop says so a turn later)
-            self._cut(ConnectionError(f"Redis pub/sub connection lost: {exc}"))
-            raise ConnectionError(f"Redis pub/sub connection lost: {exc}") from exc
+            why = f"Redis pub/sub connection lost: {exc}"
+            self._cut(ConnectionError(why))
+            raise ConnectionError(why) from exc
 
     def data_received(self, data: bytes) -> None:
         try:

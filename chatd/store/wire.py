@@ -23,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator, TypeVar
 
 import hiredis
 from redis._parsers import BaseParser  # redis-py's mapping of error replies to its exceptions
@@ -43,17 +43,24 @@ def pack(args: tuple[Any, ...]) -> bytes:
             a.encode("utf-8", "surrogateescape") if isinstance(a, str) else a for a in args))
 
 
-async def take_over(client: Redis) -> tuple[Any, asyncio.Transport]:
+Link = TypeVar("Link", bound=asyncio.Protocol)
+
+
+async def take_over(client: Redis, make: Callable[[Any], Link]) -> Link:
     """A new connection of ``client``'s, made by redis-py (the node, TLS, AUTH, the
-    handshake), and its transport, for a protocol of ours to take over; the connection is kept
-    only so that nothing closes it meanwhile."""
+    handshake), its transport handed to the protocol ``make`` builds from that connection
+    (kept only so that nothing closes it meanwhile)."""
     conn = client.connection_pool.make_connection()
     try:
         await conn.connect()
     except BaseException:  # cancelled, or refused, half-way: the pool does not know it
         await conn.disconnect(nowait=True)
         raise
-    return conn, conn._writer.transport  # noqa: SLF001 - taken over, see the module's doc
+    link = make(conn)
+    transport = conn._writer.transport  # noqa: SLF001 - taken over, see the module's doc
+    link.transport = transport  # type: ignore[attr-defined]
+    transport.set_protocol(link)
+    return link
 
 
 _MORE = object()  # hiredis: no whole reply in the buffer yet (False is a RESP3 reply)
@@ -96,11 +103,7 @@ class Wire(asyncio.Protocol):
 
     @classmethod
     async def open(cls, client: Redis, timeout: float = SOCKET_TIMEOUT) -> Wire:
-        conn, transport = await take_over(client)
-        wire = cls(conn, timeout)
-        wire.transport = transport
-        transport.set_protocol(wire)
-        return wire
+        return await take_over(client, lambda conn: cls(conn, timeout))
 
     def batch(self, commands: list[bytes]) -> asyncio.Future[list[Any]]:
         loop = asyncio.get_running_loop()

@@ -15,8 +15,8 @@
 --          in another hour than the keys', or was counted already: the caller counts it)},
 --          or admit.lua's refusal ({'conflict', sid}, {'blocked'}, {'rate_token'}), or
 --          {'rate_ip'}
-local chat, visitor, counter, figures = keys_part(1, 6), keys_part(7, 4), keys_part(11, 1), keys_part(12, 5)
-local routing = keys_part(17, #KEYS - 16)
+local chat, visitor, counter = keys_part(1, 6), keys_part(7, 4), keys_part(11, 1)
+local figures, routing = keys_part(12, 5), keys_part(17, #KEYS - 16)
 local sid, vid, topics, topic, lang = ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]
 local verdict = step.admit(visitor, {MODE, sid, ARGV[11], ARGV[13]})
 if verdict[1] ~= 'ok' then return verdict end
