@@ -100,6 +100,11 @@ class Fanout:
         finally:
             self._pending.pop(channel, None)
 
+    @property
+    def beat(self) -> str:
+        """The channel this listener beats on."""
+        return self._always
+
     def live(self, channel: str) -> bool:
         """Whether every publish on ``channel`` from now on reaches this process."""
         return (channel in self.channels and channel not in self._pending
@@ -290,6 +295,7 @@ class ShardedFanout:
         self._publish = publish
         self._listeners: dict[str, Fanout] = {}  # node name -> its listener
         self._home: dict[str, str] = {}  # channel -> node name
+        self._adrift: set[str] = set()  # channels a node gave up, not yet on their new one
         self._moved = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
@@ -343,6 +349,7 @@ class ShardedFanout:
     def _channel_moved(self, channel: str) -> None:
         if channel in self._home:
             self._home[channel] = ""
+            self._adrift.add(channel)
         self._moved.set()
 
     async def _watch(self) -> None:
@@ -366,10 +373,19 @@ class ShardedFanout:
         await self._cluster.nodes_manager.initialize()
         primaries = {n.name: n for n in self._cluster.get_primaries()}
         changed = False
-        for name in list(self._listeners):
-            if name not in primaries:  # failed over, or removed: its channels go elsewhere
-                listener = self._listeners.pop(name)
+        replaced: list[str] = []
+        for name, listener in list(self._listeners.items()):
+            # failed over, or removed: its channels go elsewhere; or the slot of its beat moved
+            # (a resharding): it would no longer hear itself, and would reconnect every few
+            # seconds to no avail. A new listener beats on a channel its node serves now.
+            if name not in primaries or self._owner(listener.beat) != name:
+                del self._listeners[name]
                 await listener.stop()
+                replaced.append(name)
+                for channel, home in self._home.items():
+                    if home == name:
+                        self._home[channel] = ""  # subscribed again below, wherever it is now
+                        self._adrift.add(channel)
                 changed = True
         for name, node in primaries.items():
             if name not in self._listeners:
@@ -380,10 +396,11 @@ class ShardedFanout:
                 self._listeners[name] = listener
                 await listener.start()
                 changed = True
-        moves = []
+        moves, followed = [], 0
         for channel, home in list(self._home.items()):
             owner = self._owner(channel)
             if owner != home:
+                followed += bool(home) or channel in self._adrift
                 old = self._listeners.get(home)
                 if old is not None:
                     old.unsubscribe(channel)
@@ -392,6 +409,11 @@ class ShardedFanout:
         if moves:
             await asyncio.gather(*moves)
             changed = True
+        self._adrift.clear()
+        if replaced or followed:  # not the first subscriptions of a process starting
+            log.info("cluster slots moved: %d listener(s) renewed (%s), %d channel(s) followed "
+                     "to their node; resyncing", len(replaced), " ".join(replaced) or "-",
+                     followed)
         if changed:
             await self._on_resync()
 

@@ -123,6 +123,92 @@ async def test_a_chat_goes_on_across_a_primarys_sigkill_and_nothing_acknowledged
     assert len(visitor.acked) == len(gendarme.acked) == 50
 
 
+def move_slot(cluster: Cluster, slot: int, src_front: int, dst_front: int,
+              finish: bool = True) -> None:
+    """A resharding of one slot, as `redis-cli --cluster reshard` does it: importing on the
+    target, migrating on the source, its keys moved with MIGRATE, then (``finish``) every
+    primary told; until then the source answers ASK for it."""
+    import redis
+
+    real = {front: port for port, front in cluster.front.items()}
+    src_port, dst_port = real.get(src_front, src_front), real.get(dst_front, dst_front)
+    src, dst = redis.Redis(port=src_port), redis.Redis(port=dst_port)
+    others = [redis.Redis(port=n.port) for n in cluster.primary_nodes()
+              if n.port not in (src_port, dst_port)]
+    try:
+        src_id, dst_id = src.execute_command("CLUSTER MYID"), dst.execute_command("CLUSTER MYID")
+        if src.execute_command("CLUSTER COUNTKEYSINSLOT", slot) or not finish:
+            dst.execute_command("CLUSTER SETSLOT", slot, "IMPORTING", src_id)
+            src.execute_command("CLUSTER SETSLOT", slot, "MIGRATING", dst_id)
+        while keys := src.execute_command("CLUSTER GETKEYSINSLOT", slot, 100):
+            src.execute_command("MIGRATE", "127.0.0.1", dst_port, "", 0, 5000, "KEYS", *keys)
+        if finish:
+            for r in (dst, src, *others):
+                r.execute_command("CLUSTER SETSLOT", slot, "NODE", dst_id)
+    finally:
+        for r in (src, dst, *others):
+            r.close()
+
+
+async def test_a_resharding_moves_a_chat_and_a_beat_and_the_chat_goes_on(
+        cluster: Cluster, servers: list[Chatd]) -> None:
+    """An operator moves slots between primaries (docs/operations.md, "Redis Cluster"): the
+    slot of a chat in the middle of a conversation, keys and channel, and the slot of the
+    channel one node's listeners beat on. Each process follows its chat to the new node
+    (Redis unsubscribes the channel where it was; nothing published meanwhile is missed: the
+    resync reads the stream), and listens on that node with a beat it serves now, rather than
+    giving its link up every few seconds because its own beats no longer come back."""
+    prefix = new_prefix()
+    env = {"CHATD_TICK": "0.2"}
+    a = await serve(servers, cluster.url, prefix, env=env)
+    b = await serve(servers, cluster.url, prefix, env=env)
+    agent = await make_agent(b, cluster.url)
+    v = await make_visitor(a)
+    sid = await start_chat(v, text="Bonjour")
+    await agent.recv("offer", session=sid, timeout=10)
+    await agent.send({"type": "accept", "session": sid})
+    await agent.recv("assigned", session=sid)
+    await v.recv("assigned", session=sid)
+    await v.send({"type": "send", "session": sid, "cid": "v0", "text": "avant"})
+    await agent.recv("msg", session=sid, cid="v0")
+    store = open_store(cluster.url, Settings(key_prefix=prefix))
+    try:
+        await store.redis.initialize()
+        chat_slot = store.redis.keyslot(store.keys.session(sid))
+        home = store.redis.get_node_from_key(store.keys.session(sid))
+        other = next(n for n in store.redis.get_primaries() if n.name != home.name)
+        beat = store.beat_channel(store.redis, home)
+        move_slot(cluster, chat_slot, home.port, other.port, finish=False)
+        # half-moved: its keys are on the new node, the old one answers ASK; a message sent
+        # now is refused as an outage (not a bug), and nothing of it is kept
+        await v.send({"type": "send", "session": sid, "cid": "v1", "text": "citoyen 1"})
+        refused = await v.recv("error", timeout=10)
+        assert refused["code"] == "unavailable", refused
+        move_slot(cluster, chat_slot, home.port, other.port)
+        move_slot(cluster, store.redis.keyslot(beat), home.port, other.port)
+        await store.redis.nodes_manager.initialize()
+        assert store.redis.get_node_from_key(store.keys.session(sid)).name == other.name
+    finally:
+        await store.aclose()
+
+    for i in range(1, 4):  # the chat on its new node, both ways, at once
+        await v.send({"type": "send", "session": sid, "cid": f"v{i}", "text": f"citoyen {i}"})
+        await agent.recv("msg", session=sid, cid=f"v{i}", timeout=10)
+        await agent.send({"type": "send", "session": sid, "cid": f"g{i}", "text": f"gendarme {i}"})
+        await v.recv("msg", session=sid, cid=f"g{i}", timeout=10)
+    await asyncio.sleep(10)  # longer than a listener waits for its own beat (6 s) before
+    for i in range(4, 6):  # giving its link up: nobody does, and the chat still flows
+        await v.send({"type": "send", "session": sid, "cid": f"v{i}", "text": f"citoyen {i}"})
+        await agent.recv("msg", session=sid, cid=f"v{i}", timeout=5)
+        await agent.send({"type": "send", "session": sid, "cid": f"g{i}", "text": f"gendarme {i}"})
+        await v.recv("msg", session=sid, cid=f"g{i}", timeout=5)
+    for server in (a, b):
+        assert "went silent" not in server.output() and "silent for" not in server.output()
+        assert "Traceback" not in server.output()
+    seqs = [f["seq"] for f in v.frames if f.get("type") == "msg" and f.get("session") == sid]
+    assert seqs == sorted(set(seqs)) and len(seqs) == 12  # Bonjour, v0..v5, g1..g5: once each
+
+
 async def test_a_death_between_two_steps_is_finished_by_the_repair(
         redis_server: RedisServer, servers: list[Chatd], prefix: str) -> None:
     """What a process that dies between two steps leaves: a new chat only pending in the

@@ -19,7 +19,8 @@ import logging
 from typing import Any, Awaitable, Callable
 
 from redis.asyncio import Redis
-from redis.exceptions import AskError, DataError, MovedError, NoScriptError, RedisError
+from redis.exceptions import (AskError, DataError, MovedError, NoScriptError, RedisError,
+                              TryAgainError)
 
 from ..supervised import spawn
 from .errors import NotReplicated
@@ -190,8 +191,10 @@ class Batcher:
         again = []
         for call in calls:
             call.redirects += 1
-            if call.redirects > MAX_REDIRECTS:
-                _fail([call], RedisError("too many redirections"))
+            if call.redirects > MAX_REDIRECTS:  # a slot half-moved (ASK) until the operator
+                # finishes its resharding: an outage for this call, its client resends
+                _fail([call], TryAgainError("the slot is being moved (redirected "
+                                            f"{call.redirects - 1} times)"))
             else:
                 again.append(call)
         self._queue[:0] = again
