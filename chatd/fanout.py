@@ -16,7 +16,9 @@ from typing import Any, Awaitable, Callable
 
 import msgpack
 from redis.asyncio import Redis
-from redis.exceptions import ConnectionError, RedisError
+from redis.crc import key_slot
+from redis.exceptions import (ConnectionError, MovedError, RedisClusterException, RedisError,
+                              SlotNotCoveredError)
 
 from .store import transient
 from .store.pushes import Pushes
@@ -75,6 +77,9 @@ class Fanout:
             except asyncio.CancelledError:
                 pass
         self._close_link()
+        for fut in self._pending.values():  # their callers are told now, not after 2 s
+            if not fut.done():
+                fut.set_exception(ConnectionError("the listener was stopped"))
         try:
             await self._redis.aclose()
         except Exception:  # closing a dead connection: nothing to do
@@ -104,6 +109,21 @@ class Fanout:
     def beat(self) -> str:
         """The channel this listener beats on."""
         return self._always
+
+    def rebeat(self, channel: str) -> None:
+        """Beat on ``channel`` from now on, on the same link: the slot of the old one moved to
+        another node (a resharding), where this link would never hear it. The old one is gone
+        already (Redis unsubscribed it); if the new one cannot be asked for now, the silence
+        ends the link and the reconnection subscribes every channel, this one included."""
+        self.channels.discard(self._always)
+        self._always = channel
+        self.channels.add(channel)
+        self._heard = asyncio.get_running_loop().time()
+        if self.connected.is_set():
+            try:
+                self._subscribe(channel)
+            except (RedisError, OSError):
+                pass
 
     def live(self, channel: str) -> bool:
         """Whether every publish on ``channel`` from now on reaches this process."""
@@ -169,7 +189,9 @@ class Fanout:
                 delay = 0.1
                 await self._listen_and_watch()
             except (RedisError, OSError) as exc:
-                if not transient(exc):
+                if isinstance(exc, MovedError) and self._sharded:
+                    self._gave_up(exc.slot_id)  # asked on a stale slot map: not an outage
+                elif not transient(exc):
                     raise
                 if self.connected.is_set():
                     log.warning("pub/sub lost (%s: %s); reconnecting", type(exc).__name__, exc)
@@ -178,6 +200,18 @@ class Fanout:
             finally:
                 self.connected.clear()
                 self._close_link()
+
+    def _gave_up(self, slot: int) -> None:
+        """Redis refused a channel of ``slot`` here (MOVED: the slot map this was asked on was
+        older than a resharding): its channels are this listener's no longer, and the owner
+        subscribes them on the node that serves them now (the beat: it beats elsewhere)."""
+        for channel in [c for c in self.channels
+                        if key_slot(c.encode("utf-8", "surrogateescape")) == slot]:
+            if channel != self._always:
+                self.channels.discard(channel)
+                self._unconfirmed.discard(channel)
+            if self._on_moved is not None:
+                self._on_moved(channel)
 
     def _subscribe(self, *channels: str) -> None:
         self._send("SSUBSCRIBE" if self._sharded else "SUBSCRIBE", channels)
@@ -309,7 +343,10 @@ class ShardedFanout:
         await asyncio.gather(*(f.stop() for f in self._listeners.values()))
 
     def _owner(self, channel: str) -> str:
-        node = self._cluster.nodes_manager.get_node_from_slot(self._cluster.keyslot(channel))
+        try:
+            node = self._cluster.nodes_manager.get_node_from_slot(self._cluster.keyslot(channel))
+        except KeyError as exc:  # a slot missing from redis-py's map: the cluster reconfigures
+            raise SlotNotCoveredError(f"no node serves the slot of {channel}") from exc
         return str(node.name)
 
     async def subscribe(self, channel: str) -> None:
@@ -358,8 +395,9 @@ class ShardedFanout:
         while True:
             try:
                 await self._route()
-            except (RedisError, OSError) as exc:
-                if not transient(exc):
+            except (RedisError, OSError, RedisClusterException) as exc:
+                # RedisClusterException: slots not covered (a failover under way)
+                if not isinstance(exc, RedisClusterException) and not transient(exc):
                     raise
                 log.warning("cluster slot map unreadable (%s: %s); retrying", type(exc).__name__,
                             exc)
@@ -370,52 +408,71 @@ class ShardedFanout:
             self._moved.clear()
 
     async def _route(self) -> None:
+        adrift, self._adrift = self._adrift, set()  # given up by their node since the last pass
         await self._cluster.nodes_manager.initialize()
         primaries = {n.name: n for n in self._cluster.get_primaries()}
         changed = False
-        replaced: list[str] = []
+        gone: list[str] = []
         for name, listener in list(self._listeners.items()):
-            # failed over, or removed: its channels go elsewhere; or the slot of its beat moved
-            # (a resharding): it would no longer hear itself, and would reconnect every few
-            # seconds to no avail. A new listener beats on a channel its node serves now.
-            if name not in primaries or self._owner(listener.beat) != name:
+            if name in primaries and self._owner(listener.beat) == name:
+                continue
+            beat = self._beat_for(primaries[name]) if name in primaries else None
+            if beat is None:  # failed over, removed, or left with no slot: channels go elsewhere
                 del self._listeners[name]
                 await listener.stop()
-                replaced.append(name)
-                for channel, home in self._home.items():
-                    if home == name:
-                        self._home[channel] = ""  # subscribed again below, wherever it is now
-                        self._adrift.add(channel)
+                gone.append(name)
                 changed = True
+            else:
+                # the slot of its beat moved (a resharding): it would not hear itself there and
+                # would give its link up every few seconds; its other channels are not touched
+                log.info("cluster slots moved: the listener on %s beats on %s now", name, beat)
+                listener.rebeat(beat)
         for name, node in primaries.items():
-            if name not in self._listeners:
-                beat = self._beat(self._cluster, node)
+            beat = self._beat_for(node) if name not in self._listeners else None
+            if beat is not None:
                 listener = Fanout(self._node_client(node.host, node.port), beat,
                                   self._on_event, self._resync_soon, self._publish,
                                   sharded=True, name="fanout", on_moved=self._channel_moved)
                 self._listeners[name] = listener
                 await listener.start()
                 changed = True
+        owners = {channel: self._owner(channel) for channel in self._home}  # all, or none
         moves, followed = [], 0
         for channel, home in list(self._home.items()):
-            owner = self._owner(channel)
-            if owner != home:
-                followed += bool(home) or channel in self._adrift
-                old = self._listeners.get(home)
-                if old is not None:
-                    old.unsubscribe(channel)
-                self._home[channel] = owner
-                moves.append(self._listeners[owner].subscribe(channel))
+            owner = owners[channel]
+            listener = self._listeners.get(owner)
+            if owner == home:
+                continue
+            if listener is None:  # a node the map learnt of during this pass: the next one
+                self._home[channel] = ""
+                self._adrift.add(channel)
+                self._moved.set()
+                continue
+            followed += bool(home) or channel in adrift
+            old = self._listeners.get(home)
+            if old is not None:
+                old.unsubscribe(channel)
+            self._home[channel] = owner
+            moves.append(listener.subscribe(channel))
         if moves:
             await asyncio.gather(*moves)
             changed = True
-        self._adrift.clear()
-        if replaced or followed:  # not the first subscriptions of a process starting
-            log.info("cluster slots moved: %d listener(s) renewed (%s), %d channel(s) followed "
-                     "to their node; resyncing", len(replaced), " ".join(replaced) or "-",
-                     followed)
+        if gone or followed:  # not the first subscriptions of a process starting
+            log.info("cluster slots moved: %d channel(s) followed to their node%s; resyncing",
+                     followed, f" ({' '.join(gone)} no longer a primary with slots)" if gone
+                     else "")
         if changed:
             await self._on_resync()
+
+    def _beat_for(self, node: Any) -> str | None:
+        """A channel in a slot ``node`` serves (None: it serves none, so holds no channel)."""
+        slots = self._cluster.nodes_manager.slots_cache.values()
+        if not any(nodes and nodes[0].name == node.name for nodes in slots):
+            return None
+        try:
+            return str(self._beat(self._cluster, node))
+        except RuntimeError:
+            return None
 
     async def _resync_soon(self) -> None:
         await self._on_resync()

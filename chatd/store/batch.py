@@ -161,7 +161,13 @@ class Batcher:
     async def _answer(self, client: Redis, calls: list[_Call], results: list[Any],
                       waits: bool) -> None:
         acked = results.pop() if waits else None
-        moved = [c for c, r in zip(calls, results) if isinstance(r, (MovedError, AskError))]
+        # ASK: the slot is half-moved (a resharding under way) and its keys may be on either
+        # node until the operator finishes it; no new slot map can say more. An outage for
+        # this call (TRYAGAIN: `unavailable`, its client resends), not a bug
+        for call, r in zip(calls, results):
+            if isinstance(r, AskError):
+                _fail([call], TryAgainError(f"the slot is being moved ({r})"))
+        moved = [c for c, r in zip(calls, results) if isinstance(r, MovedError)]
         if moved:
             await self._redirect(moved)
         pairs = [(c, r) for c, r in zip(calls, results)
@@ -181,8 +187,8 @@ class Batcher:
                 call.fut.set_result(answer)
 
     async def _redirect(self, calls: list[_Call]) -> None:
-        """MOVED/ASK: the slot is served elsewhere now (a failover, a resharding); these calls
-        did not run. Read the slot map again and queue them once more."""
+        """MOVED: the slot is served elsewhere now (a failover, a finished resharding); these
+        calls did not run. Read the slot map again and queue them once more."""
         try:
             await self._redis.nodes_manager.initialize()
         except (RedisError, OSError) as exc:
@@ -191,10 +197,8 @@ class Batcher:
         again = []
         for call in calls:
             call.redirects += 1
-            if call.redirects > MAX_REDIRECTS:  # a slot half-moved (ASK) until the operator
-                # finishes its resharding: an outage for this call, its client resends
-                _fail([call], TryAgainError("the slot is being moved (redirected "
-                                            f"{call.redirects - 1} times)"))
+            if call.redirects > MAX_REDIRECTS:
+                _fail([call], RedisError("too many redirections"))
             else:
                 again.append(call)
         self._queue[:0] = again
