@@ -232,6 +232,48 @@ async def test_a_resharding_moves_a_chat_and_a_beat_and_the_chat_goes_on(
     assert seqs == sorted(set(seqs)) and len(seqs) == 12  # Bonjour, v0..v5, g1..g5: once each
 
 
+async def test_a_channel_refused_by_a_node_that_no_longer_serves_it_goes_back_to_its_owner(
+        cluster: Cluster) -> None:
+    """A listener asked on a stale slot map (a resharding just moved the slot) to subscribe a
+    channel its node does not serve: Redis refuses it (MOVED), which ends that link. The
+    channel is handed back to be subscribed where it lives, and the listener connects again
+    with the rest: a stale map is not a bug that kills the process's pub/sub."""
+    import redis
+    from redis.asyncio import Redis
+    from redis.crc import key_slot
+
+    from chatd.fanout import Fanout
+
+    node = cluster.primary_nodes()[0]
+    sync = redis.Redis(port=node.port)
+    try:
+        me = sync.execute_command("CLUSTER MYID").decode()
+        names = [f"t:{{c{i}}}:ch" for i in range(200)]
+        here = [n for n in names if owner(sync, key_slot(n.encode())) == me]
+        elsewhere = [n for n in names if owner(sync, key_slot(n.encode())) != me]
+    finally:
+        sync.close()
+
+    async def resync() -> None:
+        pass
+
+    handed_back: list[str] = []
+    listener = Fanout(Redis(port=node.port), here[0], lambda channel, event: None, resync,
+                      sharded=True, on_moved=handed_back.append)
+    await listener.start()
+    try:
+        assert await eventually(listener.connected.is_set, 10)
+        await listener.subscribe(here[1])
+        assert listener.live(here[1])
+        await listener.subscribe(elsewhere[0])  # refused: MOVED
+        assert await eventually(lambda: elsewhere[0] in handed_back, 10)
+        assert await eventually(lambda: listener.live(here[1]), 10)  # connected again, with it
+        assert elsewhere[0] not in listener.channels and here[1] not in handed_back
+        assert listener._task is not None and not listener._task.done()
+    finally:
+        await listener.stop()
+
+
 async def test_a_death_between_two_steps_is_finished_by_the_repair(
         redis_server: RedisServer, servers: list[Chatd], prefix: str) -> None:
     """What a process that dies between two steps leaves: a new chat only pending in the
