@@ -77,9 +77,6 @@ class Fanout:
             except asyncio.CancelledError:
                 pass
         self._close_link()
-        for fut in self._pending.values():  # their callers are told now, not after 2 s
-            if not fut.done():
-                fut.set_exception(ConnectionError("the listener was stopped"))
         try:
             await self._redis.aclose()
         except Exception:  # closing a dead connection: nothing to do
@@ -231,6 +228,9 @@ class Fanout:
         if self._link is not None:
             self._link.close()
             self._link = None
+        for fut in self._pending.values():  # their callers are told now, not after 2 s
+            if not fut.done():
+                fut.set_exception(ConnectionError("the pub/sub link was closed"))
 
     async def _listen_and_watch(self) -> None:
         """Listens until the connection fails, or until it has gone silent: a link that stops
@@ -294,8 +294,10 @@ class Fanout:
             if fut is not None and not fut.done():
                 fut.set_result(None)
         elif kind == unsubscribed and channel not in self._leaving:
-            # not asked for: the node no longer serves its slot (sharded pub/sub)
-            self.channels.discard(channel)
+            # not asked for: the node no longer serves its slot (sharded pub/sub); the beat
+            # stays this listener's until it is given another one (rebeat)
+            if channel != self._always:
+                self.channels.discard(channel)
             if self._on_moved is not None:
                 self._on_moved(channel)
         elif kind == unsubscribed:
@@ -408,7 +410,6 @@ class ShardedFanout:
             self._moved.clear()
 
     async def _route(self) -> None:
-        adrift, self._adrift = self._adrift, set()  # given up by their node since the last pass
         await self._cluster.nodes_manager.initialize()
         primaries = {n.name: n for n in self._cluster.get_primaries()}
         changed = False
@@ -437,16 +438,17 @@ class ShardedFanout:
                 await listener.start()
                 changed = True
         owners = {channel: self._owner(channel) for channel in self._home}  # all, or none
+        adrift, self._adrift = self._adrift, set()  # given up by their node (no await below)
         moves, followed = [], 0
         for channel, home in list(self._home.items()):
             owner = owners[channel]
             listener = self._listeners.get(owner)
-            if owner == home:
+            if owner == home and listener is not None:
                 continue
-            if listener is None:  # a node the map learnt of during this pass: the next one
+            if listener is None:  # a node the map learnt of during this pass: the next pass
                 self._home[channel] = ""
-                self._adrift.add(channel)
-                self._moved.set()
+                if home or channel in adrift:
+                    self._adrift.add(channel)
                 continue
             followed += bool(home) or channel in adrift
             old = self._listeners.get(home)

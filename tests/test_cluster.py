@@ -211,10 +211,14 @@ async def test_a_resharding_moves_a_chat_and_a_beat_and_the_chat_goes_on(
     finally:
         await store.aclose()
 
-    for i in range(1, 4):  # the chat on its new node, both ways, within seconds
+    for i in range(1, 4):  # the chat on its new node, both ways, within seconds; the first
+        # write of each process goes to the old node (MOVED) and is sent again where it lives:
+        # acknowledged, not refused
         await v.send({"type": "send", "session": sid, "cid": f"v{i}", "text": f"citoyen {i}"})
+        await v.recv("ack", cid=f"v{i}", timeout=3)
         await agent.recv("msg", session=sid, cid=f"v{i}", timeout=3)
         await agent.send({"type": "send", "session": sid, "cid": f"g{i}", "text": f"gendarme {i}"})
+        await agent.recv("ack", cid=f"g{i}", timeout=3)
         await v.recv("msg", session=sid, cid=f"g{i}", timeout=3)
     await asyncio.sleep(10)  # longer than a listener waits for its own beat (6 s) before
     for i in range(4, 6):  # giving its link up: nobody does, and the chat still flows
@@ -223,6 +227,8 @@ async def test_a_resharding_moves_a_chat_and_a_beat_and_the_chat_goes_on(
         await agent.send({"type": "send", "session": sid, "cid": f"g{i}", "text": f"gendarme {i}"})
         await v.recv("msg", session=sid, cid=f"g{i}", timeout=3)
     assert "Redis unavailable while handling send (TryAgainError" in a.output()
+    assert [f for f in v.frames if f["type"] == "error"] == [refused]  # the half-moved slot's
+    assert not [f for f in agent.frames if f["type"] == "error"]
     for server in (a, b):
         out = server.output()
         assert "went silent" not in out and "silent for" not in out and "Traceback" not in out
@@ -230,6 +236,36 @@ async def test_a_resharding_moves_a_chat_and_a_beat_and_the_chat_goes_on(
         assert "cluster slots moved: 1 channel(s) followed to their node; resyncing" in out
     seqs = [f["seq"] for f in v.frames if f.get("type") == "msg" and f.get("session") == sid]
     assert seqs == sorted(set(seqs)) and len(seqs) == 12  # Bonjour, v0..v5, g1..g5: once each
+
+
+async def test_a_call_to_a_node_that_gave_its_slot_away_runs_once_where_the_slot_is_now(
+        cluster: Cluster) -> None:
+    """The pipelines' slot map is older than a resharding: a call answered MOVED did not run;
+    it is sent again to the node that serves the slot now and its caller gets its reply (not
+    an outage, and not run twice). A slot half-moved (ASK) is an outage for that call, until
+    the operator finishes it."""
+    from redis.exceptions import TryAgainError
+
+    prefix = new_prefix()
+    store = open_store(cluster.url, Settings(key_prefix=prefix))
+    try:
+        await store.redis.initialize()
+        moved, half = f"{prefix}:t:{{moved}}", f"{prefix}:t:{{half}}"
+        assert await store.scripts.command("INCR", moved) == 1
+        assert await store.scripts.command("INCR", half) == 1
+        ports = {}
+        for key, finish in ((moved, True), (half, False)):
+            node = store.redis.get_node_from_key(key)
+            other = next(n for n in store.redis.get_primaries() if n.name != node.name)
+            ports[key] = (node.port, other.port)
+            move_slot(cluster, store.redis.keyslot(key), *ports[key], finish=finish)
+        assert await store.scripts.command("INCR", moved) == 2  # MOVED, then run once there
+        with pytest.raises(TryAgainError):
+            await store.scripts.command("INCR", half)  # ASK: not run
+        move_slot(cluster, store.redis.keyslot(half), *ports[half])
+        assert await store.scripts.command("INCR", half) == 2
+    finally:
+        await store.aclose()
 
 
 async def test_a_channel_refused_by_a_node_that_no_longer_serves_it_goes_back_to_its_owner(

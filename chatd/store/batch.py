@@ -19,8 +19,8 @@ import logging
 from typing import Any, Awaitable, Callable
 
 from redis.asyncio import Redis
-from redis.exceptions import (AskError, DataError, MovedError, NoScriptError, RedisError,
-                              TryAgainError)
+from redis.exceptions import (AskError, DataError, MovedError, NoScriptError,
+                              RedisClusterException, RedisError, TryAgainError)
 
 from ..supervised import spawn
 from .errors import NotReplicated
@@ -165,8 +165,8 @@ class Batcher:
         # node until the operator finishes it; no new slot map can say more. An outage for
         # this call (TRYAGAIN: `unavailable`, its client resends), not a bug
         for call, r in zip(calls, results):
-            if isinstance(r, AskError):
-                _fail([call], TryAgainError(f"the slot is being moved ({r})"))
+            if isinstance(r, AskError) and not isinstance(r, MovedError):  # (MOVED is an ASK
+                _fail([call], TryAgainError(f"the slot is being moved ({r})"))  # to redis-py)
         moved = [c for c, r in zip(calls, results) if isinstance(r, MovedError)]
         if moved:
             await self._redirect(moved)
@@ -191,8 +191,9 @@ class Batcher:
         calls did not run. Read the slot map again and queue them once more."""
         try:
             await self._redis.nodes_manager.initialize()
-        except (RedisError, OSError) as exc:
-            _fail(calls, exc)
+        except (RedisError, OSError, RedisClusterException) as exc:  # a failover under way
+            _fail(calls, exc if not isinstance(exc, RedisClusterException)
+                  else TryAgainError(f"the cluster's slot map is unreadable now ({exc})"))
             return
         again = []
         for call in calls:

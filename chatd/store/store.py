@@ -158,7 +158,7 @@ class Store(Routing, Retention, Console, Reports, Uploads):
         ``node`` serves (a tag found by trying: slots are spread over the nodes)."""
         if cluster is None:
             return str(self.keys.beat("m"))
-        for i in range(100_000):
+        for i in range(1_000_000):  # a node with one slot: 16,384 tries on average
             name = self.keys.beat(f"b{i}")
             if cluster.nodes_manager.get_node_from_slot(cluster.keyslot(name)).name == node.name:
                 return str(name)
