@@ -16,7 +16,7 @@ import pytest
 from chatd.config import Settings
 from chatd.store import open_store
 from conftest import PASSWORD, make_agent, make_visitor, start_chat
-from harness import Chatd, RedisServer, eventually, new_prefix, run
+from harness import Chatd, Client, RedisServer, eventually, new_prefix, run
 from loadtest.topology import Cluster
 from test_faults import Side, check, serve, transcript
 
@@ -77,6 +77,20 @@ async def test_chats_spread_over_every_primary_and_the_admin_commands_work(
     assert sids[0] in exported.stdout and "citoyen 0" in exported.stdout
 
 
+async def chat_across(servers: list[Chatd], url: str, prefix: str, env: dict[str, str]
+                      ) -> tuple[Chatd, Chatd, Client, Client, str]:
+    """Two processes, a citizen on the first and a gendarme on the second, in one chat."""
+    a = await serve(servers, url, prefix, env=env)
+    b = await serve(servers, url, prefix, env=env)
+    agent = await make_agent(b, url)
+    v = await make_visitor(a)
+    sid = await start_chat(v, text="Bonjour")
+    await agent.recv("offer", session=sid, timeout=10)
+    await agent.send({"type": "accept", "session": sid})
+    await agent.recv("assigned", session=sid)
+    return a, b, v, agent, sid
+
+
 async def test_a_chat_goes_on_across_a_primarys_sigkill_and_nothing_acknowledged_is_lost(
         cluster: Cluster, servers: list[Chatd]) -> None:
     """CHATD_ACK_REPLICAS=1 on a cluster: the primary that serves the chat is killed in the
@@ -84,14 +98,7 @@ async def test_a_chat_goes_on_across_a_primarys_sigkill_and_nothing_acknowledged
     its replica takes over its slots; the old primary comes back as a replica."""
     prefix = new_prefix()
     env = {"CHATD_ACK_REPLICAS": "1", "CHATD_TICK": "0.2", "CHATD_HEARTBEAT_TTL": "6"}
-    a = await serve(servers, cluster.url, prefix, env=env)
-    b = await serve(servers, cluster.url, prefix, env=env)
-    agent = await make_agent(b, cluster.url)
-    v = await make_visitor(a)
-    sid = await start_chat(v, text="Bonjour")
-    await agent.recv("offer", session=sid, timeout=10)
-    await agent.send({"type": "accept", "session": sid})
-    await agent.recv("assigned", session=sid)
+    a, b, v, agent, sid = await chat_across(servers, cluster.url, prefix, env)
     visitor = Side("visitor", a, v, sid, v.token)  # type: ignore[attr-defined]
     gendarme = Side("agent", b, agent, sid, agent.token)  # type: ignore[attr-defined]
     deadline = time.monotonic() + 120
@@ -180,14 +187,7 @@ async def test_a_resharding_moves_a_chat_and_a_beat_and_the_chat_goes_on(
     moves the chat is the resharding's own handling."""
     prefix = new_prefix()
     env = {"CHATD_TICK": "0.2", "CHATD_HEARTBEAT_TTL": "120"}
-    a = await serve(servers, cluster.url, prefix, env=env)
-    b = await serve(servers, cluster.url, prefix, env=env)
-    agent = await make_agent(b, cluster.url)
-    v = await make_visitor(a)
-    sid = await start_chat(v, text="Bonjour")
-    await agent.recv("offer", session=sid, timeout=10)
-    await agent.send({"type": "accept", "session": sid})
-    await agent.recv("assigned", session=sid)
+    a, b, v, agent, sid = await chat_across(servers, cluster.url, prefix, env)
     await v.recv("assigned", session=sid)
     await v.send({"type": "send", "session": sid, "cid": "v0", "text": "avant"})
     await agent.recv("msg", session=sid, cid="v0")
