@@ -204,11 +204,16 @@ class Fanout:
         subscribes them on the node that serves them now (the beat: it beats elsewhere)."""
         for channel in [c for c in self.channels
                         if key_slot(c.encode("utf-8", "surrogateescape")) == slot]:
-            if channel != self._always:
-                self.channels.discard(channel)
-                self._unconfirmed.discard(channel)
-            if self._on_moved is not None:
-                self._on_moved(channel)
+            self._unconfirmed.discard(channel)
+            self._handed_back(channel)
+
+    def _handed_back(self, channel: str) -> None:
+        """``channel`` is no longer this node's: its owner subscribes it where it lives now; the
+        beat stays this listener's until it is given another one (rebeat)."""
+        if channel != self._always:
+            self.channels.discard(channel)
+        if self._on_moved is not None:
+            self._on_moved(channel)
 
     def _subscribe(self, *channels: str) -> None:
         self._send("SSUBSCRIBE" if self._sharded else "SUBSCRIBE", channels)
@@ -294,12 +299,7 @@ class Fanout:
             if fut is not None and not fut.done():
                 fut.set_result(None)
         elif kind == unsubscribed and channel not in self._leaving:
-            # not asked for: the node no longer serves its slot (sharded pub/sub); the beat
-            # stays this listener's until it is given another one (rebeat)
-            if channel != self._always:
-                self.channels.discard(channel)
-            if self._on_moved is not None:
-                self._on_moved(channel)
+            self._handed_back(channel)  # not asked for: the node gave its slot up (sharded)
         elif kind == unsubscribed:
             self._leaving.discard(channel)
 

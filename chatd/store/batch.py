@@ -161,17 +161,18 @@ class Batcher:
     async def _answer(self, client: Redis, calls: list[_Call], results: list[Any],
                       waits: bool) -> None:
         acked = results.pop() if waits else None
-        # ASK: the slot is half-moved (a resharding under way) and its keys may be on either
-        # node until the operator finishes it; no new slot map can say more. An outage for
-        # this call (TRYAGAIN: `unavailable`, its client resends), not a bug
-        for call, r in zip(calls, results):
-            if isinstance(r, AskError) and not isinstance(r, MovedError):  # (MOVED is an ASK
-                _fail([call], TryAgainError(f"the slot is being moved ({r})"))  # to redis-py)
-        moved = [c for c, r in zip(calls, results) if isinstance(r, MovedError)]
+        pairs, moved = [], []
+        for call, r in zip(calls, results):  # one pass: this is every reply's way
+            if not isinstance(r, AskError):
+                pairs.append((call, r))
+            elif isinstance(r, MovedError):  # (a kind of ASK to redis-py)
+                moved.append(call)
+            else:  # ASK: the slot is half-moved (a resharding under way) and its keys may be
+                # on either node until the operator finishes it; no new slot map can say more.
+                # An outage for this call (TRYAGAIN: `unavailable`, resent), not a bug
+                _fail([call], TryAgainError(f"the slot is being moved ({r})"))
         if moved:
             await self._redirect(moved)
-        pairs = [(c, r) for c, r in zip(calls, results)
-                 if not isinstance(r, (MovedError, AskError))]
         if waits and (isinstance(acked, Exception) or int(acked) < self._replicas):
             why = acked if isinstance(acked, Exception) else (
                 f"{acked} of {self._replicas} replica(s) within {self._timeout_ms} ms")
