@@ -19,6 +19,7 @@ from conftest import PASSWORD, make_agent, make_visitor, start_chat
 from harness import Chatd, Client, RedisServer, eventually, new_prefix, run
 from loadtest.topology import Cluster
 from test_faults import Side, check, serve, transcript
+from test_matching import positions_agree_with_zrank
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.slow]
 
@@ -308,6 +309,14 @@ async def test_a_channel_refused_by_a_node_that_no_longer_serves_it_goes_back_to
         assert listener._task is not None and not listener._task.done()
     finally:
         await listener.stop()
+
+
+async def test_queue_positions_of_a_long_line_on_a_cluster(cluster: Cluster) -> None:
+    store = open_store(cluster.url, Settings(key_prefix=new_prefix()))
+    try:
+        await positions_agree_with_zrank(store)
+    finally:
+        await store.aclose()
 
 
 async def test_a_death_between_two_steps_is_finished_by_the_repair(

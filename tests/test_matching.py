@@ -245,6 +245,28 @@ async def test_queue_positions_move_as_people_ahead_are_served(fast: Chatd, redi
     await visitors[2].recv("queued", position=2, timeout=3)
 
 
+async def positions_agree_with_zrank(store: Store) -> None:
+    """A process asking for many of a line's places reads the line (pages of 500); for a few
+    of a long line, a ZRANK each. Both must give each its place, and None to one not there.
+    (test_cluster.py runs it on a Cluster too.)"""
+    line, other = store.keys.queue("general"), store.keys.queue("scam")
+    sids = [f"s{i:05d}" for i in range(1234)]
+    await store.redis.zadd(line, {sid: 1000 + i for i, sid in enumerate(sids)})
+    await store.redis.zadd(other, {f"o{i}": i for i in range(3)})
+    asked = [("general", s) for s in sids[::2]]  # 617 of 1,234: read in three pages
+    asked += [("general", "gone"), ("scam", "o2"), ("scam", "gone")]
+    want = [sids.index(s) + 1 for _, s in asked[:-3]] + [None, 3, None]
+    assert await store.queue_positions(asked) == want
+    few = [("general", sids[i]) for i in (0, 499, 500, 1000, 1233)]  # a ZRANK each
+    assert await store.queue_positions(few) == [1, 500, 501, 1001, 1234]
+    again = [("general", s) for s in reversed(sids)]  # the whole line, last first
+    assert await store.queue_positions(again) == list(range(1234, 0, -1))
+
+
+async def test_queue_positions_read_a_long_line_in_pages_and_agree_with_zrank(rds, prefix) -> None:
+    await positions_agree_with_zrank(fast_store(rds, prefix))
+
+
 async def test_queue_updates_come_at_most_once_a_second_even_with_fast_ticks(fast: Chatd) -> None:
     ahead = [await make_visitor(fast) for _ in range(5)]
     ahead_sids = [await start_chat(v) for v in ahead]
