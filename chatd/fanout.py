@@ -31,6 +31,13 @@ OnEvent = Callable[[str, dict[str, Any]], None]
 
 BEAT_EVERY = 2.0  # seconds between this process's beats on the broadcast channel
 SILENT_AFTER = 6.0  # seconds without hearing its own beat: the link is dead, reconnect
+# Reconnecting waits RECONNECT_FIRST, then twice as long each time up to RECONNECT_MAX, and
+# starts again from the first only once a link held STABLE_S: a link that is cut as soon as
+# it is made (Redis killing a subscriber over its output buffer limit in a surge, a proxy)
+# must not cost a resync of every chat ten times a second. A channel refused MOVED (a slot
+# map older than a resharding) is not an outage: it goes to its node, the link comes back
+# after the first wait.
+RECONNECT_FIRST, RECONNECT_MAX, STABLE_S = 0.1, 2.0, 10.0
 
 
 class Fanout:
@@ -171,10 +178,13 @@ class Fanout:
     async def _run(self) -> None:
         """Connect, subscribe, listen; after any loss (or a restart of this task by its
         supervisor), subscribe again and resync: events may have been missed meanwhile."""
-        delay = 0.1
+        loop = asyncio.get_running_loop()
+        delay = RECONNECT_FIRST
         while True:
+            up_at: float | None = None
             try:
                 self._link = await Pushes.open(self._redis, self._push)
+                up_at = loop.time()
                 self._unconfirmed = set(self.channels)  # until Redis confirms each again
                 self._leaving.clear()  # asked of the link before: this one has none to confirm
                 self._subscribe(*self.channels)
@@ -183,17 +193,21 @@ class Fanout:
                     log.warning("pub/sub reconnected; resyncing live sessions from their streams")
                     await self._on_resync()
                 self._was_connected = True
-                delay = 0.1
                 await self._listen_and_watch()
             except (RedisError, OSError) as exc:
-                if isinstance(exc, MovedError) and self._sharded:
+                moved = isinstance(exc, MovedError) and self._sharded
+                if moved:
                     self._gave_up(exc.slot_id)  # asked on a stale slot map: not an outage
                 elif not transient(exc):
                     raise
                 if self.connected.is_set():
                     log.warning("pub/sub lost (%s: %s); reconnecting", type(exc).__name__, exc)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 2.0)
+                if up_at is not None and loop.time() - up_at >= STABLE_S:
+                    delay = RECONNECT_FIRST  # it held: this loss is a new outage
+                # a refused channel is gone from this link: the next one is not refused for it
+                await asyncio.sleep(RECONNECT_FIRST if moved else delay)
+                if not moved:
+                    delay = min(delay * 2, RECONNECT_MAX)
             finally:
                 self.connected.clear()
                 self._close_link()

@@ -214,7 +214,7 @@ class Matcher:
 
     async def _send_positions(self) -> None:
         """Tell each waiting visitor of this process their place and an honest wait estimate,
-        only when it changed: one pipelined ZRANK each, at most once a second."""
+        only when it changed, at most once a second (the places: Store.queue_positions)."""
         await self.refresh()
         waiting: list[tuple[Any, str, str]] = [
             (conn, sid, topic) for conn in self.hub.visitors if conn.has("waiting")

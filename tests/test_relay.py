@@ -11,6 +11,7 @@ from typing import Any
 
 import httpx
 import pytest
+import redis.asyncio as aioredis
 
 from chatd.store.keys import Keys
 from conftest import connect_pair, make_agent, make_visitor, start_chat
@@ -316,6 +317,48 @@ async def test_redis_outage_gives_unavailable_then_recovers(chatd_factory) -> No
         assert await eventually(resent_and_acknowledged, 10)
         await agent.recv("msg", cid="o1", timeout=10)  # the listener came back by itself
     finally:
+        await own.stop()
+
+
+async def test_a_pubsub_link_cut_as_soon_as_made_is_retried_ever_more_slowly(chatd_factory) -> None:
+    """Redis cuts the listener as soon as it subscribes (as it does a subscriber over its
+    output buffer limit in a surge): each reconnection resyncs every chat, so they come
+    further and further apart instead of ten a second; once the cuts stop, live delivery is
+    back within the longest wait (2 s); once a link has held 10 s, a loss is retried at once."""
+    own = RedisServer()
+    await own.start()
+    killer = aioredis.Redis.from_url(own.url)
+    try:
+        server = await chatd_factory(redis_url=own.url, env={"CHATD_TICK": "0.2"})
+        visitor, agent, sid = await connect_pair(server, own.url)
+
+        def reconnections() -> int:
+            return server.output().count("pub/sub reconnected")
+
+        before = reconnections()
+        cut_until = time.monotonic() + 4
+        while time.monotonic() < cut_until:
+            await killer.client_kill_filter(_type="pubsub")
+            await asyncio.sleep(0.02)
+        cut = reconnections() - before  # one listener (one worker)
+        assert 1 <= cut <= 6, cut  # at 0.1, 0.3, 0.7, 1.5, 3.1 s: five, not forty
+        await visitor.send({"type": "send", "session": sid, "cid": "c", "text": "allô ?"})
+        await agent.recv("msg", cid="c", timeout=5)  # the listener's last wait: 2 s
+        assert time.monotonic() - cut_until < 3.5
+        for i in range(3):  # live again, not by the periodic resync (every 5 s)
+            sent = time.monotonic()
+            await visitor.send({"type": "send", "session": sid, "cid": f"c{i}", "text": "là ?"})
+            await agent.recv("msg", cid=f"c{i}", timeout=5)
+            assert time.monotonic() - sent < 1.5, "delivered by the periodic check, not live"
+
+        await asyncio.sleep(10.5)  # the link held: the next loss is a new outage
+        before = reconnections()
+        lost = time.monotonic()
+        await killer.client_kill_filter(_type="pubsub")
+        assert await eventually(lambda: reconnections() > before, 5)
+        assert time.monotonic() - lost < 1.5, "retried after the longest wait, not at once"
+    finally:
+        await killer.aclose()
         await own.stop()
 
 

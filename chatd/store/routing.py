@@ -20,6 +20,7 @@ from .records import COUNTER_WINDOW_S, PACE_RING, QUEUE_SHIFT, READ_PAGE, unpack
 BEAT_PAGE = 100  # names per heartbeat call
 LINE_READ_MIN = 32  # sids of one line asked at once from which reading the line may pay
 LINE_READ_SHARE = 8  # ...when it is at most this many times longer than what is asked
+PAGES_PER_TRIP = 10  # pages of a line read in one pipeline
 
 if TYPE_CHECKING:
     from .store import Store
@@ -503,36 +504,38 @@ class Routing:
         70 ms per 5,000 every second under a backlog), else a ``ZRANK`` each (O(log n): a long
         line of which few are asked). Pages read side by side may see the line move between
         them: a sid a page missed gets its ``ZRANK``."""
-        by_topic: dict[str, list[str]] = {}
+        asked: dict[str, set[str]] = {}
         for topic, sid in entries:
-            by_topic.setdefault(topic, []).append(sid)
+            asked.setdefault(topic, set()).add(sid)
         found: dict[tuple[str, str], int] = {}
-        many = [t for t, sids in by_topic.items() if len(sids) >= LINE_READ_MIN]
+        many = [t for t, sids in asked.items() if len(sids) >= LINE_READ_MIN]
         if many:
             async with self.redis.pipeline(transaction=False) as pipe:
                 for t in many:
                     pipe.zcard(self.keys.queue(t))
                 lengths = await pipe.execute()
-            read = [(t, int(n)) for t, n in zip(many, lengths)
-                    if int(n) <= LINE_READ_SHARE * len(by_topic[t])]
-            if read:
+            pages = [(t, start) for t, n in zip(many, lengths)
+                     if int(n) <= LINE_READ_SHARE * len(asked[t])
+                     for start in range(0, int(n), READ_PAGE)]
+            for i in range(0, len(pages), PAGES_PER_TRIP):  # Redis is not held up for long
+                trip = pages[i:i + PAGES_PER_TRIP]
                 async with self.redis.pipeline(transaction=False) as pipe:
-                    for t, n in read:
-                        for start in range(0, n, READ_PAGE):
-                            pipe.zrange(self.keys.queue(t), start, start + READ_PAGE - 1)
-                    pages = iter(await pipe.execute())
-                for t, n in read:
-                    for start in range(0, n, READ_PAGE):
-                        for at, sid in enumerate(next(pages), start + 1):
+                    for t, start in trip:
+                        pipe.zrange(self.keys.queue(t), start, start + READ_PAGE - 1)
+                    replies = await pipe.execute()
+                for (t, start), page in zip(trip, replies):
+                    mine = asked[t]
+                    for at, sid in enumerate(page, start + 1):
+                        if sid in mine:
                             found.setdefault((t, sid), at)
-        missing = [(t, s) for t, s in entries if (t, s) not in found]
+        missing = [e for e in dict.fromkeys(entries) if e not in found]
         for i in range(0, len(missing), READ_PAGE):
+            part = missing[i:i + READ_PAGE]
             async with self.redis.pipeline(transaction=False) as pipe:
-                for topic, sid in missing[i:i + READ_PAGE]:
+                for topic, sid in part:
                     pipe.zrank(self.keys.queue(topic), sid)
                 ranks = await pipe.execute()
-            found.update((m, int(r) + 1) for m, r in zip(missing[i:i + READ_PAGE], ranks)
-                         if r is not None)
+            found.update((e, int(r) + 1) for e, r in zip(part, ranks) if r is not None)
         return [found.get(e) for e in entries]
 
     async def queue_stats(self: Store, topics: list[str]
